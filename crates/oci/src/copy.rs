@@ -1,0 +1,248 @@
+//! The copy engine: the one way okd-forge moves an image, used by `image copy`, `image mirror` and later
+//! by promotion and publishing.
+//!
+//! An image is copied bottom-up: blobs first, then manifests, then the tag, so a reader never sees a
+//! manifest whose content is missing. Blobs the destination already has are skipped; blobs in another
+//! repository of the same registry are mounted; the rest are streamed, verified, never held in memory.
+//! Transfers run concurrently up to a limit shared by everything one [`Copier`] does, and each blob is
+//! transferred at most once even when several images being copied share it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use backon::{ExponentialBuilder, Retryable};
+use futures_util::future::try_join_all;
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::manifest::{Parsed, RawManifest};
+use crate::reference::Selector;
+use crate::store::Store;
+use crate::{Descriptor, Digest, Error, Result};
+
+/// What happened to one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobOutcome {
+    /// Streamed from source to destination.
+    Copied,
+    /// The destination had it already.
+    Skipped,
+    /// Mounted from another repository of the same registry.
+    Mounted,
+}
+
+/// Progress callbacks; the CLI draws bars or prints lines from them. All have empty defaults.
+pub trait Progress: Send + Sync {
+    /// A blob transfer starts.
+    fn blob_started(&self, _desc: &Descriptor) {}
+    /// `n` more bytes of a blob arrived.
+    fn blob_bytes(&self, _n: u64) {}
+    /// A blob is done.
+    fn blob_done(&self, _desc: &Descriptor, _outcome: BlobOutcome) {}
+    /// A manifest was written.
+    fn manifest_done(&self, _raw: &RawManifest) {}
+}
+
+/// A [`Progress`] that reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What one copy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    /// The source as the user named it.
+    pub source: String,
+    /// The destination as written (with the tag used, if any).
+    pub destination: String,
+    /// Digest of the top manifest (unchanged by the copy).
+    pub digest: Digest,
+    /// Media type of the top manifest.
+    pub media_type: String,
+    /// Manifests written (the top one and any children).
+    pub manifests: usize,
+    /// Blobs streamed.
+    pub blobs_copied: usize,
+    /// Blobs the destination had.
+    pub blobs_skipped: usize,
+    /// Blobs mounted across repositories.
+    pub blobs_mounted: usize,
+    /// Bytes streamed.
+    pub bytes_copied: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    manifests: AtomicUsize,
+    copied: AtomicUsize,
+    skipped: AtomicUsize,
+    mounted: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+/// Copies images; share one across many copies to share its concurrency limit and blob de-duplication.
+pub struct Copier {
+    progress: Arc<dyn Progress>,
+    transfers: Semaphore,
+    retry: ExponentialBuilder,
+    blobs: Mutex<HashMap<(String, Digest), Arc<OnceCell<BlobOutcome>>>>,
+}
+
+impl Copier {
+    /// A copier running at most `concurrency` blob transfers at once, retrying a failed transfer up to
+    /// `retries` times.
+    pub fn new(concurrency: usize, retries: usize, progress: Arc<dyn Progress>) -> Copier {
+        Copier {
+            progress,
+            transfers: Semaphore::new(concurrency.max(1)),
+            retry: ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_millis(200))
+                .with_max_times(retries)
+                .with_jitter(),
+            blobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Copy the image `sel` names in `src` to `dst`, tagging it `dst_tag` there. Without a tag, the
+    /// destination gets the manifest by digest only.
+    pub async fn copy(
+        &self,
+        src: &Store,
+        sel: Option<&Selector>,
+        dst: &Store,
+        dst_tag: Option<&str>,
+    ) -> Result<CopyReport> {
+        let _guard = dst.write_guard().await?;
+        let root = src.get_manifest(sel).await?;
+        let stats = Stats::default();
+        self.copy_manifest(src, dst, &root, &stats).await?;
+        dst.put_manifest(&root, dst_tag, true).await?;
+        stats.manifests.fetch_add(1, Ordering::Relaxed);
+        self.progress.manifest_done(&root);
+        let destination = match dst_tag {
+            Some(t) => format!("{}:{t}", dst.describe()),
+            None => format!("{}@{}", dst.describe(), root.digest),
+        };
+        Ok(CopyReport {
+            source: match sel {
+                Some(s) => format!("{}{s}", src.describe()),
+                None => src.describe(),
+            },
+            destination,
+            digest: root.digest.clone(),
+            media_type: root.media_type.clone(),
+            manifests: stats.manifests.load(Ordering::Relaxed),
+            blobs_copied: stats.copied.load(Ordering::Relaxed),
+            blobs_skipped: stats.skipped.load(Ordering::Relaxed),
+            blobs_mounted: stats.mounted.load(Ordering::Relaxed),
+            bytes_copied: stats.bytes.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Copy everything `raw` references (recursively for an index), but not `raw` itself.
+    async fn copy_manifest(
+        &self,
+        src: &Store,
+        dst: &Store,
+        raw: &RawManifest,
+        stats: &Stats,
+    ) -> Result<()> {
+        match raw.parse()? {
+            Parsed::Image { config, layers } => {
+                let blobs = std::iter::once(config).chain(layers);
+                try_join_all(blobs.map(|b| self.copy_blob(src, dst, b, stats))).await?;
+            }
+            Parsed::Index { manifests } => {
+                try_join_all(manifests.iter().map(|child| async move {
+                    let m = src.get_child_manifest(child).await?;
+                    Box::pin(self.copy_manifest(src, dst, &m, stats)).await?;
+                    dst.put_manifest(&m, None, false).await?;
+                    stats.manifests.fetch_add(1, Ordering::Relaxed);
+                    self.progress.manifest_done(&m);
+                    Ok::<_, Error>(())
+                }))
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_blob(
+        &self,
+        src: &Store,
+        dst: &Store,
+        desc: Descriptor,
+        stats: &Stats,
+    ) -> Result<()> {
+        let cell = {
+            let mut blobs = self.blobs.lock().expect("lock");
+            blobs
+                .entry((dst.describe(), desc.digest.clone()))
+                .or_default()
+                .clone()
+        };
+        let mut ran = false;
+        let outcome = *cell
+            .get_or_try_init(|| {
+                ran = true;
+                self.transfer(src, dst, &desc, stats)
+            })
+            .await?;
+        // A blob another image of this run already moved counts as skipped for this one.
+        let outcome = if ran { outcome } else { BlobOutcome::Skipped };
+        match outcome {
+            BlobOutcome::Copied => &stats.copied,
+            BlobOutcome::Skipped => &stats.skipped,
+            BlobOutcome::Mounted => &stats.mounted,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn transfer(
+        &self,
+        src: &Store,
+        dst: &Store,
+        desc: &Descriptor,
+        stats: &Stats,
+    ) -> Result<BlobOutcome> {
+        let _permit = self.transfers.acquire().await.expect("semaphore open");
+        if dst.has_blob(&desc.digest).await? {
+            self.progress.blob_done(desc, BlobOutcome::Skipped);
+            return Ok(BlobOutcome::Skipped);
+        }
+        if let (Store::Registry(s), Store::Registry(d)) = (src, dst) {
+            if s.registry().host() == d.registry().host() && s.name() != d.name() {
+                match d.mount_blob(&desc.digest, s.name()).await {
+                    Ok(true) => {
+                        self.progress.blob_done(desc, BlobOutcome::Mounted);
+                        return Ok(BlobOutcome::Mounted);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!("mount of {} failed, uploading instead: {e}", desc.digest)
+                    }
+                }
+            }
+        }
+        self.progress.blob_started(desc);
+        let once = || async {
+            let progress = self.progress.clone();
+            let stream = src.get_blob(desc).await?.inspect(move |c| {
+                if let Ok(c) = c {
+                    progress.blob_bytes(c.len() as u64);
+                }
+            });
+            dst.put_blob(desc, Box::pin(stream)).await
+        };
+        once.retry(self.retry)
+            .when(Error::is_transient)
+            .notify(|e, d| tracing::warn!("retrying blob {} in {d:?}: {e}", desc.digest.short()))
+            .await?;
+        stats.bytes.fetch_add(desc.size, Ordering::Relaxed);
+        self.progress.blob_done(desc, BlobOutcome::Copied);
+        Ok(BlobOutcome::Copied)
+    }
+}

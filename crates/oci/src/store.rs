@@ -1,0 +1,182 @@
+//! [`Store`]: one interface over the two places images live, an OCI layout and a registry repository.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::layout::{Layout, WriteGuard};
+use crate::manifest::RawManifest;
+use crate::reference::{ImageRef, Selector};
+use crate::registry::{Registry, RegistryOptions, Repository};
+use crate::stream::BlobStream;
+use crate::{Descriptor, Digest, Error, Result};
+
+/// Where images are read from or written to.
+#[derive(Clone)]
+pub enum Store {
+    /// An OCI image-layout directory.
+    Layout(Layout),
+    /// A repository of a registry.
+    Registry(Repository),
+}
+
+/// Opens stores, sharing one connection pool and token cache per registry host.
+pub struct Stores {
+    opts: RegistryOptions,
+    registries: Mutex<HashMap<String, Arc<Registry>>>,
+}
+
+impl Stores {
+    /// Stores that talk to registries with `opts`.
+    pub fn new(opts: RegistryOptions) -> Stores {
+        Stores {
+            opts,
+            registries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Open the store of `r`: for writing, a layout is created if missing and registry tokens ask for push.
+    pub fn open(&self, r: &ImageRef, write: bool) -> Result<Store> {
+        match r {
+            ImageRef::Layout { path, .. } => Ok(Store::Layout(if write {
+                Layout::create(path.clone())?
+            } else {
+                Layout::open(path.clone())?
+            })),
+            ImageRef::Registry { repo, .. } => {
+                let reg = {
+                    let mut map = self.registries.lock().expect("lock");
+                    match map.get(&repo.registry) {
+                        Some(r) => r.clone(),
+                        None => {
+                            let r = Registry::new(&repo.registry, self.opts.clone())?;
+                            map.insert(repo.registry.clone(), r.clone());
+                            r
+                        }
+                    }
+                };
+                Ok(Store::Registry(reg.repository(&repo.repository, write)))
+            }
+        }
+    }
+}
+
+impl Store {
+    /// A name for progress lines and errors.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Layout(l) => format!("oci:{}", l.path().display()),
+            Store::Registry(r) => format!("docker://{}/{}", r.registry().host(), r.name()),
+        }
+    }
+
+    /// The manifest a selector names (none: the layout's only image, or a registry's `latest`).
+    pub async fn get_manifest(&self, sel: Option<&Selector>) -> Result<RawManifest> {
+        match self {
+            Store::Layout(l) => {
+                let l = l.clone();
+                let sel = sel.cloned();
+                blocking(move || l.get_manifest(sel.as_ref())).await
+            }
+            Store::Registry(r) => {
+                let latest = Selector::Tag("latest".into());
+                r.get_manifest(sel.unwrap_or(&latest)).await
+            }
+        }
+    }
+
+    /// The manifest a descriptor (an index entry) names.
+    pub async fn get_child_manifest(&self, desc: &Descriptor) -> Result<RawManifest> {
+        match self {
+            Store::Layout(l) => {
+                let l = l.clone();
+                let desc = desc.clone();
+                blocking(move || l.manifest_for(&desc)).await
+            }
+            Store::Registry(r) => {
+                let m = r
+                    .get_manifest(&Selector::Digest(desc.digest.clone()))
+                    .await?;
+                Ok(m)
+            }
+        }
+    }
+
+    /// Store a manifest; with `tag`, point the tag at it. `root` marks the image the user named (a layout
+    /// lists it in `index.json` even without a tag).
+    pub async fn put_manifest(
+        &self,
+        raw: &RawManifest,
+        tag: Option<&str>,
+        root: bool,
+    ) -> Result<()> {
+        match self {
+            Store::Layout(l) => {
+                let l = l.clone();
+                let raw = raw.clone();
+                let tag = tag.map(str::to_string);
+                blocking(move || l.put_manifest(&raw, tag.as_deref(), root)).await
+            }
+            Store::Registry(r) => r.put_manifest(raw, tag).await,
+        }
+    }
+
+    /// Whether the store has a blob.
+    pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        match self {
+            Store::Layout(l) => Ok(l.has_blob(digest)),
+            Store::Registry(r) => r.has_blob(digest).await,
+        }
+    }
+
+    /// Stream a blob out, verified against the descriptor.
+    pub async fn get_blob(&self, desc: &Descriptor) -> Result<BlobStream> {
+        match self {
+            Store::Layout(l) => l.read_blob(&desc.digest, Some(desc.size)).await,
+            Store::Registry(r) => r.get_blob(desc).await,
+        }
+    }
+
+    /// Stream a blob in; nothing becomes visible unless every byte matches the descriptor.
+    pub async fn put_blob(&self, desc: &Descriptor, stream: BlobStream) -> Result<()> {
+        match self {
+            Store::Layout(l) => l.write_blob(desc, stream).await.map(|_| ()),
+            Store::Registry(r) => r.put_blob(desc, stream).await,
+        }
+    }
+
+    /// For a layout destination: the writer's lock that keeps gc away until the copy is tagged.
+    pub async fn write_guard(&self) -> Result<Option<WriteGuard>> {
+        match self {
+            Store::Layout(l) => {
+                let l = l.clone();
+                blocking(move || l.write_guard()).await.map(Some)
+            }
+            Store::Registry(_) => Ok(None),
+        }
+    }
+
+    /// Fail early, with a clear error, if the store cannot be reached or we may not use it.
+    pub async fn check_access(&self) -> Result<()> {
+        match self {
+            Store::Layout(_) => Ok(()),
+            Store::Registry(r) => r.check_access().await,
+        }
+    }
+
+    /// Tags of the repository or layout.
+    pub async fn tags(&self) -> Result<Vec<String>> {
+        match self {
+            Store::Layout(l) => l.tags(),
+            Store::Registry(r) => r.tags().await,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io {
+            path: "<blocking task>".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
