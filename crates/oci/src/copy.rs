@@ -87,8 +87,11 @@ pub struct Copier {
     progress: Arc<dyn Progress>,
     transfers: Semaphore,
     retry: ExponentialBuilder,
-    blobs: Mutex<HashMap<(String, Digest), Arc<OnceCell<BlobOutcome>>>>,
+    blobs: Mutex<HashMap<(String, Digest), BlobCell>>,
 }
+
+/// The one transfer of a blob to a destination, shared by every image of a run that needs it.
+type BlobCell = Arc<OnceCell<BlobOutcome>>;
 
 impl Copier {
     /// A copier running at most `concurrency` blob transfers at once, retrying a failed transfer up to
@@ -114,13 +117,25 @@ impl Copier {
         dst: &Store,
         dst_tag: Option<&str>,
     ) -> Result<CopyReport> {
-        let _guard = dst.write_guard().await?;
         let root = src.get_manifest(sel).await?;
+        self.copy_resolved(src, sel, &root, dst, dst_tag).await
+    }
+
+    /// Copy the image whose top manifest `root` the caller already fetched from `src` (with `sel`).
+    pub async fn copy_resolved(
+        &self,
+        src: &Store,
+        sel: Option<&Selector>,
+        root: &RawManifest,
+        dst: &Store,
+        dst_tag: Option<&str>,
+    ) -> Result<CopyReport> {
+        let _guard = dst.write_guard().await?;
         let stats = Stats::default();
-        self.copy_manifest(src, dst, &root, &stats).await?;
-        dst.put_manifest(&root, dst_tag, true).await?;
+        self.copy_manifest(src, dst, root, &stats).await?;
+        dst.put_manifest(root, dst_tag, true).await?;
         stats.manifests.fetch_add(1, Ordering::Relaxed);
-        self.progress.manifest_done(&root);
+        self.progress.manifest_done(root);
         let destination = match dst_tag {
             Some(t) => format!("{}:{t}", dst.describe()),
             None => format!("{}@{}", dst.describe(), root.digest),
@@ -151,7 +166,7 @@ impl Copier {
     ) -> Result<()> {
         match raw.parse()? {
             Parsed::Image { config, layers } => {
-                let blobs = std::iter::once(config).chain(layers);
+                let blobs = std::iter::once(*config).chain(layers);
                 try_join_all(blobs.map(|b| self.copy_blob(src, dst, b, stats))).await?;
             }
             Parsed::Index { manifests } => {

@@ -63,6 +63,16 @@ pub enum Error {
         /// The connection error.
         reason: String,
     },
+    /// A transfer started but was cut short (connection reset, registry stopped mid-body).
+    #[error("{target}: transfer from {registry} was interrupted: {reason}; run the command again to resume")]
+    Interrupted {
+        /// The blob or manifest.
+        target: String,
+        /// The registry host.
+        registry: String,
+        /// The transport error.
+        reason: String,
+    },
     /// Something does not exist: a tag, a manifest, a blob, a layout.
     #[error("{what}: not found")]
     NotFound {
@@ -119,7 +129,7 @@ impl Error {
     /// Whether trying again may succeed: connection trouble, 429, 5xx, a transfer cut short.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Unreachable { .. } => true,
+            Error::Unreachable { .. } | Error::Interrupted { .. } => true,
             Error::Registry { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

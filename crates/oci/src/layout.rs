@@ -453,7 +453,7 @@ impl Layout {
             let raw = self.manifest_for(&desc)?;
             match raw.parse()? {
                 Parsed::Image { config, layers } => {
-                    todo.push(config);
+                    todo.push(*config);
                     todo.extend(layers);
                 }
                 Parsed::Index { manifests } => todo.extend(manifests),

@@ -100,7 +100,7 @@ pub enum Parsed {
     /// An image: its config and layers.
     Image {
         /// The config blob.
-        config: Descriptor,
+        config: Box<Descriptor>,
         /// The layer blobs, base first.
         layers: Vec<Descriptor>,
     },
@@ -183,7 +183,7 @@ impl RawManifest {
                 reason: "image manifest has no config".into(),
             })?;
             Ok(Parsed::Image {
-                config,
+                config: Box::new(config),
                 layers: doc.layers.unwrap_or_default(),
             })
         }

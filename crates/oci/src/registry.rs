@@ -164,7 +164,7 @@ impl Registry {
                     Ok(()) => return Ok(https),
                     Err(e) => e,
                 };
-                if !(self.is_loopback() || !self.opts.tls_verify) {
+                if !self.is_loopback() && self.opts.tls_verify {
                     return Err(self.unreachable(target, &err));
                 }
                 let http = format!("http://{}", self.host);
@@ -185,8 +185,17 @@ impl Registry {
             .send()
             .await
             .map_err(|e| error_chain(&e))?;
-        self.learn_challenge(resp.headers());
-        Ok(())
+        // A registry answers /v2/ with 200, or 401 and a challenge; anything else (a TLS port's 400 to
+        // plain http, a web server's 404) is not the registry API.
+        match resp.status() {
+            StatusCode::OK | StatusCode::UNAUTHORIZED => {
+                self.learn_challenge(resp.headers());
+                Ok(())
+            }
+            s => Err(format!(
+                "{base}/v2/ answered {s}, not an OCI distribution API"
+            )),
+        }
     }
 
     fn unreachable(&self, target: &str, reason: &str) -> Error {
@@ -549,10 +558,10 @@ impl Repository {
         let registry = self.registry.host.clone();
         let t2 = target.clone();
         let inner = resp.bytes_stream().map(move |r| {
-            r.map_err(|e| Error::Unreachable {
+            r.map_err(|e| Error::Interrupted {
                 target: t2.clone(),
                 registry: registry.clone(),
-                reason: format!("transfer interrupted: {}", error_chain(&e)),
+                reason: error_chain(&e),
             })
         });
         Ok(verified(
@@ -619,9 +628,10 @@ impl Repository {
     pub async fn put_blob(&self, desc: &Descriptor, stream: BlobStream) -> Result<()> {
         let target = format!("blob {} of {}", desc.digest, self.display(None));
         let upload = self.start_upload(&target).await?;
-        match self.registry.opts.chunk_size {
+        let result = match self.registry.opts.chunk_size {
             Some(chunk) if desc.size > chunk => {
-                self.put_chunked(&target, desc, upload, stream, chunk).await
+                self.put_chunked(&target, desc, &upload, stream, chunk)
+                    .await
             }
             _ => {
                 let (body, failure) = capture_failure(stream);
@@ -643,17 +653,25 @@ impl Repository {
                     .await;
                 finish_upload(&target, result, &failure).await
             }
+        };
+        if result.is_err() {
+            // Best effort: the registry would purge the session eventually, but say we are done with it.
+            let _ = self
+                .send(&target, None, false, &|c, _| c.delete(upload.clone()))
+                .await;
         }
+        result
     }
 
     async fn put_chunked(
         &self,
         target: &str,
         desc: &Descriptor,
-        mut upload: String,
+        upload: &str,
         mut stream: BlobStream,
         chunk: u64,
     ) -> Result<()> {
+        let mut upload = upload.to_string();
         let mut offset = 0u64;
         let mut buf: Vec<u8> = Vec::with_capacity(chunk as usize);
         let mut ended = false;
@@ -705,9 +723,14 @@ impl Repository {
 
     /// Every tag of the repository, following `Link` pagination.
     pub async fn tags(&self) -> Result<Vec<String>> {
+        self.tags_paged(1000).await
+    }
+
+    /// Every tag of the repository, asking for `page` tags per request and following `Link` pagination.
+    pub async fn tags_paged(&self, page: usize) -> Result<Vec<String>> {
         let target = self.display(None);
         let base = self.registry.base(&target).await?.to_string();
-        let mut url = format!("{base}/v2/{}/tags/list?n=1000", self.name);
+        let mut url = format!("{base}/v2/{}/tags/list?n={page}", self.name);
         let mut tags = Vec::new();
         loop {
             let u = url.clone();
@@ -804,10 +827,10 @@ async fn read_limited(target: &str, resp: Response, limit: u64) -> Result<Bytes>
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Unreachable {
+        let chunk = chunk.map_err(|e| Error::Interrupted {
             target: target.to_string(),
             registry: registry.clone(),
-            reason: format!("transfer interrupted: {}", error_chain(&e)),
+            reason: error_chain(&e),
         })?;
         buf.extend_from_slice(&chunk);
         if buf.len() as u64 > limit {

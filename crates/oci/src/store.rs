@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
+
 use crate::layout::{Layout, WriteGuard};
 use crate::manifest::RawManifest;
 use crate::reference::{ImageRef, Selector};
@@ -134,6 +136,27 @@ impl Store {
             Store::Layout(l) => l.read_blob(&desc.digest, Some(desc.size)).await,
             Store::Registry(r) => r.get_blob(desc).await,
         }
+    }
+
+    /// Read a small blob (an image config) into memory, verified; refuses blobs over
+    /// [`MAX_MANIFEST`](crate::layout::MAX_MANIFEST) bytes.
+    pub async fn get_blob_bytes(&self, desc: &Descriptor) -> Result<bytes::Bytes> {
+        if desc.size > crate::layout::MAX_MANIFEST {
+            return Err(Error::BadManifest {
+                what: format!("blob {} of {}", desc.digest, self.describe()),
+                reason: format!(
+                    "is {} bytes, more than the {} a config may have",
+                    desc.size,
+                    crate::layout::MAX_MANIFEST
+                ),
+            });
+        }
+        let mut stream = self.get_blob(desc).await?;
+        let mut buf = Vec::with_capacity(desc.size as usize);
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf.into())
     }
 
     /// Stream a blob in; nothing becomes visible unless every byte matches the descriptor.

@@ -1,1 +1,80 @@
-fn main() {}
+//! `okd-forge`: the OKD release pipeline. This binary only parses arguments and wires the stage crates
+//! together; see `docs/` for the user guide.
+
+mod image;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The OKD release pipeline: build, release, verify, promote, mirror and serve OKD.
+#[derive(Parser)]
+#[command(name = "okd-forge", version, about, max_term_width = 100)]
+struct Cli {
+    /// Output format for results (progress always goes to stderr).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// More log output (-v: debug, -vv: trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For scripts: one JSON document on stdout.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Copy, mirror, inspect and list images in registries and OCI layouts.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Maintain the embedded content store (an OCI image-layout directory).
+    #[command(subcommand)]
+    Store(image::StoreCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Image(c) => image::run(c, cli.output).await,
+            Command::Store(c) => image::run_store(c, cli.output).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Drives the real `okd-forge` binary with no credentials or settings from the machine's user.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+
+use testkit::images::{self, ImageSpec};
+
+/// A clean environment for `okd-forge`: its own HOME, no auth files unless a test adds them.
+pub struct Forge {
+    pub home: tempfile::TempDir,
+}
+
+impl Forge {
+    pub fn new() -> Forge {
+        Forge {
+            home: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A command for the binary, run in the temp HOME.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::cargo_bin("okd-forge").expect("binary");
+        c.env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("OKD_FORGE_STORE")
+            .env_remove("SSL_CERT_FILE")
+            .env("HOME", self.home.path())
+            .current_dir(self.home.path());
+        c
+    }
+
+    /// Run and expect success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().expect("run okd-forge");
+        assert!(
+            out.status.success(),
+            "okd-forge {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run with `--output json` and expect success; returns the parsed document.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    /// Run and expect failure; returns the one-line error, checked to be exactly one line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().expect("run okd-forge");
+        assert!(
+            !out.status.success(),
+            "okd-forge {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
+        errors[0].to_string()
+    }
+
+    /// A path inside the temp HOME.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+}
+
+/// A three-layer OCI image, tagged `tag` in a new layout at `dir`; returns its digest.
+pub fn sample_image(dir: &Path, tag: &str, seed: u64) -> String {
+    let layout = oci::Layout::create(dir).expect("layout");
+    let spec = ImageSpec::new(&[(seed, 64 << 10), (seed + 1, 300 << 10), (seed + 2, 1 << 20)])
+        .label("io.openshift.release.operator", "true");
+    images::write_image(&layout, &spec, Some(tag))
+        .digest
+        .to_string()
+}
+
+/// `oci:DIR:TAG`.
+pub fn oci_ref(dir: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", dir.display())
+}

@@ -1,0 +1,187 @@
+//! An HTTP proxy in front of a real registry that injects failures into chosen requests.
+//!
+//! A real registry never answers 503 or drops a connection on demand, so retry behaviour is tested by
+//! putting this between the client and a real [`RegistryServer`](crate::RegistryServer) (which must use
+//! relative URLs, as the testkit's do, so uploads come back through the proxy). Everything that is not
+//! failed is forwarded unchanged, streaming both ways.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures_util::StreamExt;
+
+/// A failure to inject, into the first `times` requests that match.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer `status` instead of forwarding.
+    Status {
+        /// The HTTP method to match (`GET`, `PUT`, ...).
+        method: &'static str,
+        /// A substring of the path to match, e.g. `/blobs/`.
+        path_contains: String,
+        /// The status to answer.
+        status: u16,
+        /// How many matching requests to fail.
+        times: usize,
+    },
+    /// Forward, but cut the response body off after `after` bytes by dropping the connection.
+    Truncate {
+        /// A substring of the path to match (GET requests only).
+        path_contains: String,
+        /// Bytes to let through.
+        after: usize,
+        /// How many matching requests to cut.
+        times: usize,
+    },
+}
+
+struct Inner {
+    upstream: String,
+    http: reqwest::Client,
+    faults: Mutex<Vec<Fault>>,
+    injected: AtomicUsize,
+}
+
+/// The proxy, on 127.0.0.1; stops when dropped.
+pub struct FaultProxy {
+    port: u16,
+    inner: Arc<Inner>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FaultProxy {
+    /// Forward to `http://{upstream}` (e.g. a registry's `host()`), injecting `faults`.
+    pub fn start(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
+        let inner = Arc::new(Inner {
+            upstream: format!("http://{upstream}"),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            faults: Mutex::new(faults),
+            injected: AtomicUsize::new(0),
+        });
+        let app = Router::new().fallback(forward).with_state(inner.clone());
+        let (port, tx) = crate::serve(app);
+        FaultProxy {
+            port,
+            inner,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `docker://127.0.0.1:PORT/{name}`.
+    pub fn docker(&self, name: &str) -> String {
+        format!("docker://{}/{name}", self.host())
+    }
+
+    /// How many failures were injected so far.
+    pub fn injected(&self) -> usize {
+        self.inner.injected.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+enum Action {
+    Forward,
+    Fail(u16),
+    Cut(usize),
+}
+
+fn decide(inner: &Inner, method: &str, path: &str) -> Action {
+    let mut faults = inner.faults.lock().expect("lock");
+    for f in faults.iter_mut() {
+        match f {
+            Fault::Status {
+                method: m,
+                path_contains,
+                status,
+                times,
+            } if *times > 0 && *m == method && path.contains(path_contains.as_str()) => {
+                *times -= 1;
+                inner.injected.fetch_add(1, Ordering::SeqCst);
+                return Action::Fail(*status);
+            }
+            Fault::Truncate {
+                path_contains,
+                after,
+                times,
+            } if *times > 0 && method == "GET" && path.contains(path_contains.as_str()) => {
+                *times -= 1;
+                inner.injected.fetch_add(1, Ordering::SeqCst);
+                return Action::Cut(*after);
+            }
+            _ => {}
+        }
+    }
+    Action::Forward
+}
+
+const HOP_BY_HOP: [&str; 4] = ["connection", "transfer-encoding", "keep-alive", "host"];
+
+async fn forward(State(inner): State<Arc<Inner>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path_q = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let action = decide(&inner, method.as_str(), req.uri().path());
+    if let Action::Fail(status) = action {
+        let status = StatusCode::from_u16(status).expect("status");
+        return (status, "injected failure").into_response();
+    }
+    let mut out = inner
+        .http
+        .request(method, format!("{}{path_q}", inner.upstream));
+    for (k, v) in req.headers() {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            out = out.header(k, v);
+        }
+    }
+    let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
+    let resp = match out.body(body).send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let mut builder = Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            builder = builder.header(HeaderName::from(k), v);
+        }
+    }
+    let stream = resp.bytes_stream();
+    let body = match action {
+        Action::Cut(after) => {
+            let mut left = after;
+            Body::from_stream(stream.map(move |chunk| {
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                if left == 0 {
+                    return Err(std::io::Error::other("injected disconnect"));
+                }
+                let n = chunk.len().min(left);
+                left -= n;
+                Ok(chunk.slice(..n))
+            }))
+        }
+        _ => Body::from_stream(stream),
+    };
+    builder.body(body).expect("response")
+}

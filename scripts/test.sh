@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: install the real peers the tests run against (Debian packages), then run the whole
+# suite — cargo fmt --check, clippy with warnings as errors, every test with cargo-nextest, and doc tests.
+# A peer that is missing makes its tests fail, never skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+. scripts/lib/packages.sh
+ensure_packages docker-registry skopeo umoci openssl ca-certificates
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo nextest run"
+cargo nextest run --workspace --locked --profile ci
+echo "==> doc tests"
+cargo test --workspace --doc --locked
