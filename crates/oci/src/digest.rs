@@ -222,6 +222,11 @@ impl Verifier {
         self.seen
     }
 
+    /// Whether the expected size is known and every byte of it has been seen.
+    pub fn is_complete(&self) -> bool {
+        self.expected_size == Some(self.seen)
+    }
+
     /// Check the end of the stream: the size, then the digest.
     pub fn finish(self) -> Result<(), Error> {
         if let Some(size) = self.expected_size {

@@ -63,6 +63,16 @@ pub enum Error {
         /// The connection error.
         reason: String,
     },
+    /// The registry's TLS certificate could not be verified.
+    #[error("{target}: cannot verify the TLS certificate of {registry}: {reason}; trust its CA with SSL_CERT_FILE=CA.pem, or pass --tls-verify=false for a registry you trust")]
+    Tls {
+        /// The image or repository.
+        target: String,
+        /// The registry host.
+        registry: String,
+        /// The TLS error.
+        reason: String,
+    },
     /// A transfer started but was cut short (connection reset, registry stopped mid-body).
     #[error("{target}: transfer from {registry} was interrupted: {reason}; run the command again to resume")]
     Interrupted {

@@ -164,13 +164,26 @@ impl Registry {
                     Ok(()) => return Ok(https),
                     Err(e) => e,
                 };
+                let tls_failed = err.contains("certificate");
+                let fail = |reason: String| {
+                    if tls_failed {
+                        Error::Tls {
+                            target: target.to_string(),
+                            registry: self.host.clone(),
+                            reason,
+                        }
+                    } else {
+                        self.unreachable(target, &reason)
+                    }
+                };
                 if !self.is_loopback() && self.opts.tls_verify {
-                    return Err(self.unreachable(target, &err));
+                    return Err(fail(err));
                 }
                 let http = format!("http://{}", self.host);
                 match self.ping(&http).await {
                     Ok(()) => Ok(http),
-                    Err(e2) => Err(self.unreachable(target, &format!("{err}; over http: {e2}"))),
+                    Err(e2) if e2 == err => Err(fail(err)),
+                    Err(e2) => Err(fail(format!("over https: {err}; over http: {e2}"))),
                 }
             })
             .await
@@ -846,7 +859,10 @@ async fn read_limited(target: &str, resp: Response, limit: u64) -> Result<Bytes>
 /// Turn an unexpected response into an error carrying the registry's own message.
 async fn status_error(target: &str, resp: Response) -> Error {
     let status = resp.status();
-    let url = resp.url().to_string();
+    // Without the query: upload URLs carry long opaque state that helps no one reading the error.
+    let mut url = resp.url().clone();
+    url.set_query(None);
+    let url = url.to_string();
     let body = resp.bytes().await.unwrap_or_default();
     #[derive(Deserialize)]
     struct Errors {
@@ -905,18 +921,24 @@ fn resp_host(url: &str) -> String {
 }
 
 /// An error and its causes on one line (reqwest hides the useful part in `source()`).
+/// reqwest's and hyper's wrappers ("error sending request for url (…)", "client error (Connect)") say
+/// nothing the caller does not know; they are left out.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
     while let Some(c) = cur {
         let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
+        let generic = m.starts_with("error sending request") || m.starts_with("client error (");
+        if !generic && !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
         }
         cur = c.source();
     }
-    s
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// Parse `Bearer realm="...",service="...",scope="..."` or `Basic realm="..."`.

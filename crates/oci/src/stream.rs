@@ -23,6 +23,7 @@ pub fn verified(what: String, digest: &Digest, size: Option<u64>, inner: BlobStr
 
 struct Verifying {
     inner: BlobStream,
+    /// `None` once the stream has ended, failed, or been verified complete.
     verifier: Option<Verifier>,
 }
 
@@ -30,33 +31,96 @@ impl Stream for Verifying {
     type Item = Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(verifier) = self.verifier.as_mut() else {
+        if self.verifier.is_none() {
             return Poll::Ready(None);
-        };
-        let _ = verifier;
-        match self.inner.poll_next_unpin(cx) {
+        }
+        let polled = self.inner.poll_next_unpin(cx);
+        let verifier = &mut self.verifier;
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
-                let v = self.verifier.as_mut().expect("checked above");
-                match v.update(&chunk) {
-                    Ok(()) => Poll::Ready(Some(Ok(chunk))),
-                    Err(e) => {
-                        self.verifier = None;
-                        Poll::Ready(Some(Err(e)))
+                let v = verifier.as_mut().expect("checked above");
+                if let Err(e) = v.update(&chunk) {
+                    *verifier = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                // With a known size, check the digest as the last byte arrives and withhold that chunk
+                // if it is wrong: a consumer that stops at the expected length (an HTTP body with a
+                // Content-Length) then never sends or commits a complete but wrong blob.
+                if v.is_complete() {
+                    let v = verifier.take().expect("checked above");
+                    if let Err(e) = v.finish() {
+                        return Poll::Ready(Some(Err(e)));
                     }
                 }
+                Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
-                self.verifier = None;
+                *verifier = None;
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                let v = self.verifier.take().expect("checked above");
+                let v = verifier.take().expect("checked above");
                 match v.finish() {
                     Ok(()) => Poll::Ready(None),
                     Err(e) => Poll::Ready(Some(Err(e))),
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(s: BlobStream) -> Vec<Result<Bytes>> {
+        s.collect().await
+    }
+
+    #[tokio::test]
+    async fn a_wrong_last_chunk_is_withheld() {
+        let d = Digest::sha256_of(b"hello world");
+        let chunks = |parts: &[&'static [u8]]| -> BlobStream {
+            let items: Vec<Result<Bytes>> =
+                parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+            Box::pin(futures_util::stream::iter(items))
+        };
+        let out = collect(verified(
+            "b".into(),
+            &d,
+            Some(11),
+            chunks(&[b"hello ", b"world"]),
+        ))
+        .await;
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|c| c.is_ok()));
+
+        let out = collect(verified(
+            "b".into(),
+            &d,
+            Some(11),
+            chunks(&[b"hello ", b"WORLD"]),
+        ))
+        .await;
+        assert_eq!(out.len(), 2);
+        assert!(out[0].is_ok());
+        assert!(
+            matches!(out[1], Err(crate::Error::DigestMismatch { .. })),
+            "the bad chunk was passed on"
+        );
+
+        // Without a size the check happens at the end of the stream.
+        let out = collect(verified(
+            "b".into(),
+            &d,
+            None,
+            chunks(&[b"hello ", b"WORLD"]),
+        ))
+        .await;
+        assert!(matches!(
+            out.last(),
+            Some(Err(crate::Error::DigestMismatch { .. }))
+        ));
     }
 }

@@ -26,7 +26,7 @@ pub enum RegistryAuth {
         service: String,
         /// The issuer the registry trusts.
         issuer: String,
-        /// The token-signing certificate (PEM).
+        /// The CA of the token-signing certificate (PEM).
         cert: PathBuf,
     },
 }
@@ -43,6 +43,15 @@ impl RegistryServer {
     /// A registry without auth.
     pub fn start() -> RegistryServer {
         RegistryServer::start_with(RegistryAuth::None, None)
+    }
+
+    /// A registry with HTTP basic auth for one user.
+    pub fn start_htpasswd(user: &str, password: &str) -> RegistryServer {
+        let auth = RegistryAuth::Htpasswd {
+            user: user.into(),
+            password: password.into(),
+        };
+        RegistryServer::start_with(auth, None)
     }
 
     /// A registry that takes bearer tokens from `tokens`.

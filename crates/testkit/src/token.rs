@@ -100,7 +100,7 @@ impl TokenServer {
             realm: format!("http://127.0.0.1:{}/token", self.port),
             service: SERVICE.to_string(),
             issuer: ISSUER.to_string(),
-            cert: self.pki.cert.clone(),
+            cert: self.pki.ca.clone(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use testkit::images::{self, ImageSpec};
 
 /// A clean environment for `okd-forge`: its own HOME, no auth files unless a test adds them.
@@ -19,7 +20,12 @@ impl Forge {
 
     /// A command for the binary, run in the temp HOME.
     pub fn cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::cargo_bin("okd-forge").expect("binary");
+        assert_cmd::Command::from_std(self.std_cmd())
+    }
+
+    /// The same as a `std::process::Command`, to spawn and kill.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_okd-forge"));
         c.env_remove("REGISTRY_AUTH_FILE")
             .env_remove("DOCKER_CONFIG")
             .env_remove("XDG_RUNTIME_DIR")
@@ -82,4 +88,16 @@ pub fn sample_image(dir: &Path, tag: &str, seed: u64) -> String {
 /// `oci:DIR:TAG`.
 pub fn oci_ref(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
+}
+
+/// An auth.json with `auths` entries (key, user, password), as `podman login` writes them.
+pub fn auth_json(entries: &[(&str, &str, &str)]) -> String {
+    let auths: serde_json::Map<String, serde_json::Value> = entries
+        .iter()
+        .map(|(key, user, pass)| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            (key.to_string(), serde_json::json!({ "auth": b64 }))
+        })
+        .collect();
+    serde_json::json!({ "auths": auths }).to_string()
 }

@@ -1,0 +1,66 @@
+//! The registry client against a real Distribution registry, where the CLI tests do not reach.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use oci::manifest::media_type;
+use oci::{Descriptor, Digest, RawManifest, Registry, RegistryOptions};
+use testkit::RegistryServer;
+
+fn blob_stream(b: &'static [u8]) -> oci::stream::BlobStream {
+    Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(b))]))
+}
+
+async fn push_config(repo: &oci::registry::Repository, body: &'static [u8]) -> Descriptor {
+    let desc = Descriptor::new(
+        media_type::OCI_CONFIG,
+        Digest::sha256_of(body),
+        body.len() as u64,
+    );
+    repo.put_blob(&desc, blob_stream(body)).await.unwrap();
+    desc
+}
+
+fn registry(reg: &RegistryServer) -> Arc<Registry> {
+    Registry::new(&reg.host(), RegistryOptions::default()).unwrap()
+}
+
+#[tokio::test]
+async fn tag_lists_follow_pagination() {
+    let reg = RegistryServer::start();
+    let repo = registry(&reg).repository("okd/paged", true);
+    let config = push_config(&repo, b"{}").await;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": config,
+        "layers": [],
+    }))
+    .unwrap();
+    let digest = Digest::sha256_of(&manifest);
+    let raw = RawManifest::new("m", manifest.into(), None, digest).unwrap();
+    let wanted = ["a", "b", "c", "d", "e"];
+    for t in wanted {
+        repo.put_manifest(&raw, Some(t)).await.unwrap();
+    }
+    // Two per page: three requests, joined by the registry's Link headers.
+    let mut tags = repo.tags_paged(2).await.unwrap();
+    tags.sort();
+    assert_eq!(tags, wanted);
+    assert_eq!(repo.tags().await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_declined_mount_leaves_nothing_and_an_allowed_one_mounts() {
+    let reg = RegistryServer::start();
+    let r = registry(&reg);
+    let source = r.repository("okd/source", true);
+    let target = r.repository("okd/target", true);
+    let desc = push_config(&source, b"{\"mounted\":false}").await;
+    // The registry declines a mount from a repository that lacks the blob (202, an upload session).
+    assert!(!target.mount_blob(&desc.digest, "okd/empty").await.unwrap());
+    assert!(!target.has_blob(&desc.digest).await.unwrap());
+    // From the repository that has it, it mounts (201).
+    assert!(target.mount_blob(&desc.digest, "okd/source").await.unwrap());
+    assert!(target.has_blob(&desc.digest).await.unwrap());
+}

@@ -1,0 +1,559 @@
+//! `okd-forge image copy` and `store gc` against a real registry and real layouts: skipping, mounting,
+//! whole repositories, concurrent writers, crashes, chunked uploads and retries.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{oci_ref, sample_image, Forge};
+use testkit::images::{self, ImageSpec};
+use testkit::{skopeo, skopeo_digest, umoci, verify_layout, Fault, FaultProxy, RegistryServer};
+
+#[test]
+fn second_copy_skips_every_blob_and_same_registry_copies_mount() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let src = f.path("src");
+    let digest = sample_image(&src, "v1", 100);
+    let first = f.json(&[
+        "image",
+        "copy",
+        &oci_ref(&src, "v1"),
+        &reg.docker("a/img:v1"),
+    ]);
+    assert_eq!(first["blobs_copied"], 4);
+    let again = f.json(&[
+        "image",
+        "copy",
+        &oci_ref(&src, "v1"),
+        &reg.docker("a/img:v1"),
+    ]);
+    assert_eq!(again["blobs_copied"], 0);
+    assert_eq!(again["blobs_skipped"], 4);
+    assert_eq!(again["bytes_copied"], 0);
+
+    // Another repository on the same registry: every blob is mounted, none transferred.
+    let mounted = f.json(&[
+        "image",
+        "copy",
+        &reg.docker("a/img:v1"),
+        &reg.docker("b/img:v2"),
+    ]);
+    assert_eq!(mounted["blobs_mounted"], 4);
+    assert_eq!(mounted["blobs_copied"], 0);
+    assert_eq!(skopeo_digest(&reg.docker("b/img:v2")), digest);
+
+    // Into a layout that has some of the blobs already (a second image sharing nothing is copied).
+    let dst = f.path("dst");
+    f.ok(&[
+        "image",
+        "copy",
+        &reg.docker("a/img:v1"),
+        &oci_ref(&dst, "v1"),
+    ]);
+    let again = f.json(&[
+        "image",
+        "copy",
+        &reg.docker("b/img:v2"),
+        &oci_ref(&dst, "v2"),
+    ]);
+    assert_eq!(again["blobs_skipped"], 4);
+    verify_layout(&dst);
+}
+
+#[test]
+fn all_tags_copies_a_repository_moving_shared_blobs_once() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let src = f.path("src");
+    let layout = oci::Layout::create(&src).unwrap();
+    let mut digests = Vec::new();
+    for (i, tag) in [
+        "4.17.0-0.okd-scos-a",
+        "4.17.0-0.okd-scos-b",
+        "4.17.0-0.okd-scos-c",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // One shared base layer, one layer of its own.
+        let spec = ImageSpec::new(&[(1, 200 << 10), (50 + i as u64, 100 << 10)]);
+        digests.push((
+            tag.to_string(),
+            images::write_image(&layout, &spec, Some(tag))
+                .digest
+                .to_string(),
+        ));
+    }
+    let src_repo = format!("oci:{}", src.display());
+    let reports = f.json(&[
+        "image",
+        "copy",
+        "--all-tags",
+        &src_repo,
+        &reg.docker("okd/content"),
+    ]);
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    let copied: u64 = reports
+        .iter()
+        .map(|r| r["blobs_copied"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        copied,
+        1 + 3 + 3,
+        "the shared base once, 3 configs, 3 own layers"
+    );
+    for (tag, digest) in &digests {
+        assert_eq!(
+            &skopeo_digest(&reg.docker(&format!("okd/content:{tag}"))),
+            digest
+        );
+    }
+
+    // And on to a second registry, then back into a layout: the tags come along.
+    let reg2 = RegistryServer::start();
+    f.ok(&[
+        "image",
+        "copy",
+        "--all-tags",
+        &reg.docker("okd/content"),
+        &reg2.docker("mirror/content"),
+    ]);
+    let tags = f.json(&["image", "tags", &reg2.docker("mirror/content")]);
+    assert_eq!(
+        tags["Tags"],
+        serde_json::json!([
+            "4.17.0-0.okd-scos-a",
+            "4.17.0-0.okd-scos-b",
+            "4.17.0-0.okd-scos-c"
+        ])
+    );
+    let back = f.path("back");
+    f.ok(&[
+        "image",
+        "copy",
+        "--all-tags",
+        &reg2.docker("mirror/content"),
+        &format!("oci:{}", back.display()),
+    ]);
+    for (tag, digest) in &digests {
+        assert_eq!(&skopeo_digest(&oci_ref(&back, tag)), digest);
+    }
+    assert!(f
+        .fails(&[
+            "image",
+            "copy",
+            "--all-tags",
+            &oci_ref(&src, "x"),
+            &reg.docker("x/y")
+        ])
+        .contains("without a tag"));
+}
+
+#[test]
+fn digest_destinations_and_digestfile() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let src = f.path("src");
+    let digest = sample_image(&src, "v1", 110);
+    let file = f.path("digest.txt");
+    f.ok(&[
+        "image",
+        "copy",
+        "--digestfile",
+        file.to_str().unwrap(),
+        &oci_ref(&src, "v1"),
+        &reg.docker(&format!("okd/by-digest@{digest}")),
+    ]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), digest);
+    assert_eq!(
+        skopeo_digest(&reg.docker(&format!("okd/by-digest@{digest}"))),
+        digest
+    );
+    // No tag was made: skopeo sees no `latest`.
+    assert!(!testkit::skopeo_try(&[
+        "inspect",
+        "--tls-verify=false",
+        &reg.docker("okd/by-digest:latest")
+    ])
+    .status
+    .success());
+
+    let wrong = oci::Digest::sha256_of(b"not this image");
+    let e = f.fails(&[
+        "image",
+        "copy",
+        &oci_ref(&src, "v1"),
+        &reg.docker(&format!("okd/x@{wrong}")),
+    ]);
+    assert!(e.contains(&digest) && e.contains("drop the digest"), "{e}");
+
+    // A docker:// destination without a tag gets `latest`, as with skopeo.
+    f.ok(&[
+        "image",
+        "copy",
+        &oci_ref(&src, "v1"),
+        &reg.docker("okd/untagged"),
+    ]);
+    assert_eq!(skopeo_digest(&reg.docker("okd/untagged:latest")), digest);
+}
+
+/// Several processes tag images into one layout at once: no tag is lost and index.json stays valid.
+#[test]
+fn concurrent_processes_tagging_one_layout_lose_nothing() {
+    let f = Forge::new();
+    let src = f.path("src");
+    let layout = oci::Layout::create(&src).unwrap();
+    for i in 0..8u64 {
+        let spec = ImageSpec::new(&[(1, 100 << 10), (200 + i, 50 << 10)]);
+        images::write_image(&layout, &spec, Some(&format!("t{i}")));
+    }
+    let store = f.path("store");
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            f.std_cmd()
+                .args(["image", "copy", "-q"])
+                .args([
+                    oci_ref(&src, &format!("t{i}")),
+                    oci_ref(&store, &format!("t{i}")),
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    verify_layout(&store);
+    let tags = f.json(&["image", "tags", &format!("oci:{}", store.display())]);
+    assert_eq!(tags["Tags"].as_array().unwrap().len(), 8);
+    for i in 0..8 {
+        skopeo(&["inspect", &oci_ref(&store, &format!("t{i}"))]);
+    }
+}
+
+#[test]
+fn gc_removes_what_no_tag_reaches_and_leftovers() {
+    let f = Forge::new();
+    let src = f.path("src");
+    let layout = oci::Layout::create(&src).unwrap();
+    let a = images::write_image(
+        &layout,
+        &ImageSpec::new(&[(1, 10_000), (2, 20_000)]),
+        Some("a"),
+    );
+    let b = images::write_image(
+        &layout,
+        &ImageSpec::new(&[(1, 10_000), (3, 30_000)]),
+        Some("b"),
+    );
+    let store = f.path("store");
+    f.ok(&["image", "copy", &oci_ref(&src, "a"), &oci_ref(&store, "x")]);
+    f.ok(&[
+        "image",
+        "copy",
+        &oci_ref(&src, "b"),
+        &oci_ref(&store, "keep"),
+    ]);
+    // Point x at b: a's manifest, config and own layer are now unreferenced.
+    f.ok(&["image", "copy", &oci_ref(&src, "b"), &oci_ref(&store, "x")]);
+    std::fs::write(store.join(".okd-forge-tmp-interrupted"), b"half a blob").unwrap();
+    assert_eq!(
+        std::fs::read_dir(store.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        4 + 3
+    );
+
+    let report = f.json(&["store", "gc", "--store", store.to_str().unwrap()]);
+    assert_eq!(report["removed"], 3);
+    assert_eq!(report["kept"], 4);
+    assert_eq!(report["temp_files_removed"], 1);
+    assert_eq!(verify_layout(&store), 4);
+    assert!(!store.join("blobs/sha256").join(a.digest.hex()).exists());
+    assert_eq!(skopeo_digest(&oci_ref(&store, "x")), b.digest.to_string());
+    umoci(&["stat", "--image", &format!("{}:keep", store.display())]);
+
+    // The default store is var/store, relative to where okd-forge runs; a missing one is an error.
+    let e = f.fails(&["store", "gc"]);
+    assert!(
+        e.contains("var/store") && e.contains("not an OCI image layout"),
+        "{e}"
+    );
+}
+
+/// A copy killed in the middle of a blob leaves no partial blob and no tag; running it again finishes.
+#[test]
+fn killed_copy_leaves_nothing_partial_and_a_rerun_converges() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let src = f.path("src");
+    let layout = oci::Layout::create(&src).unwrap();
+    let spec = ImageSpec::new(&[(300, 48 << 20), (301, 48 << 20), (302, 48 << 20)]);
+    let m = images::write_image(&layout, &spec, Some("big"));
+    f.ok(&[
+        "image",
+        "copy",
+        "-q",
+        &oci_ref(&src, "big"),
+        &reg.docker("okd/big:v1"),
+    ]);
+
+    let store = f.path("store");
+    let mut child = f
+        .std_cmd()
+        .args([
+            "image",
+            "copy",
+            "-q",
+            "-j",
+            "1",
+            &reg.docker("okd/big:v1"),
+            &oci_ref(&store, "big"),
+        ])
+        .spawn()
+        .unwrap();
+    // Wait until the layout exists and a blob is being written (its temp file exists), then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let writing = loop {
+        let tmp = store.join("index.json").exists()
+            && std::fs::read_dir(&store)
+                .map(|d| {
+                    d.filter_map(Result::ok).any(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(".okd-forge-tmp-")
+                    })
+                })
+                .unwrap_or(false);
+        if tmp || Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break tmp;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(writing, "the copy never started writing a blob");
+
+    // Every visible blob is whole; no tag points anywhere.
+    verify_layout_allowing_temp(&store);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"], serde_json::json!([]));
+
+    let report = f.json(&[
+        "image",
+        "copy",
+        "-q",
+        &reg.docker("okd/big:v1"),
+        &oci_ref(&store, "big"),
+    ]);
+    assert_eq!(report["digest"], m.digest.to_string());
+    f.ok(&["store", "gc", "--store", store.to_str().unwrap()]);
+    verify_layout(&store);
+    assert_eq!(skopeo_digest(&oci_ref(&store, "big")), m.digest.to_string());
+}
+
+/// Like [`verify_layout`], but a killed writer's temp file may remain (gc removes it).
+fn verify_layout_allowing_temp(dir: &std::path::Path) {
+    for e in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            images::file_digest(&e.path()),
+            format!("sha256:{}", e.file_name().to_string_lossy()),
+            "a partial blob is visible"
+        );
+    }
+}
+
+#[test]
+fn chunked_uploads_are_read_back_by_skopeo() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let src = f.path("src");
+    let layout = oci::Layout::create(&src).unwrap();
+    // 3.5 MiB of file content in 1 MiB chunks: three full chunks and a short one.
+    let m = images::write_image(
+        &layout,
+        &ImageSpec::new(&[(400, 3_500_000), (401, 1000)]),
+        Some("c"),
+    );
+    let report = f.json(&[
+        "image",
+        "copy",
+        "--upload-chunk-mib",
+        "1",
+        &oci_ref(&src, "c"),
+        &reg.docker("okd/chunked:v1"),
+    ]);
+    assert_eq!(report["blobs_copied"], 3);
+    assert_eq!(
+        skopeo_digest(&reg.docker("okd/chunked:v1")),
+        m.digest.to_string()
+    );
+    let back = f.path("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &reg.docker("okd/chunked:v1"),
+        &oci_ref(&back, "c"),
+    ]);
+    verify_layout(&back);
+}
+
+/// 503s, a 429 and connections dropped mid-blob are retried; a registry that keeps failing is given up
+/// on after --retry-times, with its status in the error.
+#[test]
+fn transient_failures_are_retried_with_a_bound() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let src = f.path("src");
+    let digest = sample_image(&src, "v1", 500);
+    f.ok(&[
+        "image",
+        "copy",
+        &oci_ref(&src, "v1"),
+        &reg.docker("okd/flaky:v1"),
+    ]);
+
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![
+            Fault::Status {
+                method: "GET",
+                path_contains: "/manifests/".into(),
+                status: 503,
+                times: 1,
+            },
+            Fault::Status {
+                method: "HEAD",
+                path_contains: "/blobs/".into(),
+                status: 429,
+                times: 1,
+            },
+            Fault::Truncate {
+                path_contains: "/blobs/".into(),
+                after: 1000,
+                times: 2,
+            },
+            Fault::Status {
+                method: "GET",
+                path_contains: "/blobs/".into(),
+                status: 502,
+                times: 1,
+            },
+        ],
+    );
+    let dst = f.path("dst");
+    let report = f.json(&[
+        "image",
+        "copy",
+        &proxy.docker("okd/flaky:v1"),
+        &oci_ref(&dst, "v1"),
+    ]);
+    assert_eq!(report["digest"], digest.as_str());
+    assert_eq!(
+        proxy.injected(),
+        4,
+        "every injected failure was hit and survived"
+    );
+    verify_layout(&dst);
+    assert_eq!(skopeo_digest(&oci_ref(&dst, "v1")), digest);
+
+    // Pushing through failures: a 500 on an upload and on the manifest PUT.
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![
+            Fault::Status {
+                method: "PUT",
+                path_contains: "/blobs/uploads/".into(),
+                status: 500,
+                times: 1,
+            },
+            Fault::Status {
+                method: "PUT",
+                path_contains: "/manifests/".into(),
+                status: 503,
+                times: 1,
+            },
+        ],
+    );
+    f.ok(&[
+        "image",
+        "copy",
+        &oci_ref(&src, "v1"),
+        &proxy.docker("okd/pushed:v1"),
+    ]);
+    assert_eq!(proxy.injected(), 2);
+    assert_eq!(skopeo_digest(&reg.docker("okd/pushed:v1")), digest);
+
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![Fault::Status {
+            method: "GET",
+            path_contains: "/blobs/".into(),
+            status: 503,
+            times: 1000,
+        }],
+    );
+    let dst2 = f.path("dst2");
+    let e = f.fails(&[
+        "image",
+        "copy",
+        "--retry-times",
+        "1",
+        &proxy.docker("okd/flaky:v1"),
+        &oci_ref(&dst2, "v1"),
+    ]);
+    assert!(e.contains("503"), "{e}");
+    // The first try and one retry of each blob, no more.
+    assert!(
+        proxy.injected() <= 2 * 4 * 2,
+        "retried {} times",
+        proxy.injected()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dst2.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"], serde_json::json!([]));
+}
+
+/// A registry that is down when the copy starts and comes back within the retries is waited for.
+#[test]
+fn a_registry_restarting_during_the_copy_is_waited_for() {
+    let f = Forge::new();
+    let mut reg = RegistryServer::start();
+    let src = f.path("src");
+    let digest = sample_image(&src, "v1", 600);
+    f.ok(&[
+        "image",
+        "copy",
+        &oci_ref(&src, "v1"),
+        &reg.docker("okd/restart:v1"),
+    ]);
+    reg.stop();
+    let dst = f.path("dst");
+    let child = f
+        .std_cmd()
+        .args([
+            "--output",
+            "json",
+            "image",
+            "copy",
+            "-q",
+            "--retry-times",
+            "8",
+        ])
+        .args([&reg.docker("okd/restart:v1"), &oci_ref(&dst, "v1")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    reg.restart();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["digest"], digest.as_str());
+}
