@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 
 use backon::{ExponentialBuilder, Retryable};
 use futures_util::future::try_join_all;
-use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -245,12 +244,11 @@ impl Copier {
         self.progress.blob_started(desc);
         let once = || async {
             let progress = self.progress.clone();
-            let stream = src.get_blob(desc).await?.inspect(move |c| {
-                if let Ok(c) = c {
-                    progress.blob_bytes(c.len() as u64);
-                }
-            });
-            dst.put_blob(desc, Box::pin(stream)).await
+            let stream = src
+                .get_blob(desc)
+                .await?
+                .with_progress(move |n| progress.blob_bytes(n));
+            dst.put_blob(desc, stream).await
         };
         once.retry(self.retry)
             .when(Error::is_transient)

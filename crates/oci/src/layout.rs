@@ -27,7 +27,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::manifest::{media_type, Parsed, RawManifest};
 use crate::reference::Selector;
-use crate::stream::{verified, BlobStream};
+use crate::stream::{verified, VerifiedStream};
 use crate::{Descriptor, Digest, Error, Result};
 
 /// The annotation that names a tag in `index.json`.
@@ -217,17 +217,14 @@ impl Layout {
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))
     }
 
-    /// Stream a blob in, verifying digest and size before it becomes visible. Returns the bytes written.
-    pub async fn write_blob(&self, desc: &Descriptor, stream: BlobStream) -> Result<u64> {
+    /// Stream a blob in; it becomes visible only once every byte has passed the stream's verification
+    /// against `desc` (digest and size). Returns the bytes written.
+    pub async fn write_blob(&self, desc: &Descriptor, mut stream: VerifiedStream) -> Result<u64> {
+        let what = format!("blob {} in {}", desc.digest, self.root.display());
+        stream.expect_digest(&what, &desc.digest)?;
         let tmp = self.temp_file()?;
         let std_file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
         let mut file = tokio::fs::File::from_std(std_file);
-        let mut stream = verified(
-            format!("blob {}", desc.digest),
-            &desc.digest,
-            Some(desc.size),
-            stream,
-        );
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
@@ -235,6 +232,13 @@ impl Layout {
                 .await
                 .map_err(|e| Error::io(tmp.path(), e))?;
             written += chunk.len() as u64;
+        }
+        if written != desc.size {
+            return Err(Error::SizeMismatch {
+                what,
+                expected: desc.size,
+                actual: written,
+            });
         }
         file.sync_all()
             .await
@@ -250,7 +254,7 @@ impl Layout {
     }
 
     /// Stream a blob out; the stream fails at its end if the file does not match `digest` (and `size`).
-    pub async fn read_blob(&self, digest: &Digest, size: Option<u64>) -> Result<BlobStream> {
+    pub async fn read_blob(&self, digest: &Digest, size: Option<u64>) -> Result<VerifiedStream> {
         let path = self.blob_path(digest);
         let file = tokio::fs::File::open(&path).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -509,8 +513,11 @@ fn set_readable(_path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn bytes_stream(b: &'static [u8]) -> BlobStream {
-        Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(b))]))
+    /// `b` as a stream verified against `desc`.
+    fn bytes_stream(desc: &Descriptor, b: &'static [u8]) -> VerifiedStream {
+        let raw: crate::stream::BlobStream =
+            Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(b))]));
+        verified("test".into(), &desc.digest, Some(desc.size), raw)
     }
 
     #[tokio::test]
@@ -520,7 +527,9 @@ mod tests {
         let good = Digest::sha256_of(b"hello");
         let desc = Descriptor::new(media_type::OCI_LAYER_TAR, good.clone(), 5);
         assert_eq!(
-            l.write_blob(&desc, bytes_stream(b"hello")).await.unwrap(),
+            l.write_blob(&desc, bytes_stream(&desc, b"hello"))
+                .await
+                .unwrap(),
             5
         );
         assert!(l.has_blob(&good));
@@ -528,14 +537,14 @@ mod tests {
         // Wrong content: error, nothing visible, no temp file left behind.
         let other = Descriptor::new(media_type::OCI_LAYER_TAR, Digest::sha256_of(b"world"), 5);
         let e = l
-            .write_blob(&other, bytes_stream(b"jello"))
+            .write_blob(&other, bytes_stream(&other, b"jello"))
             .await
             .unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
         assert!(!l.has_blob(&other.digest));
         let truncated = Descriptor::new(media_type::OCI_LAYER_TAR, Digest::sha256_of(b"world"), 5);
         assert!(l
-            .write_blob(&truncated, bytes_stream(b"wor"))
+            .write_blob(&truncated, bytes_stream(&truncated, b"wor"))
             .await
             .is_err());
         let leftovers: Vec<_> = fs::read_dir(l.path())
@@ -549,6 +558,14 @@ mod tests {
             })
             .collect();
         assert!(leftovers.is_empty());
+
+        // Bytes verified against some other digest are refused before anything is written.
+        let e = l
+            .write_blob(&other, bytes_stream(&desc, b"hello"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+        assert!(!l.has_blob(&other.digest));
 
         // A blob corrupted on disk fails on read.
         fs::write(l.blob_path(&good), b"HELLO").unwrap();

@@ -28,7 +28,7 @@ use tokio::sync::OnceCell;
 use crate::auth::{AuthSource, Credentials};
 use crate::manifest::{media_type, RawManifest};
 use crate::reference::{RegistryRepo, Selector};
-use crate::stream::{verified, BlobStream};
+use crate::stream::{verified, BlobStream, VerifiedStream};
 use crate::{Descriptor, Digest, Error, Result};
 
 /// How to talk to registries.
@@ -553,7 +553,7 @@ impl Repository {
     }
 
     /// Stream a blob; the stream fails at its end unless the bytes match the descriptor.
-    pub async fn get_blob(&self, desc: &Descriptor) -> Result<BlobStream> {
+    pub async fn get_blob(&self, desc: &Descriptor) -> Result<VerifiedStream> {
         let target = format!("blob {} of {}", desc.digest, self.display(None));
         let name = self.name.clone();
         let digest = desc.digest.clone();
@@ -638,8 +638,10 @@ impl Repository {
 
     /// Upload a blob from a stream. The registry commits it only if all bytes arrive and match the digest;
     /// a failing stream aborts the upload, so nothing partial becomes visible.
-    pub async fn put_blob(&self, desc: &Descriptor, stream: BlobStream) -> Result<()> {
+    pub async fn put_blob(&self, desc: &Descriptor, stream: VerifiedStream) -> Result<()> {
         let target = format!("blob {} of {}", desc.digest, self.display(None));
+        stream.expect_digest(&target, &desc.digest)?;
+        let stream: BlobStream = Box::pin(stream);
         let upload = self.start_upload(&target).await?;
         let result = match self.registry.opts.chunk_size {
             Some(chunk) if desc.size > chunk => {

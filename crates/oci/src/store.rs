@@ -9,7 +9,7 @@ use crate::layout::{Layout, WriteGuard};
 use crate::manifest::RawManifest;
 use crate::reference::{ImageRef, Selector};
 use crate::registry::{Registry, RegistryOptions, Repository};
-use crate::stream::BlobStream;
+use crate::stream::VerifiedStream;
 use crate::{Descriptor, Digest, Error, Result};
 
 /// Where images are read from or written to.
@@ -131,7 +131,7 @@ impl Store {
     }
 
     /// Stream a blob out, verified against the descriptor.
-    pub async fn get_blob(&self, desc: &Descriptor) -> Result<BlobStream> {
+    pub async fn get_blob(&self, desc: &Descriptor) -> Result<VerifiedStream> {
         match self {
             Store::Layout(l) => l.read_blob(&desc.digest, Some(desc.size)).await,
             Store::Registry(r) => r.get_blob(desc).await,
@@ -160,7 +160,7 @@ impl Store {
     }
 
     /// Stream a blob in; nothing becomes visible unless every byte matches the descriptor.
-    pub async fn put_blob(&self, desc: &Descriptor, stream: BlobStream) -> Result<()> {
+    pub async fn put_blob(&self, desc: &Descriptor, stream: VerifiedStream) -> Result<()> {
         match self {
             Store::Layout(l) => l.write_blob(desc, stream).await.map(|_| ()),
             Store::Registry(r) => r.put_blob(desc, stream).await,

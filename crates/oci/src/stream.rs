@@ -14,11 +14,67 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
 /// Wrap `inner` so that it fails (with a clear error, before ending) unless its bytes match `digest` and
 /// `size`. Consumers that write must not commit anything until the stream has ended without error.
-pub fn verified(what: String, digest: &Digest, size: Option<u64>, inner: BlobStream) -> BlobStream {
-    Box::pin(Verifying {
-        inner,
-        verifier: Some(Verifier::new(what, digest, size)),
-    })
+pub fn verified(
+    what: String,
+    digest: &Digest,
+    size: Option<u64>,
+    inner: BlobStream,
+) -> VerifiedStream {
+    VerifiedStream {
+        digest: digest.clone(),
+        inner: Verifying {
+            inner,
+            verifier: Some(Verifier::new(what, digest, size)),
+        },
+        progress: None,
+    }
+}
+
+/// A blob stream that fails, before it ends, unless its bytes match [`VerifiedStream::digest`]. The only
+/// way to make one is [`verified`], so whoever receives one for the digest it wants need not hash the
+/// bytes again: a copy hashes every byte exactly once.
+pub struct VerifiedStream {
+    digest: Digest,
+    inner: Verifying,
+    progress: Option<Box<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl VerifiedStream {
+    /// The digest the bytes are checked against.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Call `f` with the size of each chunk that passes (for progress bars).
+    pub fn with_progress(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> VerifiedStream {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// Fail unless this stream is verified against `digest`: a store must not accept bytes checked
+    /// against some other blob's digest.
+    pub(crate) fn expect_digest(&self, what: &str, digest: &Digest) -> Result<()> {
+        if &self.digest == digest {
+            return Ok(());
+        }
+        Err(crate::Error::DigestMismatch {
+            what: what.to_string(),
+            expected: digest.clone(),
+            actual: self.digest.clone(),
+        })
+    }
+}
+
+impl Stream for VerifiedStream {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let (Poll::Ready(Some(Ok(chunk))), Some(f)) = (&polled, &self.progress) {
+            f(chunk.len() as u64);
+        }
+        polled
+    }
 }
 
 struct Verifying {
@@ -74,7 +130,7 @@ impl Stream for Verifying {
 mod tests {
     use super::*;
 
-    async fn collect(s: BlobStream) -> Vec<Result<Bytes>> {
+    async fn collect(s: VerifiedStream) -> Vec<Result<Bytes>> {
         s.collect().await
     }
 

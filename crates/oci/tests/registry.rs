@@ -7,8 +7,10 @@ use oci::manifest::media_type;
 use oci::{Descriptor, Digest, RawManifest, Registry, RegistryOptions};
 use testkit::RegistryServer;
 
-fn blob_stream(b: &'static [u8]) -> oci::stream::BlobStream {
-    Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(b))]))
+fn blob_stream(desc: &Descriptor, b: &'static [u8]) -> oci::stream::VerifiedStream {
+    let raw: oci::stream::BlobStream =
+        Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(b))]));
+    oci::stream::verified("test blob".into(), &desc.digest, Some(desc.size), raw)
 }
 
 async fn push_config(repo: &oci::registry::Repository, body: &'static [u8]) -> Descriptor {
@@ -17,7 +19,9 @@ async fn push_config(repo: &oci::registry::Repository, body: &'static [u8]) -> D
         Digest::sha256_of(body),
         body.len() as u64,
     );
-    repo.put_blob(&desc, blob_stream(body)).await.unwrap();
+    repo.put_blob(&desc, blob_stream(&desc, body))
+        .await
+        .unwrap();
     desc
 }
 
