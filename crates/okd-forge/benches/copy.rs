@@ -1,12 +1,16 @@
-//! Copy benchmark: okd-forge against skopeo, moving the same image set between local registries in the
+//! Copy benchmark: okd-forge against skopeo, moving the same image set out of a local registry in the
 //! same run.
 //!
 //! The set: 50 images of 3 layers each (a 20 MiB base layer they all share, and two 10 MiB layers of
 //! their own), about 1 GiB of unique bytes, generated deterministically and cached under
-//! `target/bench-data`. It is pushed once to a source registry; then, into a fresh registry each time:
+//! `target/bench-data`. It is pushed once to a source registry; then, into a fresh destination each time:
 //!
-//! - whole repository: `okd-forge image copy --all-tags` and `skopeo sync`;
-//! - image by image: 50 runs of `okd-forge image copy` and 50 of `skopeo copy`.
+//! - registry to registry, whole repository: `okd-forge image copy --all-tags` and `skopeo sync`;
+//! - registry to registry, image by image: 50 runs of `okd-forge image copy` and of `skopeo copy`;
+//! - registry to OCI layout, image by image: the same into an `oci:` layout.
+//!
+//! Each copy is checked (tags and digests, as skopeo sees them), and timed; the copying processes' CPU
+//! and the registries' CPU are counted too, since on a small machine the registries bound the result.
 //!
 //! Run with `cargo bench -p okd-forge --bench copy` (`BENCH_ROUNDS=N` repeats; the best round counts).
 //! It prints a Markdown table for docs/benchmarks.md.
@@ -24,7 +28,6 @@ const OWN: usize = 10 << 20;
 const REPO: &str = "okd/bench";
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else (e.g. a filter) is ignored.
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -34,11 +37,7 @@ fn main() {
     let tags: Vec<String> = (0..IMAGES).map(tag).collect();
 
     let source = RegistryServer::start();
-    let forge = env!("CARGO_BIN_EXE_okd-forge");
-    run_ok(Command::new(forge).args([
-        "image",
-        "copy",
-        "-q",
+    run_ok(&mut Tool::OkdForge.command(&[
         "--all-tags",
         &format!("oci:{}", data.display()),
         &source.docker(REPO),
