@@ -163,9 +163,14 @@ fn lookup_in(
         .iter()
         .map(|(k, v)| (normalise_key(k), v))
         .collect();
+    let helpers: HashMap<String, &String> = file
+        .cred_helpers
+        .iter()
+        .map(|(k, v)| (normalise_key(k), v))
+        .collect();
     for key in candidate_keys(registry, repository) {
-        if let Some(helper) = file.cred_helpers.get(&key) {
-            return run_helper(helper, &key);
+        if let Some(helper) = helpers.get(&key) {
+            return run_helper(helper, &helper_server(&key));
         }
         if let Some(entry) = auths.get(&key) {
             if let Some(c) = decode_entry(path, &key, entry)? {
@@ -174,8 +179,18 @@ fn lookup_in(
         }
     }
     match &file.creds_store {
-        Some(store) => run_helper(store, registry),
+        Some(store) => run_helper(store, &helper_server(registry)),
         None => Ok(None),
+    }
+}
+
+/// The server name credential helpers know a registry by: docker keeps Docker Hub's under its old
+/// index URL.
+fn helper_server(key: &str) -> String {
+    if key == crate::reference::DOCKER_HUB {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        key.to_string()
     }
 }
 

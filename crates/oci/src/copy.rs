@@ -8,16 +8,17 @@
 //! transferred at most once even when several images being copied share it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::manifest::{Parsed, RawManifest};
 use crate::reference::Selector;
+use crate::registry::retry_policy;
 use crate::store::Store;
 use crate::{Descriptor, Digest, Error, Result};
 
@@ -39,6 +40,8 @@ pub trait Progress: Send + Sync {
     fn blob_started(&self, _desc: &Descriptor) {}
     /// `n` more bytes of a blob arrived.
     fn blob_bytes(&self, _n: u64) {}
+    /// A failed attempt had passed on `n` bytes that will be sent again.
+    fn blob_bytes_discarded(&self, _n: u64) {}
     /// A blob is done.
     fn blob_done(&self, _desc: &Descriptor, _outcome: BlobOutcome) {}
     /// A manifest was written.
@@ -85,7 +88,7 @@ struct Stats {
 pub struct Copier {
     progress: Arc<dyn Progress>,
     transfers: Semaphore,
-    retry: ExponentialBuilder,
+    retries: usize,
     blobs: Mutex<HashMap<(String, Digest), BlobCell>>,
 }
 
@@ -99,10 +102,7 @@ impl Copier {
         Copier {
             progress,
             transfers: Semaphore::new(concurrency.max(1)),
-            retry: ExponentialBuilder::default()
-                .with_min_delay(std::time::Duration::from_millis(200))
-                .with_max_times(retries)
-                .with_jitter(),
+            retries,
             blobs: Mutex::new(HashMap::new()),
         }
     }
@@ -129,7 +129,8 @@ impl Copier {
         dst: &Store,
         dst_tag: Option<&str>,
     ) -> Result<CopyReport> {
-        let _guard = dst.write_guard().await?;
+        // The source's guard is best effort: a read-only layout cannot hold a lock file.
+        let _guards = (src.guard().await.ok().flatten(), dst.guard().await?);
         let stats = Stats::default();
         self.copy_manifest(src, dst, root, &stats).await?;
         dst.put_manifest(root, dst_tag, true).await?;
@@ -215,6 +216,8 @@ impl Copier {
         Ok(())
     }
 
+    /// Move one blob, unless the destination has it or can mount it. The whole transfer is one attempt
+    /// (the registry client does not retry blob requests), retried here on transient errors.
     async fn transfer(
         &self,
         src: &Store,
@@ -223,39 +226,48 @@ impl Copier {
         stats: &Stats,
     ) -> Result<BlobOutcome> {
         let _permit = self.transfers.acquire().await.expect("semaphore open");
-        if dst.has_blob(&desc.digest).await? {
-            self.progress.blob_done(desc, BlobOutcome::Skipped);
-            return Ok(BlobOutcome::Skipped);
-        }
-        if let (Store::Registry(s), Store::Registry(d)) = (src, dst) {
-            if s.registry().host() == d.registry().host() && s.name() != d.name() {
-                match d.mount_blob(&desc.digest, s.name()).await {
-                    Ok(true) => {
-                        self.progress.blob_done(desc, BlobOutcome::Mounted);
-                        return Ok(BlobOutcome::Mounted);
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::debug!("mount of {} failed, uploading instead: {e}", desc.digest)
+        let started = AtomicBool::new(false);
+        let attempt = || async {
+            if dst.has_blob(desc).await? {
+                return Ok(BlobOutcome::Skipped);
+            }
+            if let (Store::Registry(s), Store::Registry(d)) = (src, dst) {
+                if s.registry().host() == d.registry().host() && s.name() != d.name() {
+                    match d.mount_blob(&desc.digest, s.name()).await {
+                        Ok(true) => return Ok(BlobOutcome::Mounted),
+                        Ok(false) => {}
+                        Err(e) => tracing::debug!(
+                            "mount of {} refused, uploading instead: {e}",
+                            desc.digest
+                        ),
                     }
                 }
             }
-        }
-        self.progress.blob_started(desc);
-        let once = || async {
-            let progress = self.progress.clone();
-            let stream = src
-                .get_blob(desc)
-                .await?
-                .with_progress(move |n| progress.blob_bytes(n));
-            dst.put_blob(desc, stream).await
+            if !started.swap(true, Ordering::Relaxed) {
+                self.progress.blob_started(desc);
+            }
+            let sent = Arc::new(AtomicU64::new(0));
+            let (progress, counter) = (self.progress.clone(), sent.clone());
+            let stream = src.get_blob(desc).await?.with_progress(move |n| {
+                counter.fetch_add(n, Ordering::Relaxed);
+                progress.blob_bytes(n);
+            });
+            let result = dst.put_blob(desc, stream).await;
+            if result.is_err() {
+                self.progress
+                    .blob_bytes_discarded(sent.load(Ordering::Relaxed));
+            }
+            result.map(|()| BlobOutcome::Copied)
         };
-        once.retry(self.retry)
+        let outcome = attempt
+            .retry(retry_policy(self.retries))
             .when(Error::is_transient)
             .notify(|e, d| tracing::warn!("retrying blob {} in {d:?}: {e}", desc.digest.short()))
             .await?;
-        stats.bytes.fetch_add(desc.size, Ordering::Relaxed);
-        self.progress.blob_done(desc, BlobOutcome::Copied);
-        Ok(BlobOutcome::Copied)
+        if outcome == BlobOutcome::Copied {
+            stats.bytes.fetch_add(desc.size, Ordering::Relaxed);
+        }
+        self.progress.blob_done(desc, outcome);
+        Ok(outcome)
     }
 }

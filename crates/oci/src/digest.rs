@@ -217,11 +217,6 @@ impl Verifier {
         Ok(())
     }
 
-    /// Bytes seen so far.
-    pub fn seen(&self) -> u64 {
-        self.seen
-    }
-
     /// Whether the expected size is known and every byte of it has been seen.
     pub fn is_complete(&self) -> bool {
         self.expected_size == Some(self.seen)

@@ -73,8 +73,26 @@ pub enum Error {
         /// The TLS error.
         reason: String,
     },
+    /// The registry did not answer, or a transfer stalled, for longer than the timeout.
+    #[error("{target}: {registry} timed out (nothing for {seconds}s); try again later, or raise --timeout for a slow registry")]
+    Timeout {
+        /// The image, repository or blob.
+        target: String,
+        /// The registry host.
+        registry: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// The registry said something okd-forge cannot follow (a bad redirect, an unreadable answer).
+    #[error("{target}: {reason}")]
+    Protocol {
+        /// The image, repository or blob.
+        target: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// A transfer started but was cut short (connection reset, registry stopped mid-body).
-    #[error("{target}: transfer from {registry} was interrupted: {reason}; run the command again to resume")]
+    #[error("{target}: the connection to {registry} broke off: {reason}; run the command again (what was copied is kept)")]
     Interrupted {
         /// The blob or manifest.
         target: String,
@@ -139,7 +157,7 @@ impl Error {
     /// Whether trying again may succeed: connection trouble, 429, 5xx, a transfer cut short.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Unreachable { .. } | Error::Interrupted { .. } => true,
+            Error::Unreachable { .. } | Error::Interrupted { .. } | Error::Timeout { .. } => true,
             Error::Registry { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

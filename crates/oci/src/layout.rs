@@ -12,8 +12,10 @@
 //!   crash never leaves a partial blob or `index.json` visible;
 //! - `index.json` is changed under an exclusive `flock` on `.okd-forge-index.lock`, so concurrent writers in
 //!   several processes never lose each other's tags;
-//! - writers hold a shared lock on `.okd-forge-gc.lock` while they work and [`Layout::gc`] takes it
-//!   exclusively, so gc never deletes a blob a running copy has written but not yet tagged.
+//! - copies hold a shared lock on `.okd-forge-gc.lock` while they read or write and [`Layout::gc`] takes
+//!   it exclusively, so gc never deletes a blob a running copy has written but not yet tagged, nor one it
+//!   is reading;
+//! - a blob that is already there with the right size is not written again (every read verifies it).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -69,8 +71,8 @@ pub struct GcReport {
     pub temp_files_removed: usize,
 }
 
-/// Held by a writer while it adds content; [`Layout::gc`] waits for all of them.
-pub struct WriteGuard {
+/// Held by a copy while it reads or writes the layout; [`Layout::gc`] waits for all of them.
+pub struct UseGuard {
     _file: File,
 }
 
@@ -138,14 +140,15 @@ impl Layout {
             .join(digest.hex())
     }
 
-    /// Whether the blob is present (by name; its content is verified when read).
-    pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+    /// Whether the blob is present with the descriptor's size (its content is verified when read).
+    pub fn has_blob(&self, desc: &Descriptor) -> bool {
+        fs::metadata(self.blob_path(&desc.digest))
+            .is_ok_and(|m| m.is_file() && m.len() == desc.size)
     }
 
-    /// Take the writer's (shared) gc lock; hold it until the content written is reachable from a tag.
-    pub fn write_guard(&self) -> Result<WriteGuard> {
-        Ok(WriteGuard {
+    /// Take the (shared) gc lock; a copy holds it while it reads, and until what it wrote is tagged.
+    pub fn guard(&self) -> Result<UseGuard> {
+        Ok(UseGuard {
             _file: self.lock(GC_LOCK, false)?,
         })
     }
@@ -201,7 +204,9 @@ impl Layout {
                 actual,
             });
         }
-        if self.has_blob(digest) {
+        // Small blobs (manifests, configs) already there are compared byte for byte, so a damaged one
+        // is replaced rather than trusted.
+        if fs::read(self.blob_path(digest)).is_ok_and(|existing| existing == bytes) {
             return Ok(());
         }
         let mut tmp = self.temp_file()?;
@@ -532,7 +537,7 @@ mod tests {
                 .unwrap(),
             5
         );
-        assert!(l.has_blob(&good));
+        assert!(l.has_blob(&desc));
 
         // Wrong content: error, nothing visible, no temp file left behind.
         let other = Descriptor::new(media_type::OCI_LAYER_TAR, Digest::sha256_of(b"world"), 5);
@@ -541,7 +546,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
-        assert!(!l.has_blob(&other.digest));
+        assert!(!l.has_blob(&other));
         let truncated = Descriptor::new(media_type::OCI_LAYER_TAR, Digest::sha256_of(b"world"), 5);
         assert!(l
             .write_blob(&truncated, bytes_stream(&truncated, b"wor"))
@@ -565,7 +570,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
-        assert!(!l.has_blob(&other.digest));
+        assert!(!l.has_blob(&other));
 
         // A blob corrupted on disk fails on read.
         fs::write(l.blob_path(&good), b"HELLO").unwrap();

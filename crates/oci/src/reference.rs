@@ -71,20 +71,6 @@ impl ImageRef {
             }
         }
     }
-
-    /// The same location with another selector.
-    pub fn with_selector(&self, sel: Option<Selector>) -> ImageRef {
-        match self {
-            ImageRef::Layout { path, .. } => ImageRef::Layout {
-                path: path.clone(),
-                selector: sel,
-            },
-            ImageRef::Registry { repo, .. } => ImageRef::Registry {
-                repo: repo.clone(),
-                selector: sel,
-            },
-        }
-    }
 }
 
 impl fmt::Display for ImageRef {
@@ -145,19 +131,6 @@ impl FromStr for ImageRef {
                 _ => Err(bad(format!("no transport given; {USAGE}"))),
             }
         }
-    }
-}
-
-impl FromStr for RegistryRepo {
-    type Err = Error;
-
-    /// Parse `docker://HOST/REPO` (or `HOST/REPO`) without tag or digest, as `image tags` takes it.
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let name = input.strip_prefix("docker://").unwrap_or(input);
-        parse_repo(name).map_err(|reason| Error::InvalidReference {
-            input: input.to_string(),
-            reason,
-        })
     }
 }
 

@@ -1,25 +1,32 @@
 //! A client for the OCI distribution API v2, for any registry (Distribution, quay.io, ...).
 //!
 //! - Auth: anonymous, basic, and the bearer-token challenge flow with per-repository scopes; credentials
-//!   from [`AuthSource`].
+//!   from [`AuthSource`]. Credentials and tokens go only to the registry itself (same scheme, host and
+//!   port), never to another host that a `Location` or `Link` header names.
 //! - Blobs are streamed both ways, verified against their digest as they arrive; uploads are monolithic,
 //!   or chunked (`PATCH` with `Content-Range`) when a chunk size is set and the blob is larger.
 //! - Manifests keep their exact bytes, so digests never change in transit.
-//! - Every request has a timeout; requests without a streamed body are retried with backoff on 429, 5xx
-//!   and connection errors.
-//! - TLS is rustls with the system's roots. With `tls_verify: false`, or for a loopback registry, plain
-//!   http is tried when https does not answer.
+//! - Timeouts: a small exchange (manifest, tag list, HEAD, POST) must finish within the timeout; a
+//!   download must start within it and then never stall longer than it between reads; an upload may
+//!   take as long as it needs while its body moves, but not sit idle longer than the timeout.
+//! - Retries, with backoff on 429, 5xx, timeouts and connection errors, happen at one level only:
+//!   manifest, tag and access requests are retried here; blob operations (HEAD, mount, GET, upload) make
+//!   one attempt each, and the [`Copier`](crate::Copier) retries a blob transfer as a whole. So retries
+//!   never multiply, and an upload that failed half-way starts again cleanly.
+//! - TLS is rustls with the system's roots (and `SSL_CERT_FILE`). With `tls_verify: false`, or for a
+//!   loopback registry, plain http is tried when https does not answer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::header::{
-    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LINK, LOCATION,
-    WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    LINK, LOCATION, WWW_AUTHENTICATE,
 };
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
@@ -38,9 +45,9 @@ pub struct RegistryOptions {
     pub tls_verify: bool,
     /// Where credentials come from.
     pub auth: AuthSource,
-    /// Timeout of each request without a streamed body, and of each read of a streamed one.
+    /// How long a small exchange may take, and how long a transfer may stall.
     pub timeout: Duration,
-    /// How many times a failed request is tried again.
+    /// How many times a failed request (or, in the copier, blob transfer) is tried again.
     pub retries: usize,
     /// Upload blobs larger than this in chunks of this size; `None` uploads every blob in one request.
     pub chunk_size: Option<u64>,
@@ -58,14 +65,14 @@ impl Default for RegistryOptions {
     }
 }
 
-impl RegistryOptions {
-    pub(crate) fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .with_max_times(self.retries)
-            .with_jitter()
-    }
+/// The backoff of every retry in okd-forge: jittered, exponential from 200 ms, at most 10 s apart,
+/// `retries` times.
+pub fn retry_policy(retries: usize) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(retries)
+        .with_jitter()
 }
 
 #[derive(Debug, Clone)]
@@ -77,10 +84,32 @@ enum Challenge {
     },
 }
 
+/// How one request is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// One attempt; the response headers must come within the timeout. (HEAD, mount, upload start.)
+    Once,
+    /// A blob download: one attempt; headers within the timeout, then the per-read timeout.
+    Download,
+    /// An upload body: one attempt, on the client without a read timeout, under the stall watchdog
+    /// of [`Repository::upload`].
+    Upload,
+}
+
+/// The Docker Hub registry as users name it, and where its API really is.
+const DOCKER_HUB_ENDPOINT: &str = "registry-1.docker.io";
+/// Tag-list pages followed at most, against registries whose `Link` headers loop.
+const MAX_TAG_PAGES: usize = 10_000;
+
 /// A connection to one registry host, shared by every repository handle on it.
 pub struct Registry {
-    host: String,
+    /// The registry as users write it (`docker.io` for Docker Hub).
+    name: String,
+    /// Where requests go (`registry-1.docker.io` for Docker Hub).
+    endpoint: String,
     http: reqwest::Client,
+    /// For upload bodies: no read timeout, which would run from the first byte sent to the response.
+    upload_http: reqwest::Client,
     opts: RegistryOptions,
     base: OnceCell<String>,
     challenge: Mutex<Option<Challenge>>,
@@ -99,25 +128,29 @@ pub struct Repository {
 impl Registry {
     /// A client for `host[:port]`.
     pub fn new(host: &str, opts: RegistryOptions) -> Result<Arc<Registry>> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("okd-forge/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(!opts.tls_verify)
-            .connect_timeout(opts.timeout.min(Duration::from_secs(30)))
-            .read_timeout(opts.timeout)
-            .pool_max_idle_per_host(32)
-            .build()
-            .map_err(|e| Error::Unreachable {
-                target: host.to_string(),
-                registry: host.to_string(),
-                reason: format!("cannot set up an HTTP client: {e}"),
-            })?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("okd-forge/", env!("CARGO_PKG_VERSION")))
+                .danger_accept_invalid_certs(!opts.tls_verify)
+                .connect_timeout(opts.timeout.min(Duration::from_secs(30)))
+                .pool_max_idle_per_host(32)
+        };
+        let fail = |e: reqwest::Error| Error::Unreachable {
+            target: host.to_string(),
+            registry: host.to_string(),
+            reason: format!("cannot set up an HTTP client: {e}"),
+        };
+        let http = builder().read_timeout(opts.timeout).build().map_err(fail)?;
+        let upload_http = builder().build().map_err(fail)?;
         Ok(Arc::new(Registry {
-            host: if host == crate::reference::DOCKER_HUB {
-                "registry-1.docker.io".to_string()
+            name: host.to_string(),
+            endpoint: if host == crate::reference::DOCKER_HUB {
+                DOCKER_HUB_ENDPOINT.to_string()
             } else {
                 host.to_string()
             },
             http,
+            upload_http,
             opts,
             base: OnceCell::new(),
             challenge: Mutex::new(None),
@@ -135,23 +168,18 @@ impl Registry {
         }
     }
 
-    /// The registry's host as given.
+    /// The registry as users name it, e.g. `quay.io` or `docker.io`.
     pub fn host(&self) -> &str {
-        &self.host
+        &self.name
+    }
+
+    /// The options it was made with.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.opts
     }
 
     fn is_loopback(&self) -> bool {
-        let host = self
-            .host
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(&self.host);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .map(|ip| ip.is_loopback())
-                .unwrap_or(false)
+        is_loopback(&self.endpoint)
     }
 
     /// `https://host` or, where allowed and https does not answer, `http://host`. Pinging `/v2/` also
@@ -159,7 +187,7 @@ impl Registry {
     async fn base(&self, target: &str) -> Result<&str> {
         self.base
             .get_or_try_init(|| async {
-                let https = format!("https://{}", self.host);
+                let https = format!("https://{}", self.endpoint);
                 let err = match self.ping(&https).await {
                     Ok(()) => return Ok(https),
                     Err(e) => e,
@@ -169,7 +197,7 @@ impl Registry {
                     if tls_failed {
                         Error::Tls {
                             target: target.to_string(),
-                            registry: self.host.clone(),
+                            registry: self.name.clone(),
                             reason,
                         }
                     } else {
@@ -179,7 +207,7 @@ impl Registry {
                 if !self.is_loopback() && self.opts.tls_verify {
                     return Err(fail(err));
                 }
-                let http = format!("http://{}", self.host);
+                let http = format!("http://{}", self.endpoint);
                 match self.ping(&http).await {
                     Ok(()) => Ok(http),
                     Err(e2) if e2 == err => Err(fail(err)),
@@ -214,8 +242,36 @@ impl Registry {
     fn unreachable(&self, target: &str, reason: &str) -> Error {
         Error::Unreachable {
             target: target.to_string(),
-            registry: self.host.clone(),
+            registry: self.name.clone(),
             reason: reason.to_string(),
+        }
+    }
+
+    fn timed_out(&self, target: &str) -> Error {
+        Error::Timeout {
+            target: target.to_string(),
+            registry: self.name.clone(),
+            seconds: self.opts.timeout.as_secs(),
+        }
+    }
+
+    /// An error of the HTTP client, classified: what may pass if tried again, and what will not.
+    fn transport(&self, target: &str, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            self.timed_out(target)
+        } else if e.is_connect() {
+            self.unreachable(target, &error_chain(&e))
+        } else if e.is_builder() || e.is_redirect() {
+            Error::Protocol {
+                target: target.to_string(),
+                reason: error_chain(&e),
+            }
+        } else {
+            Error::Interrupted {
+                target: target.to_string(),
+                registry: self.name.clone(),
+                reason: error_chain(&e),
+            }
         }
     }
 
@@ -229,27 +285,36 @@ impl Registry {
         }
     }
 
-    fn credentials(&self, repository: &str) -> Result<Option<Credentials>> {
-        let mut cache = self.creds.lock().expect("lock");
-        if let Some(c) = cache.get(repository) {
+    /// Credentials for a repository, looked up once (auth files, maybe a credential helper process) off
+    /// the async threads.
+    async fn credentials(&self, repository: &str) -> Result<Option<Credentials>> {
+        if let Some(c) = self.creds.lock().expect("lock").get(repository) {
             return Ok(c.clone());
         }
-        let host = if self.host == "registry-1.docker.io" {
-            crate::reference::DOCKER_HUB
-        } else {
-            &self.host
-        };
-        let c = self.opts.auth.lookup(host, repository)?;
-        cache.insert(repository.to_string(), c.clone());
+        let (auth, host, repo) = (
+            self.opts.auth.clone(),
+            self.name.clone(),
+            repository.to_string(),
+        );
+        let c = tokio::task::spawn_blocking(move || auth.lookup(&host, &repo))
+            .await
+            .map_err(|e| Error::AuthFile {
+                path: "<credential lookup>".into(),
+                reason: e.to_string(),
+            })??;
+        self.creds
+            .lock()
+            .expect("lock")
+            .insert(repository.to_string(), c.clone());
         Ok(c)
     }
 
     /// The Authorization header to send for `scopes`, from what we know so far.
-    fn auth_header(&self, repository: &str, scopes: &str) -> Result<Option<String>> {
+    async fn auth_header(&self, repository: &str, scopes: &str) -> Result<Option<String>> {
         let challenge = self.challenge.lock().expect("lock").clone();
         match challenge {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.credentials(repository)?.map(|c| basic(&c))),
+            Some(Challenge::Basic) => Ok(self.credentials(repository).await?.map(|c| basic(&c))),
             Some(Challenge::Bearer { .. }) => Ok(self
                 .tokens
                 .lock()
@@ -269,10 +334,10 @@ impl Registry {
     ) -> Result<()> {
         self.learn_challenge(resp.headers());
         let challenge = self.challenge.lock().expect("lock").clone();
-        let creds = self.credentials(repository)?;
+        let creds = self.credentials(repository).await?;
         let unauthorized = |reason: &str| Error::Unauthorized {
             target: target.to_string(),
-            registry: self.host.clone(),
+            registry: self.name.clone(),
             reason: reason.to_string(),
         };
         match challenge {
@@ -287,10 +352,7 @@ impl Registry {
                 if let Some(c) = &creds {
                     req = req.basic_auth(&c.username, Some(&c.password));
                 }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| self.unreachable(target, &error_chain(&e)))?;
+                let resp = req.send().await.map_err(|e| self.transport(target, e))?;
                 if resp.status() == StatusCode::UNAUTHORIZED
                     || resp.status() == StatusCode::FORBIDDEN
                 {
@@ -311,10 +373,9 @@ impl Registry {
                     token: Option<String>,
                     access_token: Option<String>,
                 }
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| self.unreachable(target, &error_chain(&e)))?;
+                let body = read_limited(target, resp, 1 << 20).await.map_err(|_| {
+                    unauthorized(&format!("unreadable token response from {realm}"))
+                })?;
                 let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
                     unauthorized(&format!("unreadable token response from {realm}: {e}"))
                 })?;
@@ -335,60 +396,105 @@ impl Registry {
         }
     }
 
-    /// Send a request built by `make` (called again for each try), with auth, retries and timeouts.
-    /// `streamed` requests are sent once, as their body cannot be replayed.
-    async fn send(
+    /// One attempt at a request built by `make`, with auth (answering one 401 with fresh credentials,
+    /// except for an upload, whose body is gone) and, unless it is an upload, a deadline on the response
+    /// headers. 429 and 5xx answers become (transient) errors.
+    async fn attempt(
         &self,
         target: &str,
         repository: &str,
         scopes: &str,
-        streamed: bool,
+        kind: Kind,
         make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
     ) -> Result<Response> {
-        let attempt = || async {
-            let base = self.base(target).await?.to_string();
-            let mut refreshed = false;
-            loop {
-                let mut req = make(&self.http, &base);
-                if !streamed {
-                    req = req.timeout(self.opts.timeout);
+        let base = self.base(target).await?.to_string();
+        let client = if kind == Kind::Upload {
+            &self.upload_http
+        } else {
+            &self.http
+        };
+        let mut refreshed = false;
+        loop {
+            let mut req = make(client, &base)
+                .build()
+                .map_err(|e| self.transport(target, e))?;
+            if same_origin(req.url(), &base) {
+                if let Some(h) = self.auth_header(repository, scopes).await? {
+                    let value = HeaderValue::from_str(&h).map_err(|_| Error::Protocol {
+                        target: target.to_string(),
+                        reason: "the token service issued a token that is not a valid header"
+                            .into(),
+                    })?;
+                    req.headers_mut().insert(AUTHORIZATION, value);
                 }
-                if let Some(h) = self.auth_header(repository, scopes)? {
-                    req = req.header(AUTHORIZATION, h);
-                }
-                let resp = req
-                    .send()
+            }
+            let sent = client.execute(req);
+            let resp = if kind == Kind::Upload {
+                sent.await
+            } else {
+                tokio::time::timeout(self.opts.timeout, sent)
                     .await
-                    .map_err(|e| self.unreachable(target, &error_chain(&e)))?;
-                if resp.status() == StatusCode::UNAUTHORIZED {
-                    // A streamed body cannot be sent twice; uploads authenticate on the POST before it.
-                    if refreshed || streamed {
-                        return Err(Error::Unauthorized {
-                            target: target.to_string(),
-                            registry: self.host.clone(),
-                            reason: "the registry rejected the credentials".into(),
-                        });
-                    }
-                    self.authenticate(target, repository, scopes, &resp).await?;
-                    refreshed = true;
-                    continue;
+                    .map_err(|_| self.timed_out(target))?
+            }
+            .map_err(|e| self.transport(target, e))?;
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                if refreshed || kind == Kind::Upload {
+                    let has_creds = self.credentials(repository).await?.is_some();
+                    return Err(Error::Unauthorized {
+                        target: target.to_string(),
+                        registry: self.name.clone(),
+                        reason: if has_creds {
+                            "the registry rejected the credentials".into()
+                        } else {
+                            "authentication required and no credentials found".into()
+                        },
+                    });
                 }
-                if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error()
-                {
+                self.authenticate(target, repository, scopes, &resp).await?;
+                refreshed = true;
+                continue;
+            }
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS || resp.status().is_server_error() {
+                return Err(status_error(target, resp).await);
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// A small exchange, retried with backoff: the request and the whole response body (at most
+    /// `limit` bytes) within the timeout. Answers other than 2xx are errors (404 is [`Error::NotFound`]).
+    async fn exchange(
+        &self,
+        target: &str,
+        repository: &str,
+        scopes: &str,
+        limit: u64,
+        make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
+    ) -> Result<(HeaderMap, Bytes)> {
+        let once = || async {
+            let whole = async {
+                let resp = self
+                    .attempt(target, repository, scopes, Kind::Once, make)
+                    .await?;
+                if resp.status() == StatusCode::NOT_FOUND {
+                    return Err(Error::NotFound {
+                        what: target.to_string(),
+                    });
+                }
+                if !resp.status().is_success() {
                     return Err(status_error(target, resp).await);
                 }
-                return Ok(resp);
-            }
-        };
-        if streamed {
-            attempt().await
-        } else {
-            attempt
-                .retry(self.opts.backoff())
-                .when(Error::is_transient)
-                .notify(|e, d| tracing::debug!("retrying in {d:?}: {e}"))
+                let headers = resp.headers().clone();
+                Ok((headers, read_limited(target, resp, limit).await?))
+            };
+            tokio::time::timeout(self.opts.timeout, whole)
                 .await
-        }
+                .map_err(|_| self.timed_out(target))?
+        };
+        once.retry(retry_policy(self.opts.retries))
+            .when(Error::is_transient)
+            .notify(|e, d| tracing::debug!("retrying in {d:?}: {e}"))
+            .await
     }
 }
 
@@ -404,13 +510,8 @@ impl Repository {
     }
 
     fn display(&self, sel: Option<&Selector>) -> String {
-        let host = if self.registry.host == "registry-1.docker.io" {
-            crate::reference::DOCKER_HUB
-        } else {
-            &self.registry.host
-        };
         let r = RegistryRepo {
-            registry: host.to_string(),
+            registry: self.registry.name.clone(),
             repository: self.name.clone(),
         };
         match sel {
@@ -431,15 +532,26 @@ impl Repository {
         s
     }
 
-    async fn send(
+    async fn attempt(
         &self,
         target: &str,
         mount_from: Option<&str>,
-        streamed: bool,
+        kind: Kind,
         make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
     ) -> Result<Response> {
         self.registry
-            .send(target, &self.name, &self.scopes(mount_from), streamed, make)
+            .attempt(target, &self.name, &self.scopes(mount_from), kind, make)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        target: &str,
+        limit: u64,
+        make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
+    ) -> Result<(HeaderMap, Bytes)> {
+        self.registry
+            .exchange(target, &self.name, &self.scopes(None), limit, make)
             .await
     }
 
@@ -447,16 +559,16 @@ impl Repository {
     pub async fn check_access(&self) -> Result<()> {
         let target = self.display(None);
         let name = self.name.clone();
-        let resp = self
-            .send(&target, None, false, &|c, base| {
+        let result = self
+            .exchange(&target, 1 << 20, &|c, base| {
                 c.get(format!("{base}/v2/{name}/tags/list?n=1"))
             })
-            .await?;
-        // 404 is an empty (or not yet existing) repository, which is fine for a destination.
-        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
-            return Ok(());
+            .await;
+        match result {
+            // Not found is an empty (or not yet existing) repository, which is fine for a destination.
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
-        Err(status_error(&target, resp).await)
     }
 
     /// Fetch a manifest by tag or digest, with its exact bytes, checked against the digest that names it.
@@ -467,22 +579,15 @@ impl Repository {
             Selector::Digest(d) => d.to_string(),
         };
         let name = self.name.clone();
-        let resp = self
-            .send(&target, None, false, &|c, base| {
+        let (headers, bytes) = self
+            .exchange(&target, crate::layout::MAX_MANIFEST, &|c, base| {
                 c.get(format!("{base}/v2/{name}/manifests/{url_ref}"))
                     .header(ACCEPT, media_type::ACCEPT_MANIFESTS)
             })
             .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Err(Error::NotFound { what: target });
-        }
-        if !resp.status().is_success() {
-            return Err(status_error(&target, resp).await);
-        }
-        let content_type = header_str(resp.headers(), CONTENT_TYPE);
-        let header_digest = header_str(resp.headers(), "docker-content-digest")
-            .and_then(|d| d.parse::<Digest>().ok());
-        let bytes = read_limited(&target, resp, crate::layout::MAX_MANIFEST).await?;
+        let content_type = header_str(&headers, CONTENT_TYPE);
+        let header_digest =
+            header_str(&headers, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok());
         // By digest, the bytes must match it; by tag, they must match the digest the registry claims.
         let digest = match sel {
             Selector::Digest(d) => d.clone(),
@@ -512,18 +617,15 @@ impl Repository {
         let name = self.name.clone();
         let body = raw.bytes.clone();
         let mt = raw.media_type.clone();
-        let resp = self
-            .send(&target, None, false, &|c, base| {
+        let (headers, _) = self
+            .exchange(&target, 1 << 20, &|c, base| {
                 c.put(format!("{base}/v2/{name}/manifests/{url_ref}"))
                     .header(CONTENT_TYPE, mt.as_str())
                     .body(body.clone())
             })
             .await?;
-        if !resp.status().is_success() {
-            return Err(status_error(&target, resp).await);
-        }
-        if let Some(d) = header_str(resp.headers(), "docker-content-digest")
-            .and_then(|d| d.parse::<Digest>().ok())
+        if let Some(d) =
+            header_str(&headers, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok())
         {
             if d.algorithm() == raw.digest.algorithm() && d != raw.digest {
                 return Err(Error::DigestMismatch {
@@ -536,29 +638,35 @@ impl Repository {
         Ok(())
     }
 
-    /// Whether the repository has a blob (HEAD).
-    pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        let target = self.display(Some(&Selector::Digest(digest.clone())));
+    /// Whether the repository has the blob (HEAD), with the size the descriptor says. One attempt.
+    pub async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
+        let target = self.display(Some(&Selector::Digest(desc.digest.clone())));
         let name = self.name.clone();
+        let digest = &desc.digest;
         let resp = self
-            .send(&target, None, false, &|c, base| {
+            .attempt(&target, None, Kind::Once, &|c, base| {
                 c.head(format!("{base}/v2/{name}/blobs/{digest}"))
             })
             .await?;
         match resp.status() {
-            s if s.is_success() => Ok(true),
+            s if s.is_success() => {
+                let size =
+                    header_str(resp.headers(), CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
+                Ok(size.is_none_or(|s| s == desc.size))
+            }
             StatusCode::NOT_FOUND => Ok(false),
             _ => Err(status_error(&target, resp).await),
         }
     }
 
-    /// Stream a blob; the stream fails at its end unless the bytes match the descriptor.
+    /// Stream a blob; the stream fails before it ends unless the bytes match the descriptor. One
+    /// attempt: the headers must come within the timeout, then no read may stall longer than it.
     pub async fn get_blob(&self, desc: &Descriptor) -> Result<VerifiedStream> {
         let target = format!("blob {} of {}", desc.digest, self.display(None));
         let name = self.name.clone();
         let digest = desc.digest.clone();
         let resp = self
-            .send(&target, None, false, &|c, base| {
+            .attempt(&target, None, Kind::Download, &|c, base| {
                 c.get(format!("{base}/v2/{name}/blobs/{digest}"))
             })
             .await?;
@@ -568,15 +676,11 @@ impl Repository {
         if !resp.status().is_success() {
             return Err(status_error(&target, resp).await);
         }
-        let registry = self.registry.host.clone();
+        let registry = self.registry.clone();
         let t2 = target.clone();
-        let inner = resp.bytes_stream().map(move |r| {
-            r.map_err(|e| Error::Interrupted {
-                target: t2.clone(),
-                registry: registry.clone(),
-                reason: error_chain(&e),
-            })
-        });
+        let inner = resp
+            .bytes_stream()
+            .map(move |r| r.map_err(|e| registry.transport(&t2, e)));
         Ok(verified(
             target,
             &desc.digest,
@@ -586,13 +690,13 @@ impl Repository {
     }
 
     /// Try to mount a blob from another repository of the same registry. `Ok(false)` when the registry
-    /// does not (it answers with an upload session, which is cancelled).
+    /// declines (it answers with an upload session, which is cancelled). One attempt.
     pub async fn mount_blob(&self, digest: &Digest, from: &str) -> Result<bool> {
         let target = format!("blob {digest} of {}", self.display(None));
         let name = self.name.clone();
         let from_s = from.to_string();
         let resp = self
-            .send(&target, Some(from), false, &|c, base| {
+            .attempt(&target, Some(from), Kind::Once, &|c, base| {
                 c.post(format!("{base}/v2/{name}/blobs/uploads/"))
                     .query(&[("mount", digest.to_string()), ("from", from_s.clone())])
                     .header(CONTENT_LENGTH, 0)
@@ -602,9 +706,7 @@ impl Repository {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => {
                 if let Ok(url) = self.location(&resp).await {
-                    let _ = self
-                        .send(&target, None, false, &|c, _| c.delete(url.clone()))
-                        .await;
+                    self.cancel_upload(&target, &url).await;
                 }
                 Ok(false)
             }
@@ -613,9 +715,9 @@ impl Repository {
     }
 
     async fn location(&self, resp: &Response) -> Result<String> {
-        let loc = header_str(resp.headers(), LOCATION).ok_or_else(|| Error::BadManifest {
-            what: self.display(None),
-            reason: "registry started an upload without a Location header".into(),
+        let loc = header_str(resp.headers(), LOCATION).ok_or_else(|| Error::Protocol {
+            target: self.display(None),
+            reason: "the registry started an upload without a Location header".into(),
         })?;
         let base = self.registry.base(&self.display(None)).await?;
         let base_url = url::Url::parse(&format!("{base}/")).expect("valid base");
@@ -625,7 +727,7 @@ impl Repository {
     async fn start_upload(&self, target: &str) -> Result<String> {
         let name = self.name.clone();
         let resp = self
-            .send(target, None, false, &|c, base| {
+            .attempt(target, None, Kind::Once, &|c, base| {
                 c.post(format!("{base}/v2/{name}/blobs/uploads/"))
                     .header(CONTENT_LENGTH, 0)
             })
@@ -636,44 +738,88 @@ impl Repository {
         self.location(&resp).await
     }
 
+    /// Best effort: tell the registry an upload session is abandoned (it would purge it eventually).
+    async fn cancel_upload(&self, target: &str, url: &str) {
+        let _ = self
+            .attempt(target, None, Kind::Once, &|c, _| c.delete(url))
+            .await;
+    }
+
     /// Upload a blob from a stream. The registry commits it only if all bytes arrive and match the digest;
-    /// a failing stream aborts the upload, so nothing partial becomes visible.
+    /// a failing stream aborts the upload, so nothing partial becomes visible. One attempt.
     pub async fn put_blob(&self, desc: &Descriptor, stream: VerifiedStream) -> Result<()> {
         let target = format!("blob {} of {}", desc.digest, self.display(None));
         stream.expect_digest(&target, &desc.digest)?;
-        let stream: BlobStream = Box::pin(stream);
         let upload = self.start_upload(&target).await?;
         let result = match self.registry.opts.chunk_size {
             Some(chunk) if desc.size > chunk => {
-                self.put_chunked(&target, desc, &upload, stream, chunk)
+                self.put_chunked(&target, desc, &upload, Box::pin(stream), chunk)
                     .await
             }
             _ => {
-                let (body, failure) = capture_failure(stream);
                 let url = with_digest(&upload, &desc.digest);
-                let size = desc.size;
-                let body = std::sync::Mutex::new(Some(body));
-                let result = self
-                    .send(&target, None, true, &|c, _| {
-                        let b = body
-                            .lock()
-                            .expect("lock")
-                            .take()
-                            .unwrap_or_else(|| reqwest::Body::from(Bytes::new()));
-                        c.put(url.clone())
-                            .header(CONTENT_TYPE, "application/octet-stream")
-                            .header(CONTENT_LENGTH, size)
-                            .body(b)
+                let resp = self
+                    .upload(&target, Box::pin(stream), desc.size, &|c, body| {
+                        c.put(url.clone()).body(body)
                     })
                     .await;
-                finish_upload(&target, result, &failure).await
+                match resp {
+                    Ok(r) if r.status() == StatusCode::CREATED => Ok(()),
+                    Ok(r) => Err(status_error(&target, r).await),
+                    Err(e) => Err(e),
+                }
             }
         };
         if result.is_err() {
-            // Best effort: the registry would purge the session eventually, but say we are done with it.
-            let _ = self
-                .send(&target, None, false, &|c, _| c.delete(upload.clone()))
-                .await;
+            self.cancel_upload(&target, &upload).await;
+        }
+        result
+    }
+
+    /// Send `body` (of `size` bytes) in the request `make` builds. The upload may take as long as it
+    /// needs while bytes move, but fails once the body has not moved, or the answer has not come, for
+    /// the timeout. A failure of the stream itself (a digest mismatch) is reported as such.
+    async fn upload(
+        &self,
+        target: &str,
+        body: BlobStream,
+        size: u64,
+        make: &(dyn Fn(&reqwest::Client, reqwest::Body) -> RequestBuilder + Sync),
+    ) -> Result<Response> {
+        let activity = Arc::new(Activity::new());
+        let failure: Arc<Mutex<Option<Error>>> = Arc::new(Mutex::new(None));
+        let (a, f, end) = (activity.clone(), failure.clone(), activity.clone());
+        let watched = body
+            .map(move |r| {
+                a.touch();
+                r.map_err(|e| {
+                    let msg = e.to_string();
+                    *f.lock().expect("lock") = Some(e);
+                    std::io::Error::other(msg)
+                })
+            })
+            .chain(futures_util::stream::poll_fn(move |_| {
+                end.body_done();
+                std::task::Poll::Ready(None)
+            }));
+        let body = Mutex::new(Some(reqwest::Body::wrap_stream(watched)));
+        let request = |c: &reqwest::Client, _: &str| {
+            let b = body
+                .lock()
+                .expect("lock")
+                .take()
+                .unwrap_or_else(|| reqwest::Body::from(Bytes::new()));
+            make(c, b)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, size)
+        };
+        let send = self.attempt(target, None, Kind::Upload, &request);
+        let result = tokio::select! {
+            r = send => r,
+            () = activity.stalled(self.registry.opts.timeout) => Err(self.registry.timed_out(target)),
+        };
+        if let Some(e) = failure.lock().expect("lock").take() {
+            return Err(e);
         }
         result
     }
@@ -686,47 +832,49 @@ impl Repository {
         mut stream: BlobStream,
         chunk: u64,
     ) -> Result<()> {
+        let chunk = usize::try_from(chunk).unwrap_or(usize::MAX);
         let mut upload = upload.to_string();
         let mut offset = 0u64;
-        let mut buf: Vec<u8> = Vec::with_capacity(chunk as usize);
+        let mut buf = BytesMut::new();
         let mut ended = false;
-        while !ended {
-            while (buf.len() as u64) < chunk {
+        loop {
+            while !ended && buf.len() < chunk {
                 match stream.next().await {
                     Some(c) => buf.extend_from_slice(&c?),
-                    None => {
-                        ended = true;
-                        break;
-                    }
+                    None => ended = true,
                 }
             }
-            let take = buf.len().min(chunk as usize);
-            if take == 0 {
+            if buf.is_empty() {
                 break;
             }
-            let part = Bytes::copy_from_slice(&buf[..take]);
-            buf.drain(..take);
-            ended &= buf.is_empty();
-            let range = format!("{}-{}", offset, offset + part.len() as u64 - 1);
+            let part = buf.split_to(buf.len().min(chunk)).freeze();
+            let len = part.len() as u64;
+            let range = format!("{}-{}", offset, offset + len - 1);
             let u = upload.clone();
+            let one: BlobStream = Box::pin(futures_util::stream::iter([Ok(part)]));
             let resp = self
-                .send(target, None, false, &|c, _| {
+                .upload(target, one, len, &|c, body| {
                     c.patch(u.clone())
-                        .header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_RANGE, range.as_str())
-                        .header(CONTENT_LENGTH, part.len())
-                        .body(part.clone())
+                        .body(body)
                 })
                 .await?;
             if resp.status() != StatusCode::ACCEPTED {
                 return Err(status_error(target, resp).await);
             }
-            offset += part.len() as u64;
+            offset += len;
             upload = self.location(&resp).await?;
+        }
+        if offset != desc.size {
+            return Err(Error::SizeMismatch {
+                what: target.to_string(),
+                expected: desc.size,
+                actual: offset,
+            });
         }
         let url = with_digest(&upload, &desc.digest);
         let resp = self
-            .send(target, None, false, &|c, _| {
+            .attempt(target, None, Kind::Once, &|c, _| {
                 c.put(url.clone()).header(CONTENT_LENGTH, 0)
             })
             .await?;
@@ -746,29 +894,33 @@ impl Repository {
         let target = self.display(None);
         let base = self.registry.base(&target).await?.to_string();
         let mut url = format!("{base}/v2/{}/tags/list?n={page}", self.name);
+        let mut seen = HashSet::new();
         let mut tags = Vec::new();
         loop {
+            if !seen.insert(url.clone()) || seen.len() > MAX_TAG_PAGES {
+                return Err(Error::Protocol {
+                    target,
+                    reason: format!("the registry's tag list pagination does not end (at {url})"),
+                });
+            }
             let u = url.clone();
-            let resp = self
-                .send(&target, None, false, &|c, _| c.get(u.clone()))
+            let (headers, body) = self
+                .exchange(&target, 64 << 20, &|c, _| c.get(u.clone()))
                 .await?;
-            if resp.status() == StatusCode::NOT_FOUND {
-                return Err(Error::NotFound { what: target });
-            }
-            if !resp.status().is_success() {
-                return Err(status_error(&target, resp).await);
-            }
-            let next = header_str(resp.headers(), LINK).and_then(|l| next_link(&l));
             #[derive(Deserialize)]
             struct TagList {
                 tags: Option<Vec<String>>,
             }
-            let body = read_limited(&target, resp, 64 << 20).await?;
-            let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::BadManifest {
-                what: target.clone(),
+            let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::Protocol {
+                target: target.clone(),
                 reason: format!("unreadable tag list: {e}"),
             })?;
             tags.extend(page.tags.unwrap_or_default());
+            let next = headers
+                .get_all(LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link);
             match next {
                 Some(n) => {
                     url = url::Url::parse(&format!("{base}/"))
@@ -783,36 +935,80 @@ impl Repository {
     }
 }
 
-type FailureSlot = Arc<Mutex<Option<Error>>>;
-
-/// Turn a blob stream into a request body; the stream's own error is kept so it can be reported instead
-/// of the transport's "error sending request".
-fn capture_failure(stream: BlobStream) -> (reqwest::Body, FailureSlot) {
-    let slot: FailureSlot = Arc::new(Mutex::new(None));
-    let s2 = slot.clone();
-    let mapped = stream.map(move |r| {
-        r.map_err(|e| {
-            let msg = e.to_string();
-            *s2.lock().expect("lock") = Some(e);
-            std::io::Error::other(msg)
-        })
-    });
-    (reqwest::Body::wrap_stream(mapped), slot)
+/// When an upload body last moved, to give up on uploads that stall.
+///
+/// What is seen as the last byte is when it entered the kernel's socket buffers, which may take a while
+/// to drain over a slow link; so once the body is done, the registry may take the timeout plus as long
+/// as the body took to answer. A registry that stops reading mid-body still fails after the timeout:
+/// the buffers fill and the body stops moving.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    /// Milliseconds the body took, once it is done.
+    body_ms: AtomicU64,
 }
 
-async fn finish_upload(
-    target: &str,
-    result: Result<Response>,
-    failure: &FailureSlot,
-) -> Result<()> {
-    if let Some(e) = failure.lock().expect("lock").take() {
-        return Err(e);
+impl Activity {
+    const NOT_DONE: u64 = u64::MAX;
+
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            body_ms: AtomicU64::new(Self::NOT_DONE),
+        }
     }
-    let resp = result?;
-    if resp.status() != StatusCode::CREATED {
-        return Err(status_error(target, resp).await);
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
     }
-    Ok(())
+
+    fn touch(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn body_done(&self) {
+        self.touch();
+        self.body_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `limit` (or, after the body, for `limit` plus its time).
+    async fn stalled(&self, limit: Duration) {
+        loop {
+            let allowed = match self.body_ms.load(Ordering::Relaxed) {
+                Self::NOT_DONE => limit,
+                body => limit + Duration::from_millis(body),
+            };
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let idle = self.start.elapsed().saturating_sub(last);
+            if idle >= allowed {
+                return;
+            }
+            tokio::time::sleep(allowed - idle).await;
+        }
+    }
+}
+
+/// Whether `url` goes to the registry at `base` (same scheme, host and port), so it may carry its
+/// credentials.
+fn same_origin(url: &url::Url, base: &str) -> bool {
+    url::Url::parse(base).is_ok_and(|b| {
+        b.scheme() == url.scheme()
+            && b.host_str() == url.host_str()
+            && b.port_or_known_default() == url.port_or_known_default()
+    })
+}
+
+/// Whether `host[:port]` (or `[v6][:port]`) is a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn with_digest(upload: &str, digest: &Digest) -> String {
@@ -992,11 +1188,21 @@ fn parse_params(s: &str) -> HashMap<String, String> {
     out
 }
 
-/// The `rel="next"` target of a `Link` header.
+/// The `rel="next"` target of a `Link` header (RFC 8288: the rel value may be quoted or not, and list
+/// several relations).
 fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
+        let is_next = params.split(';').any(|p| {
+            p.trim().split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+            })
+        });
+        is_next.then(|| {
             url.trim()
                 .trim_start_matches('<')
                 .trim_end_matches('>')
@@ -1028,12 +1234,53 @@ mod tests {
     }
 
     #[test]
+    fn credentials_stay_with_their_registry() {
+        let base = "https://quay.io";
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        assert!(same_origin(
+            &url("https://quay.io/v2/a/blobs/uploads/x"),
+            base
+        ));
+        assert!(same_origin(&url("https://quay.io:443/v2/"), base));
+        assert!(!same_origin(&url("https://s3.example.com/blob"), base));
+        assert!(!same_origin(&url("http://quay.io/v2/"), base));
+        assert!(!same_origin(&url("https://quay.io:8443/v2/"), base));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "127.0.0.1:5000",
+            "localhost",
+            "localhost:80",
+            "[::1]",
+            "[::1]:5000",
+            "127.3.4.5",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "quay.io",
+            "10.0.0.1:5000",
+            "[fe80::1]:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
     fn links_and_digest_queries() {
         assert_eq!(
             next_link(r#"</v2/a/tags/list?last=x&n=2>; rel="next""#).as_deref(),
             Some("/v2/a/tags/list?last=x&n=2")
         );
         assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+        assert_eq!(next_link("</y>; rel=next").as_deref(), Some("/y"));
+        assert_eq!(
+            next_link(r#"</a>; rel="prev", </b>; title="x"; rel="next last""#).as_deref(),
+            Some("/b")
+        );
         let d = Digest::sha256_of(b"");
         assert!(
             with_digest("http://h/v2/a/blobs/uploads/u?_state=s", &d).contains("&digest=sha256%3A")

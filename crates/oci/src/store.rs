@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use backon::Retryable;
 use futures_util::StreamExt;
 
-use crate::layout::{Layout, WriteGuard};
+use crate::layout::{Layout, UseGuard};
 use crate::manifest::RawManifest;
 use crate::reference::{ImageRef, Selector};
-use crate::registry::{Registry, RegistryOptions, Repository};
+use crate::registry::{retry_policy, Registry, RegistryOptions, Repository};
 use crate::stream::VerifiedStream;
-use crate::{Descriptor, Digest, Error, Result};
+use crate::{Descriptor, Error, Result};
 
 /// Where images are read from or written to.
 #[derive(Clone)]
@@ -122,11 +123,11 @@ impl Store {
         }
     }
 
-    /// Whether the store has a blob.
-    pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+    /// Whether the store has the blob a descriptor names, with its size.
+    pub async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         match self {
-            Store::Layout(l) => Ok(l.has_blob(digest)),
-            Store::Registry(r) => r.has_blob(digest).await,
+            Store::Layout(l) => Ok(l.has_blob(desc)),
+            Store::Registry(r) => r.has_blob(desc).await,
         }
     }
 
@@ -151,12 +152,21 @@ impl Store {
                 ),
             });
         }
-        let mut stream = self.get_blob(desc).await?;
-        let mut buf = Vec::with_capacity(desc.size as usize);
-        while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk?);
-        }
-        Ok(buf.into())
+        let once = || async {
+            let mut stream = self.get_blob(desc).await?;
+            let mut buf = Vec::with_capacity(desc.size as usize);
+            while let Some(chunk) = stream.next().await {
+                buf.extend_from_slice(&chunk?);
+            }
+            Ok(bytes::Bytes::from(buf))
+        };
+        let retries = match self {
+            Store::Registry(r) => r.registry().options().retries,
+            Store::Layout(_) => 0,
+        };
+        once.retry(retry_policy(retries))
+            .when(Error::is_transient)
+            .await
     }
 
     /// Stream a blob in; nothing becomes visible unless every byte matches the descriptor.
@@ -167,12 +177,13 @@ impl Store {
         }
     }
 
-    /// For a layout destination: the writer's lock that keeps gc away until the copy is tagged.
-    pub async fn write_guard(&self) -> Result<Option<WriteGuard>> {
+    /// For a layout: the shared lock that keeps `gc` away while a copy reads from it or writes to it
+    /// (until what it wrote is tagged).
+    pub async fn guard(&self) -> Result<Option<UseGuard>> {
         match self {
             Store::Layout(l) => {
                 let l = l.clone();
-                blocking(move || l.write_guard()).await.map(Some)
+                blocking(move || l.guard()).await.map(Some)
             }
             Store::Registry(_) => Ok(None),
         }

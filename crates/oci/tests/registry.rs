@@ -63,8 +63,26 @@ async fn a_declined_mount_leaves_nothing_and_an_allowed_one_mounts() {
     let desc = push_config(&source, b"{\"mounted\":false}").await;
     // The registry declines a mount from a repository that lacks the blob (202, an upload session).
     assert!(!target.mount_blob(&desc.digest, "okd/empty").await.unwrap());
-    assert!(!target.has_blob(&desc.digest).await.unwrap());
+    assert!(!target.has_blob(&desc).await.unwrap());
+    // ... and the upload session it opened instead was cancelled. (Distribution 2.8 deletes a
+    // cancelled session's `data` and `startedat` but rewrites its `hashstates` as it closes.)
+    let uploads = reg
+        .storage()
+        .join("docker/registry/v2/repositories/okd/target/_uploads");
+    let sessions: Vec<_> = std::fs::read_dir(&uploads)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sessions.len(), 1, "the decline opened one session");
+    assert!(
+        !sessions[0].join("startedat").exists(),
+        "the session was not cancelled"
+    );
+    assert!(
+        !sessions[0].join("data").exists(),
+        "the session was not cancelled"
+    );
     // From the repository that has it, it mounts (201).
     assert!(target.mount_blob(&desc.digest, "okd/source").await.unwrap());
-    assert!(target.has_blob(&desc.digest).await.unwrap());
+    assert!(target.has_blob(&desc).await.unwrap());
 }

@@ -54,7 +54,8 @@ pub struct Access {
     /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json.
     #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
-    /// Seconds a request may take, and a transfer may stall, before it is abandoned.
+    /// Seconds a request may take, or a transfer may stall, before it is abandoned (a transfer that
+    /// keeps moving may take as long as it needs).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     timeout: u64,
     /// How often a failed request or transfer is retried, with backoff (429, 5xx, connection errors).
@@ -188,7 +189,14 @@ pub async fn run_store(cmd: StoreCommand, output: Output) -> Result<()> {
 async fn copy(a: CopyArgs, output: Output) -> Result<()> {
     let src: ImageRef = a.src.parse()?;
     let dst: ImageRef = a.dst.parse()?;
-    let chunk = a.upload_chunk_mib.map(|m| m.max(1) << 20);
+    let chunk = match a.upload_chunk_mib {
+        Some(m) => Some(
+            m.max(1)
+                .checked_mul(1 << 20)
+                .with_context(|| format!("--upload-chunk-mib {m} is too large"))?,
+        ),
+        None => None,
+    };
     let stores = Stores::new(a.access.options(chunk)?);
     let progress = Arc::new(CopyProgress::new(a.quiet));
     let copier = Copier::new(a.jobs, a.access.retry_times, progress.clone());
@@ -489,15 +497,7 @@ fn pick_platform<'a>(entries: &'a [Descriptor], arch: &str) -> Option<&'a Descri
 }
 
 async fn tags(a: TagsArgs, output: Output) -> Result<()> {
-    let r: ImageRef = if a.repository.starts_with("oci:") {
-        a.repository.parse()?
-    } else {
-        let repo: oci::RegistryRepo = a.repository.parse()?;
-        ImageRef::Registry {
-            repo,
-            selector: None,
-        }
-    };
+    let r: ImageRef = a.repository.parse()?;
     if r.selector().is_some() {
         bail!(
             "{}: name a repository, without a tag or digest",

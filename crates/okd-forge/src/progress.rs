@@ -12,6 +12,7 @@ pub struct CopyProgress {
     quiet: bool,
     copied: AtomicUsize,
     skipped: AtomicUsize,
+    mounted: AtomicUsize,
 }
 
 impl CopyProgress {
@@ -34,14 +35,7 @@ impl CopyProgress {
             quiet,
             copied: AtomicUsize::new(0),
             skipped: AtomicUsize::new(0),
-        }
-    }
-
-    fn line(&self, text: String) {
-        match &self.bar {
-            Some(bar) => bar.set_message(text),
-            None if !self.quiet => eprintln!("{text}"),
-            None => {}
+            mounted: AtomicUsize::new(0),
         }
     }
 
@@ -66,36 +60,40 @@ impl Progress for CopyProgress {
         }
     }
 
+    fn blob_bytes_discarded(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.dec(n);
+        }
+    }
+
     fn blob_done(&self, desc: &Descriptor, outcome: BlobOutcome) {
-        let counter = if outcome == BlobOutcome::Copied {
-            &self.copied
-        } else {
-            &self.skipped
+        let (counter, verb) = match outcome {
+            BlobOutcome::Copied => (&self.copied, "copied"),
+            BlobOutcome::Skipped => (&self.skipped, "exists"),
+            BlobOutcome::Mounted => (&self.mounted, "mounted"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let verb = match outcome {
-            BlobOutcome::Copied => "copied",
-            BlobOutcome::Skipped => "exists",
-            BlobOutcome::Mounted => "mounted",
-        };
-        if self.bar.is_some() {
-            self.line(format!(
-                "{} blobs copied, {} already there",
+        match &self.bar {
+            Some(bar) => bar.set_message(format!(
+                "{} blobs copied, {} already there, {} mounted",
                 self.copied.load(Ordering::Relaxed),
-                self.skipped.load(Ordering::Relaxed)
-            ));
-        } else {
-            self.line(format!(
-                "blob {} {verb} ({})",
-                desc.digest.short(),
-                HumanBytes(desc.size)
-            ));
+                self.skipped.load(Ordering::Relaxed),
+                self.mounted.load(Ordering::Relaxed)
+            )),
+            None if !self.quiet => {
+                eprintln!(
+                    "blob {} {verb} ({})",
+                    desc.digest.short(),
+                    HumanBytes(desc.size)
+                )
+            }
+            None => {}
         }
     }
 
     fn manifest_done(&self, raw: &RawManifest) {
-        if self.bar.is_none() {
-            self.line(format!("manifest {} written", raw.digest.short()));
+        if self.bar.is_none() && !self.quiet {
+            eprintln!("manifest {} written", raw.digest.short());
         }
     }
 }

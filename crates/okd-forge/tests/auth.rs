@@ -151,7 +151,10 @@ fn bearer_tokens_with_scopes() {
         .iter()
         .any(|r| r.user.is_none() && r.scopes == ["repository:public/app:pull"]));
     let e = f.fails(&["image", "inspect", &reg.docker("okd/app:v1")]);
-    assert!(e.contains("podman login"), "{e}");
+    assert!(
+        e.contains("no credentials found") && e.contains("podman login"),
+        "{e}"
+    );
 
     // Wrong password: the token service refuses.
     std::fs::write(&file, auth_json(&[(&reg.host(), "alice", "nope")])).unwrap();

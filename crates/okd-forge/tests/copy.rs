@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{oci_ref, sample_image, Forge};
+use common::{oci_ref, push_sample, sample_image, Forge};
 use testkit::images::{self, ImageSpec};
 use testkit::{skopeo, skopeo_digest, umoci, verify_layout, Fault, FaultProxy, RegistryServer};
 
@@ -16,13 +16,33 @@ fn second_copy_skips_every_blob_and_same_registry_copies_mount() {
     let reg = RegistryServer::start();
     let src = f.path("src");
     let digest = sample_image(&src, "v1", 100);
-    let first = f.json(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "v1"),
-        &reg.docker("a/img:v1"),
-    ]);
-    assert_eq!(first["blobs_copied"], 4);
+    // Not on a terminal: one progress line per blob on stderr, the summary on stdout.
+    let out = f
+        .cmd()
+        .args([
+            "image",
+            "copy",
+            &oci_ref(&src, "v1"),
+            &reg.docker("a/img:v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let blob_lines = stderr
+        .lines()
+        .filter(|l| l.starts_with("blob sha256:") && l.contains(" copied ("))
+        .count();
+    assert_eq!(blob_lines, 4, "{stderr}");
+    assert!(
+        stderr.contains(&format!("manifest {} written", &digest[..19])),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("({digest})")) && stdout.contains("4 blobs copied"),
+        "{stdout}"
+    );
     let again = f.json(&[
         "image",
         "copy",
@@ -44,7 +64,7 @@ fn second_copy_skips_every_blob_and_same_registry_copies_mount() {
     assert_eq!(mounted["blobs_copied"], 0);
     assert_eq!(skopeo_digest(&reg.docker("b/img:v2")), digest);
 
-    // Into a layout that has some of the blobs already (a second image sharing nothing is copied).
+    // The same image again, under another tag, into a layout that has it: every blob is there.
     let dst = f.path("dst");
     f.ok(&[
         "image",
@@ -303,40 +323,21 @@ fn killed_copy_leaves_nothing_partial_and_a_rerun_converges() {
     ]);
 
     let store = f.path("store");
-    let mut child = f
-        .std_cmd()
-        .args([
-            "image",
-            "copy",
-            "-q",
-            "-j",
-            "1",
-            &reg.docker("okd/big:v1"),
-            &oci_ref(&store, "big"),
-        ])
-        .spawn()
-        .unwrap();
-    // Wait until the layout exists and a blob is being written (its temp file exists), then kill -9.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let writing = loop {
-        let tmp = store.join("index.json").exists()
-            && std::fs::read_dir(&store)
-                .map(|d| {
-                    d.filter_map(Result::ok).any(|e| {
+    // Kill -9 once the layout exists and a blob is being written (its temp file exists).
+    let mut child = copy_until(&f, &reg.docker("okd/big:v1"), &store, "big", |store| {
+        store.join("index.json").exists()
+            && std::fs::read_dir(store).is_ok_and(|mut d| {
+                d.any(|e| {
+                    e.is_ok_and(|e| {
                         e.file_name()
                             .to_string_lossy()
                             .starts_with(".okd-forge-tmp-")
                     })
                 })
-                .unwrap_or(false);
-        if tmp || Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            break tmp;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+            })
+    });
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(writing, "the copy never started writing a blob");
 
     // Every visible blob is whole; no tag points anywhere.
     verify_layout_allowing_temp(&store);
@@ -355,6 +356,33 @@ fn killed_copy_leaves_nothing_partial_and_a_rerun_converges() {
     f.ok(&["store", "gc", "--store", store.to_str().unwrap()]);
     verify_layout(&store);
     assert_eq!(skopeo_digest(&oci_ref(&store, "big")), m.digest.to_string());
+}
+
+/// Start `image copy -q -j 1 FROM oci:STORE:TAG` in the background and return once `ready(store)` holds,
+/// failing if the copy ends first or nothing happens within 30 s.
+fn copy_until(
+    f: &Forge,
+    from: &str,
+    store: &std::path::Path,
+    tag: &str,
+    ready: impl Fn(&std::path::Path) -> bool,
+) -> std::process::Child {
+    let mut child = f
+        .std_cmd()
+        .args(["image", "copy", "-q", "-j", "1", from, &oci_ref(store, tag)])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready(store) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before it was caught in flight"
+        );
+        assert!(Instant::now() < deadline, "the copy did not get going");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
 }
 
 /// Like [`verify_layout`], but a killed writer's temp file may remain (gc removes it).
@@ -381,15 +409,20 @@ fn chunked_uploads_are_read_back_by_skopeo() {
         &ImageSpec::new(&[(400, 3_500_000), (401, 1000)]),
         Some("c"),
     );
+    // Through a proxy that only watches, to count the upload requests.
+    let proxy = FaultProxy::start(&reg.host(), vec![]);
     let report = f.json(&[
         "image",
         "copy",
         "--upload-chunk-mib",
         "1",
         &oci_ref(&src, "c"),
-        &reg.docker("okd/chunked:v1"),
+        &proxy.docker("okd/chunked:v1"),
     ]);
     assert_eq!(report["blobs_copied"], 3);
+    // The big layer in 4 PATCHes and a closing PUT; the small layer and the config in one PUT each.
+    assert_eq!(proxy.count("PATCH", "/blobs/uploads/"), 4);
+    assert_eq!(proxy.count("PUT", "/blobs/uploads/"), 3);
     assert_eq!(
         skopeo_digest(&reg.docker("okd/chunked:v1")),
         m.digest.to_string()
@@ -410,14 +443,7 @@ fn chunked_uploads_are_read_back_by_skopeo() {
 fn transient_failures_are_retried_with_a_bound() {
     let f = Forge::new();
     let reg = RegistryServer::start();
-    let src = f.path("src");
-    let digest = sample_image(&src, "v1", 500);
-    f.ok(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "v1"),
-        &reg.docker("okd/flaky:v1"),
-    ]);
+    let (src, digest) = push_sample(&f, &reg, "okd/flaky:v1", 500);
 
     let proxy = FaultProxy::start(
         &reg.host(),
@@ -490,11 +516,14 @@ fn transient_failures_are_retried_with_a_bound() {
     assert_eq!(proxy.injected(), 2);
     assert_eq!(skopeo_digest(&reg.docker("okd/pushed:v1")), digest);
 
+    // One blob that always fails: tried once and retried --retry-times times, exactly.
+    let layers = f.json(&["image", "inspect", &reg.docker("okd/flaky:v1")])["Layers"].clone();
+    let broken = layers[1].as_str().unwrap().to_string();
     let proxy = FaultProxy::start(
         &reg.host(),
         vec![Fault::Status {
             method: "GET",
-            path_contains: "/blobs/".into(),
+            path_contains: format!("/blobs/{broken}"),
             status: 503,
             times: 1000,
         }],
@@ -504,20 +533,202 @@ fn transient_failures_are_retried_with_a_bound() {
         "image",
         "copy",
         "--retry-times",
-        "1",
+        "2",
         &proxy.docker("okd/flaky:v1"),
         &oci_ref(&dst2, "v1"),
     ]);
-    assert!(e.contains("503"), "{e}");
-    // The first try and one retry of each blob, no more.
-    assert!(
-        proxy.injected() <= 2 * 4 * 2,
-        "retried {} times",
-        proxy.injected()
-    );
+    assert!(e.contains("503") && e.contains(&broken), "{e}");
+    assert_eq!(proxy.injected(), 3, "one try and two retries");
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dst2.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"], serde_json::json!([]));
+}
+
+/// A request that hangs is abandoned after --timeout and retried; a registry that always hangs is
+/// given up on, in bounded time, saying it timed out.
+#[test]
+fn hanging_requests_time_out() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let (_, digest) = push_sample(&f, &reg, "okd/slow:v1", 550);
+
+    let stall = |times| {
+        FaultProxy::start(
+            &reg.host(),
+            vec![Fault::Stall {
+                path_contains: "/manifests/".into(),
+                seconds: 30,
+                times,
+            }],
+        )
+    };
+    let proxy = stall(1);
+    let dst = f.path("dst");
+    let started = Instant::now();
+    let report = f.json(&[
+        "image",
+        "copy",
+        "--timeout",
+        "1",
+        &proxy.docker("okd/slow:v1"),
+        &oci_ref(&dst, "v1"),
+    ]);
+    assert_eq!(report["digest"], digest.as_str());
+    assert_eq!(proxy.injected(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let proxy = stall(1000);
+    let started = Instant::now();
+    let e = f.fails(&[
+        "image",
+        "inspect",
+        "--timeout",
+        "1",
+        "--retry-times",
+        "1",
+        &proxy.docker("okd/slow:v1"),
+    ]);
+    assert!(e.contains("timed out"), "{e}");
+    assert!(e.contains("okd/slow:v1"), "{e}");
+    assert_eq!(proxy.injected(), 2, "one try and one retry");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A transfer that keeps moving may take far longer than --timeout, both ways; only a stall fails it.
+#[test]
+fn slow_transfers_outlast_the_timeout_and_stalled_uploads_are_retried() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let src = f.path("src");
+    let layout = oci::Layout::create(&src).unwrap();
+    let m = images::write_image(&layout, &ImageSpec::new(&[(560, 24 << 20)]), Some("v1"));
+    // Pushed at 8 MiB/s: 3 s for the layer, with --timeout 1.
+    let slow = FaultProxy::start(
+        &reg.host(),
+        vec![Fault::Throttle {
+            path_contains: "/blobs/".into(),
+            bytes_per_sec: 8 << 20,
+        }],
+    );
+    let started = Instant::now();
+    f.ok(&[
+        "image",
+        "copy",
+        "-q",
+        "--timeout",
+        "1",
+        &oci_ref(&src, "v1"),
+        &slow.docker("okd/slow:v1"),
+    ]);
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "not throttled: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        slow.count("PUT", "/blobs/uploads/"),
+        2,
+        "no upload was retried"
+    );
+    // Pulled at 8 MiB/s.
+    let dst = f.path("dst");
+    let report = f.json(&[
+        "image",
+        "copy",
+        "-q",
+        "--timeout",
+        "1",
+        &slow.docker("okd/slow:v1"),
+        &oci_ref(&dst, "v1"),
+    ]);
+    assert_eq!(report["digest"], m.digest.to_string());
+    assert_eq!(
+        slow.count("GET", "/blobs/sha256:"),
+        2,
+        "no download was retried"
+    );
+
+    // An upload whose registry stops reading for 30 s is abandoned after 1 s and tried again.
+    let stalled = FaultProxy::start(
+        &reg.host(),
+        vec![Fault::Stall {
+            path_contains: "/blobs/uploads/".into(),
+            seconds: 30,
+            times: 1,
+        }],
+    );
+    let started = Instant::now();
+    f.ok(&[
+        "image",
+        "copy",
+        "-q",
+        "--timeout",
+        "1",
+        &oci_ref(&src, "v1"),
+        &stalled.docker("okd/stalled:v1"),
+    ]);
+    assert_eq!(stalled.injected(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        skopeo_digest(&reg.docker("okd/stalled:v1")),
+        m.digest.to_string()
+    );
+}
+
+/// gc waits for a copy in flight: the blobs it has written but not yet tagged survive.
+#[test]
+fn gc_waits_for_a_running_copy() {
+    let f = Forge::new();
+    let reg = RegistryServer::start();
+    let src = f.path("src");
+    let layout = oci::Layout::create(&src).unwrap();
+    let spec = ImageSpec::new(&[(570, 10_000), (571, 10_000), (572, 4 << 20)]);
+    let m = images::write_image(&layout, &spec, Some("v1"));
+    f.ok(&[
+        "image",
+        "copy",
+        "-q",
+        &oci_ref(&src, "v1"),
+        &reg.docker("okd/gc:v1"),
+    ]);
+    let last = f.json(&["image", "inspect", &reg.docker("okd/gc:v1")])["Layers"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The last layer comes slowly (2 s); the others are in the store, untagged, meanwhile.
+    let proxy = FaultProxy::start(
+        &reg.host(),
+        vec![Fault::Throttle {
+            path_contains: last.clone(),
+            bytes_per_sec: 2 << 20,
+        }],
+    );
+    let store = f.path("store");
+    let mut copy = copy_until(&f, &proxy.docker("okd/gc:v1"), &store, "v1", |store| {
+        std::fs::read_dir(store.join("blobs/sha256")).is_ok_and(|d| d.count() >= 3)
+    });
+    let report = f.json(&["store", "gc", "--store", store.to_str().unwrap()]);
+    assert!(copy.wait().unwrap().success());
+    assert_eq!(
+        report["removed"], 0,
+        "gc deleted blobs of the copy in flight"
+    );
+    verify_layout(&store);
+    let again = f.path("again");
+    skopeo(&["copy", &oci_ref(&store, "v1"), &oci_ref(&again, "v1")]);
+    assert_eq!(skopeo_digest(&oci_ref(&again, "v1")), m.digest.to_string());
 }
 
 /// A registry that is down when the copy starts and comes back within the retries is waited for.
@@ -525,14 +736,7 @@ fn transient_failures_are_retried_with_a_bound() {
 fn a_registry_restarting_during_the_copy_is_waited_for() {
     let f = Forge::new();
     let mut reg = RegistryServer::start();
-    let src = f.path("src");
-    let digest = sample_image(&src, "v1", 600);
-    f.ok(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "v1"),
-        &reg.docker("okd/restart:v1"),
-    ]);
+    let (_, digest) = push_sample(&f, &reg, "okd/restart:v1", 600);
     reg.stop();
     let dst = f.path("dst");
     let child = f

@@ -29,6 +29,22 @@ pub enum Fault {
         /// How many matching requests to fail.
         times: usize,
     },
+    /// Hold the request for `seconds` before forwarding it (a registry that hangs).
+    Stall {
+        /// A substring of the path to match (any method).
+        path_contains: String,
+        /// How long to hold it.
+        seconds: u64,
+        /// How many matching requests to stall.
+        times: usize,
+    },
+    /// Forward, but pass the request and response bodies at `bytes_per_sec` (a slow link).
+    Throttle {
+        /// A substring of the path to match (any method).
+        path_contains: String,
+        /// The rate.
+        bytes_per_sec: u64,
+    },
     /// Forward, but cut the response body off after `after` bytes by dropping the connection.
     Truncate {
         /// A substring of the path to match (GET requests only).
@@ -45,6 +61,7 @@ struct Inner {
     http: reqwest::Client,
     faults: Mutex<Vec<Fault>>,
     injected: AtomicUsize,
+    log: Mutex<Vec<(String, String)>>,
 }
 
 /// The proxy, on 127.0.0.1; stops when dropped.
@@ -65,6 +82,7 @@ impl FaultProxy {
                 .expect("client"),
             faults: Mutex::new(faults),
             injected: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
         });
         let app = Router::new().fallback(forward).with_state(inner.clone());
         let (port, tx) = crate::serve(app);
@@ -89,6 +107,17 @@ impl FaultProxy {
     pub fn injected(&self) -> usize {
         self.inner.injected.load(Ordering::SeqCst)
     }
+
+    /// How many requests with `method` and a path containing `path_contains` came through.
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
+        self.inner
+            .log
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(m, p)| m == method && p.contains(path_contains))
+            .count()
+    }
 }
 
 impl Drop for FaultProxy {
@@ -103,6 +132,8 @@ enum Action {
     Forward,
     Fail(u16),
     Cut(usize),
+    Stall(u64),
+    Throttle(u64),
 }
 
 fn decide(inner: &Inner, method: &str, path: &str) -> Action {
@@ -119,6 +150,19 @@ fn decide(inner: &Inner, method: &str, path: &str) -> Action {
                 inner.injected.fetch_add(1, Ordering::SeqCst);
                 return Action::Fail(*status);
             }
+            Fault::Stall {
+                path_contains,
+                seconds,
+                times,
+            } if *times > 0 && path.contains(path_contains.as_str()) => {
+                *times -= 1;
+                inner.injected.fetch_add(1, Ordering::SeqCst);
+                return Action::Stall(*seconds);
+            }
+            Fault::Throttle {
+                path_contains,
+                bytes_per_sec,
+            } if path.contains(path_contains.as_str()) => return Action::Throttle(*bytes_per_sec),
             Fault::Truncate {
                 path_contains,
                 after,
@@ -143,10 +187,23 @@ async fn forward(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    inner
+        .log
+        .lock()
+        .expect("lock")
+        .push((method.to_string(), req.uri().path().to_string()));
     let action = decide(&inner, method.as_str(), req.uri().path());
-    if let Action::Fail(status) = action {
-        let status = StatusCode::from_u16(status).expect("status");
-        return (status, "injected failure").into_response();
+    let rate = match action {
+        Action::Throttle(r) => Some(r),
+        _ => None,
+    };
+    match action {
+        Action::Fail(status) => {
+            let status = StatusCode::from_u16(status).expect("status");
+            return (status, "injected failure").into_response();
+        }
+        Action::Stall(secs) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
+        _ => {}
     }
     let mut out = inner
         .http
@@ -156,7 +213,7 @@ async fn forward(State(inner): State<Arc<Inner>>, req: Request) -> Response {
             out = out.header(k, v);
         }
     }
-    let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
+    let body = reqwest::Body::wrap_stream(throttled(req.into_body().into_data_stream(), rate));
     let resp = match out.body(body).send().await {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
@@ -181,7 +238,28 @@ async fn forward(State(inner): State<Arc<Inner>>, req: Request) -> Response {
                 Ok(chunk.slice(..n))
             }))
         }
-        _ => Body::from_stream(stream),
+        _ => Body::from_stream(throttled(stream, rate)),
     };
     builder.body(body).expect("response")
+}
+
+/// The stream, at `rate` bytes per second if given: each chunk waits for its share of the time.
+fn throttled<S, E>(
+    stream: S,
+    rate: Option<u64>,
+) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send>>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    match rate {
+        None => Box::pin(stream),
+        Some(rate) => Box::pin(stream.then(move |chunk| async move {
+            if let Ok(c) = &chunk {
+                let secs = c.len() as f64 / rate.max(1) as f64;
+                tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
+            }
+            chunk
+        })),
+    }
 }

@@ -1,6 +1,6 @@
 //! A real Distribution registry process.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -178,11 +178,6 @@ impl RegistryServer {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// The port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `docker://127.0.0.1:PORT/{name}`, e.g. `reg.docker("okd/release:4.17")`.
     pub fn docker(&self, name: &str) -> String {
         format!("docker://{}/{name}", self.host())
@@ -201,16 +196,6 @@ impl RegistryServer {
     /// The registry's storage root.
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("data")
-    }
-
-    /// The registry's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
-    }
-
-    /// The directory the registry's files live in.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -85,6 +85,20 @@ pub fn sample_image(dir: &Path, tag: &str, seed: u64) -> String {
         .to_string()
 }
 
+/// A sample image (as [`sample_image`], in `f`'s `src` layout, tag `v1`) pushed to `reg` as `name`;
+/// returns the layout and the digest.
+pub fn push_sample(
+    f: &Forge,
+    reg: &testkit::RegistryServer,
+    name: &str,
+    seed: u64,
+) -> (PathBuf, String) {
+    let src = f.path("src");
+    let digest = sample_image(&src, "v1", seed);
+    f.ok(&["image", "copy", &oci_ref(&src, "v1"), &reg.docker(name)]);
+    (src, digest)
+}
+
 /// `oci:DIR:TAG`.
 pub fn oci_ref(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
