@@ -26,7 +26,13 @@ umoci repack --image "$work/src:busybox" "$work/bundle"
 umoci config --image "$work/src:busybox" --config.cmd /bin/busybox \
   --config.label io.openshift.build.versions=busybox=1.35.0
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A free loopback port: one nothing answers on.
+port=""
+for _ in $(seq 100); do
+  p=$((20000 + RANDOM % 40000))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+done
+[ -n "$port" ] || { echo "no free port found on 127.0.0.1" >&2; exit 1; }
 cat > "$work/registry.yml" <<YAML
 version: 0.1
 log: { level: error, accesslog: { disabled: true } }

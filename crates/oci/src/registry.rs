@@ -89,10 +89,9 @@ enum Challenge {
 enum Kind {
     /// One attempt; the response headers must come within the timeout. (HEAD, mount, upload start.)
     Once,
-    /// A blob download: one attempt; headers within the timeout, then the per-read timeout.
+    /// A blob download: one attempt; headers within the timeout, then [`stall_guard`] on the body.
     Download,
-    /// An upload body: one attempt, on the client without a read timeout, under the stall watchdog
-    /// of [`Repository::upload`].
+    /// An upload body: one attempt, no deadline here; the stall watchdog of [`Repository::upload`].
     Upload,
 }
 
@@ -108,8 +107,6 @@ pub struct Registry {
     /// Where requests go (`registry-1.docker.io` for Docker Hub).
     endpoint: String,
     http: reqwest::Client,
-    /// For upload bodies: no read timeout, which would run from the first byte sent to the response.
-    upload_http: reqwest::Client,
     opts: RegistryOptions,
     base: OnceCell<String>,
     challenge: Mutex<Option<Challenge>>,
@@ -128,20 +125,11 @@ pub struct Repository {
 impl Registry {
     /// A client for `host[:port]`.
     pub fn new(host: &str, opts: RegistryOptions) -> Result<Arc<Registry>> {
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("okd-forge/", env!("CARGO_PKG_VERSION")))
-                .danger_accept_invalid_certs(!opts.tls_verify)
-                .connect_timeout(opts.timeout.min(Duration::from_secs(30)))
-                .pool_max_idle_per_host(32)
-        };
-        let fail = |e: reqwest::Error| Error::Unreachable {
+        let http = http_client(&opts).map_err(|e| Error::Unreachable {
             target: host.to_string(),
             registry: host.to_string(),
             reason: format!("cannot set up an HTTP client: {e}"),
-        };
-        let http = builder().read_timeout(opts.timeout).build().map_err(fail)?;
-        let upload_http = builder().build().map_err(fail)?;
+        })?;
         Ok(Arc::new(Registry {
             name: host.to_string(),
             endpoint: if host == crate::reference::DOCKER_HUB {
@@ -150,7 +138,6 @@ impl Registry {
                 host.to_string()
             },
             http,
-            upload_http,
             opts,
             base: OnceCell::new(),
             challenge: Mutex::new(None),
@@ -408,11 +395,7 @@ impl Registry {
         make: &(dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Sync),
     ) -> Result<Response> {
         let base = self.base(target).await?.to_string();
-        let client = if kind == Kind::Upload {
-            &self.upload_http
-        } else {
-            &self.http
-        };
+        let client = &self.http;
         let mut refreshed = false;
         loop {
             let mut req = make(client, &base)
@@ -676,17 +659,15 @@ impl Repository {
         if !resp.status().is_success() {
             return Err(status_error(&target, resp).await);
         }
-        let registry = self.registry.clone();
-        let t2 = target.clone();
-        let inner = resp
+        let (registry, t2) = (self.registry.clone(), target.clone());
+        let body = resp
             .bytes_stream()
             .map(move |r| r.map_err(|e| registry.transport(&t2, e)));
-        Ok(verified(
-            target,
-            &desc.digest,
-            Some(desc.size),
-            Box::pin(inner),
-        ))
+        let (registry, t3) = (self.registry.clone(), target.clone());
+        let guarded = stall_guard(Box::pin(body), self.registry.opts.timeout, move || {
+            registry.timed_out(&t3)
+        });
+        Ok(verified(target, &desc.digest, Some(desc.size), guarded))
     }
 
     /// Try to mount a blob from another repository of the same registry. `Ok(false)` when the registry
@@ -987,6 +968,48 @@ impl Activity {
             tokio::time::sleep(allowed - idle).await;
         }
     }
+}
+
+/// The HTTP client for `opts`, one per process and setting (building one loads the system's CA
+/// certificates, which costs more than a whole small copy). It has no read timeout: reqwest's would run
+/// from an upload's first byte to its answer. Stalls are caught by [`stall_guard`] and [`Activity`].
+fn http_client(opts: &RegistryOptions) -> reqwest::Result<reqwest::Client> {
+    static CLIENTS: std::sync::OnceLock<Mutex<HashMap<(bool, Duration), reqwest::Client>>> =
+        std::sync::OnceLock::new();
+    let connect = opts.timeout.min(Duration::from_secs(30));
+    let key = (opts.tls_verify, connect);
+    let mut clients = CLIENTS.get_or_init(Default::default).lock().expect("lock");
+    if let Some(c) = clients.get(&key) {
+        return Ok(c.clone());
+    }
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("okd-forge/", env!("CARGO_PKG_VERSION")))
+        .danger_accept_invalid_certs(!opts.tls_verify)
+        .connect_timeout(connect)
+        .pool_max_idle_per_host(32)
+        .build()?;
+    clients.insert(key, client.clone());
+    Ok(client)
+}
+
+/// `stream`, failing with `stalled()` when no chunk comes for `limit` (a download that stopped moving).
+fn stall_guard(
+    stream: BlobStream,
+    limit: Duration,
+    stalled: impl Fn() -> Error + Send + Sync + 'static,
+) -> BlobStream {
+    let stalled = Arc::new(stalled);
+    Box::pin(futures_util::stream::unfold(Some(stream), move |s| {
+        let stalled = stalled.clone();
+        async move {
+            let mut s = s?;
+            match tokio::time::timeout(limit, s.next()).await {
+                Ok(Some(item)) => Some((item, Some(s))),
+                Ok(None) => None,
+                Err(_) => Some((Err(stalled()), None)),
+            }
+        }
+    }))
 }
 
 /// Whether `url` goes to the registry at `base` (same scheme, host and port), so it may carry its

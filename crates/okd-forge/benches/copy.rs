@@ -42,6 +42,15 @@ fn main() {
         &format!("oci:{}", data.display()),
         &source.docker(REPO),
     ]));
+    let expected: Vec<(String, String)> = tags
+        .iter()
+        .map(|t| {
+            (
+                t.clone(),
+                skopeo_digest(&source.docker(&format!("{REPO}:{t}"))),
+            )
+        })
+        .collect();
     eprintln!(
         "image set: {IMAGES} images, {:.0} MiB unique, in {}",
         unique_bytes as f64 / (1 << 20) as f64,
@@ -59,7 +68,7 @@ fn main() {
         };
         for scenario in SCENARIOS {
             for tool in tools {
-                let m = measure(scenario, tool, &source, &tags);
+                let m = measure(scenario, tool, &source, &expected);
                 eprintln!(
                     "  {:<42} {:<9} {:>6.2}s wall, {:>5.2} CPU-s client, {:>5.2} CPU-s registries",
                     m.scenario,
@@ -154,7 +163,7 @@ fn measure(
     scenario: &'static str,
     tool: Tool,
     source: &RegistryServer,
-    tags: &[String],
+    expected: &[(String, String)],
 ) -> Measurement {
     let dst = RegistryServer::start();
     let layout = tempfile::tempdir().expect("temp dir");
@@ -177,7 +186,7 @@ fn measure(
             };
         }
         _ => {
-            for t in tags {
+            for (t, _) in expected {
                 let from = source.docker(&format!("{REPO}:{t}"));
                 let to = if scenario.contains("OCI layout") {
                     format!("oci:{}:{t}", layout.path().display())
@@ -199,16 +208,14 @@ fn measure(
         client_cpu: children_cpu() - cpu0,
         registry_cpu: registry_cpu() - reg0,
     };
-    if scenario.contains("OCI layout") {
-        for t in [&tags[0], &tags[IMAGES - 1]] {
-            let r = format!("oci:{}:{t}", layout.path().display());
-            assert_eq!(
-                skopeo_digest(&r),
-                skopeo_digest(&source.docker(&format!("{REPO}:{t}")))
-            );
-        }
-    } else {
-        check(source, &dst, tags);
+    // Every tag arrived with the source's digest, as skopeo sees it.
+    for (t, digest) in expected {
+        let r = if scenario.contains("OCI layout") {
+            format!("oci:{}:{t}", layout.path().display())
+        } else {
+            dst.docker(&format!("{REPO}:{t}"))
+        };
+        assert_eq!(&skopeo_digest(&r), digest, "{r}");
     }
     m
 }
@@ -236,20 +243,6 @@ fn skopeo() -> Command {
     c.env_remove("REGISTRY_AUTH_FILE")
         .args(["--tls-verify=false"]);
     c
-}
-
-/// Every tag arrived, and a sample has the source's digest (as skopeo sees both).
-fn check(source: &RegistryServer, dst: &RegistryServer, tags: &[String]) {
-    for t in [&tags[0], &tags[IMAGES / 2], &tags[IMAGES - 1]] {
-        let r = format!("{REPO}:{t}");
-        assert_eq!(
-            skopeo_digest(&dst.docker(&r)),
-            skopeo_digest(&source.docker(&r))
-        );
-    }
-    let out = run_ok(skopeo().args(["list-tags", &dst.docker(REPO)]));
-    let listed: serde_json::Value = serde_json::from_str(&out).expect("list-tags JSON");
-    assert_eq!(listed["Tags"].as_array().map(Vec::len), Some(IMAGES));
 }
 
 fn tag(i: usize) -> String {

@@ -656,6 +656,40 @@ fn slow_transfers_outlast_the_timeout_and_stalled_uploads_are_retried() {
         "no download was retried"
     );
 
+    // A download that stops moving half-way for 30 s is abandoned after 1 s and tried again.
+    let layer = f.json(&["image", "inspect", &reg.docker("okd/slow:v1")])["Layers"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let paused = FaultProxy::start(
+        &reg.host(),
+        vec![Fault::Pause {
+            path_contains: layer,
+            seconds: 30,
+            times: 1,
+        }],
+    );
+    let started = Instant::now();
+    let dst = f.path("dst-paused");
+    let report = f.json(&[
+        "image",
+        "copy",
+        "-q",
+        "-j",
+        "1",
+        "--timeout",
+        "1",
+        &paused.docker("okd/slow:v1"),
+        &oci_ref(&dst, "v1"),
+    ]);
+    assert_eq!(report["digest"], m.digest.to_string());
+    assert_eq!(paused.injected(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
     // An upload whose registry stops reading for 30 s is abandoned after 1 s and tried again.
     let stalled = FaultProxy::start(
         &reg.host(),

@@ -45,6 +45,16 @@ pub enum Fault {
         /// The rate.
         bytes_per_sec: u64,
     },
+    /// Forward, but hold the response body once for `seconds`, after its first chunk (a download that
+    /// stops moving half-way).
+    Pause {
+        /// A substring of the path to match (GET requests only).
+        path_contains: String,
+        /// How long to hold it.
+        seconds: u64,
+        /// How many matching requests to pause.
+        times: usize,
+    },
     /// Forward, but cut the response body off after `after` bytes by dropping the connection.
     Truncate {
         /// A substring of the path to match (GET requests only).
@@ -132,6 +142,7 @@ enum Action {
     Forward,
     Fail(u16),
     Cut(usize),
+    Pause(u64),
     Stall(u64),
     Throttle(u64),
 }
@@ -163,6 +174,15 @@ fn decide(inner: &Inner, method: &str, path: &str) -> Action {
                 path_contains,
                 bytes_per_sec,
             } if path.contains(path_contains.as_str()) => return Action::Throttle(*bytes_per_sec),
+            Fault::Pause {
+                path_contains,
+                seconds,
+                times,
+            } if *times > 0 && method == "GET" && path.contains(path_contains.as_str()) => {
+                *times -= 1;
+                inner.injected.fetch_add(1, Ordering::SeqCst);
+                return Action::Pause(*seconds);
+            }
             Fault::Truncate {
                 path_contains,
                 after,
@@ -236,6 +256,20 @@ async fn forward(State(inner): State<Arc<Inner>>, req: Request) -> Response {
                 let n = chunk.len().min(left);
                 left -= n;
                 Ok(chunk.slice(..n))
+            }))
+        }
+        Action::Pause(secs) => {
+            // Hold the second chunk, once: the body starts, then stops moving.
+            let mut n = 0u32;
+            Body::from_stream(stream.then(move |chunk| {
+                n += 1;
+                let wait = n == 2;
+                async move {
+                    if wait {
+                        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                    }
+                    chunk
+                }
             }))
         }
         _ => Body::from_stream(throttled(stream, rate)),
