@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
-ensure_packages docker-registry umoci busybox-static
+install_packages docker-registry umoci busybox-static
+require_programs docker-registry umoci busybox cargo
 
 cargo build --release --locked -q
 forge=target/release/okd-forge

@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The tests run these real peers: a Distribution registry, skopeo and umoci as independent clients,
+# openssl for test certificates. (Nothing in the suite uses buildah, podman or chromium yet.)
 . scripts/lib/packages.sh
-ensure_packages docker-registry skopeo umoci openssl ca-certificates
+install_packages docker-registry skopeo umoci openssl ca-certificates
+require_programs docker-registry skopeo umoci openssl cargo cargo-nextest
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check

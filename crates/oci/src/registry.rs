@@ -87,10 +87,9 @@ enum Challenge {
 /// How one request is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// One attempt; the response headers must come within the timeout. (HEAD, mount, upload start.)
+    /// One attempt; the response headers must come within the timeout. (HEAD, mount, upload start,
+    /// and downloads, whose body then has [`stall_guard`].)
     Once,
-    /// A blob download: one attempt; headers within the timeout, then [`stall_guard`] on the body.
-    Download,
     /// An upload body: one attempt, no deadline here; the stall watchdog of [`Repository::upload`].
     Upload,
 }
@@ -649,7 +648,7 @@ impl Repository {
         let name = self.name.clone();
         let digest = desc.digest.clone();
         let resp = self
-            .attempt(&target, None, Kind::Download, &|c, base| {
+            .attempt(&target, None, Kind::Once, &|c, base| {
                 c.get(format!("{base}/v2/{name}/blobs/{digest}"))
             })
             .await?;

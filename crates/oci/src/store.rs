@@ -152,21 +152,25 @@ impl Store {
                 ),
             });
         }
-        let once = || async {
-            let mut stream = self.get_blob(desc).await?;
-            let mut buf = Vec::with_capacity(desc.size as usize);
-            while let Some(chunk) = stream.next().await {
-                buf.extend_from_slice(&chunk?);
+        match self {
+            Store::Layout(l) => {
+                let (l, digest) = (l.clone(), desc.digest.clone());
+                blocking(move || l.read_blob_bytes(&digest)).await
             }
-            Ok(bytes::Bytes::from(buf))
-        };
-        let retries = match self {
-            Store::Registry(r) => r.registry().options().retries,
-            Store::Layout(_) => 0,
-        };
-        once.retry(retry_policy(retries))
-            .when(Error::is_transient)
-            .await
+            Store::Registry(r) => {
+                let once = || async {
+                    let mut stream = r.get_blob(desc).await?;
+                    let mut buf = Vec::with_capacity(desc.size as usize);
+                    while let Some(chunk) = stream.next().await {
+                        buf.extend_from_slice(&chunk?);
+                    }
+                    Ok(bytes::Bytes::from(buf))
+                };
+                once.retry(retry_policy(r.registry().options().retries))
+                    .when(Error::is_transient)
+                    .await
+            }
+        }
     }
 
     /// Stream a blob in; nothing becomes visible unless every byte matches the descriptor.

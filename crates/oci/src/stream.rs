@@ -22,29 +22,24 @@ pub fn verified(
 ) -> VerifiedStream {
     VerifiedStream {
         digest: digest.clone(),
-        inner: Verifying {
-            inner,
-            verifier: Some(Verifier::new(what, digest, size)),
-        },
+        inner,
+        verifier: Some(Verifier::new(what, digest, size)),
         progress: None,
     }
 }
 
-/// A blob stream that fails, before it ends, unless its bytes match [`VerifiedStream::digest`]. The only
-/// way to make one is [`verified`], so whoever receives one for the digest it wants need not hash the
-/// bytes again: a copy hashes every byte exactly once.
+/// A blob stream that fails, before it ends, unless its bytes match the digest it was made for. The
+/// only way to make one is [`verified`], so whoever receives one for the digest it wants need not hash
+/// the bytes again: a copy hashes every byte exactly once.
 pub struct VerifiedStream {
     digest: Digest,
-    inner: Verifying,
+    inner: BlobStream,
+    /// `None` once the stream has ended, failed, or been verified complete.
+    verifier: Option<Verifier>,
     progress: Option<Box<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl VerifiedStream {
-    /// The digest the bytes are checked against.
-    pub fn digest(&self) -> &Digest {
-        &self.digest
-    }
-
     /// Call `f` with the size of each chunk that passes (for progress bars).
     pub fn with_progress(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> VerifiedStream {
         self.progress = Some(Box::new(f));
@@ -63,60 +58,42 @@ impl VerifiedStream {
             actual: self.digest.clone(),
         })
     }
+
+    /// Check one chunk. With a known size, the digest is checked as the last byte arrives and a wrong
+    /// last chunk is withheld: a consumer that stops at the expected length (an HTTP body with a
+    /// Content-Length) then never sends or commits a complete but wrong blob.
+    fn check(&mut self, chunk: Bytes) -> Result<Bytes> {
+        let v = self.verifier.as_mut().expect("checked by the caller");
+        if let Err(e) = v.update(&chunk) {
+            self.verifier = None;
+            return Err(e);
+        }
+        if v.is_complete() {
+            self.verifier.take().expect("present").finish()?;
+        }
+        if let Some(f) = &self.progress {
+            f(chunk.len() as u64);
+        }
+        Ok(chunk)
+    }
 }
 
 impl Stream for VerifiedStream {
     type Item = Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = Pin::new(&mut self.inner).poll_next(cx);
-        if let (Poll::Ready(Some(Ok(chunk))), Some(f)) = (&polled, &self.progress) {
-            f(chunk.len() as u64);
-        }
-        polled
-    }
-}
-
-struct Verifying {
-    inner: BlobStream,
-    /// `None` once the stream has ended, failed, or been verified complete.
-    verifier: Option<Verifier>,
-}
-
-impl Stream for Verifying {
-    type Item = Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.verifier.is_none() {
             return Poll::Ready(None);
         }
-        let polled = self.inner.poll_next_unpin(cx);
-        let verifier = &mut self.verifier;
-        match polled {
+        match self.inner.poll_next_unpin(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                let v = verifier.as_mut().expect("checked above");
-                if let Err(e) = v.update(&chunk) {
-                    *verifier = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                // With a known size, check the digest as the last byte arrives and withhold that chunk
-                // if it is wrong: a consumer that stops at the expected length (an HTTP body with a
-                // Content-Length) then never sends or commits a complete but wrong blob.
-                if v.is_complete() {
-                    let v = verifier.take().expect("checked above");
-                    if let Err(e) = v.finish() {
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(self.check(chunk))),
             Poll::Ready(Some(Err(e))) => {
-                *verifier = None;
+                self.verifier = None;
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                let v = verifier.take().expect("checked above");
+                let v = self.verifier.take().expect("checked above");
                 match v.finish() {
                     Ok(()) => Poll::Ready(None),
                     Err(e) => Poll::Ready(Some(Err(e))),

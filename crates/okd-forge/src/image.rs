@@ -56,9 +56,11 @@ pub struct Access {
     authfile: Option<PathBuf>,
     /// Seconds a request may take, or a transfer may stall, before it is abandoned (a transfer that
     /// keeps moving may take as long as it needs).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
-    /// How often a failed request or transfer is retried, with backoff (429, 5xx, connection errors).
+    /// How often a failed request or blob transfer is retried, with backoff (429, 5xx, timeouts,
+    /// connection errors).
     #[arg(long, value_name = "N", default_value_t = 3)]
     retry_times: usize,
 }
@@ -78,7 +80,7 @@ impl Access {
             auth: AuthSource {
                 authfile: self.authfile.clone(),
             },
-            timeout: Duration::from_secs(self.timeout.max(1)),
+            timeout: Duration::from_secs(self.timeout),
             retries: self.retry_times,
             chunk_size,
         })
@@ -96,13 +98,14 @@ pub struct CopyArgs {
     /// Copy every tag of the SRC repository (or layout) to the DST repository, under the same tags.
     #[arg(long)]
     all_tags: bool,
-    /// Blob transfers to run at once.
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 8)]
-    jobs: usize,
+    /// Blob transfers (and, with --all-tags, images) to run at once.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
     /// Upload blobs larger than this many MiB in chunks of this size (for proxies that limit
     /// request bodies). Default: one request per blob.
-    #[arg(long, value_name = "MIB")]
-    upload_chunk_mib: Option<u64>,
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..))]
+    upload_chunk_mib: Option<u32>,
     /// Write the digest of the copied image to FILE (as skopeo's --digestfile).
     #[arg(long, value_name = "FILE")]
     digestfile: Option<PathBuf>,
@@ -189,17 +192,10 @@ pub async fn run_store(cmd: StoreCommand, output: Output) -> Result<()> {
 async fn copy(a: CopyArgs, output: Output) -> Result<()> {
     let src: ImageRef = a.src.parse()?;
     let dst: ImageRef = a.dst.parse()?;
-    let chunk = match a.upload_chunk_mib {
-        Some(m) => Some(
-            m.max(1)
-                .checked_mul(1 << 20)
-                .with_context(|| format!("--upload-chunk-mib {m} is too large"))?,
-        ),
-        None => None,
-    };
+    let chunk = a.upload_chunk_mib.map(|m| u64::from(m) << 20);
     let stores = Stores::new(a.access.options(chunk)?);
     let progress = Arc::new(CopyProgress::new(a.quiet));
-    let copier = Copier::new(a.jobs, a.access.retry_times, progress.clone());
+    let copier = Copier::new(a.jobs.into(), a.access.retry_times, progress.clone());
     let started = Instant::now();
     let src_store = stores.open(&src, false)?;
 
@@ -230,7 +226,7 @@ async fn copy(a: CopyArgs, output: Output) -> Result<()> {
                         .await
                 }
             })
-            .buffer_unordered(a.jobs.max(1))
+            .buffer_unordered(a.jobs.into())
             .try_collect::<Vec<_>>()
             .await?
     } else {
@@ -393,7 +389,11 @@ async fn inspect(a: InspectArgs, output: Output) -> Result<()> {
     let repo_tags = if a.no_tags {
         vec![]
     } else {
-        store.tags().await.unwrap_or_default()
+        // Some registries let you pull but not list: say so, and still describe the image.
+        store.tags().await.unwrap_or_else(|e| {
+            tracing::warn!("cannot list the repository's tags ({e}); --no-tags skips this");
+            vec![]
+        })
     };
     let doc = Inspection {
         name: match &r {

@@ -19,9 +19,7 @@ fn basic_auth_with_credentials_from_every_auth_file() {
     std::fs::write(&file, auth_json(&[(&reg.host(), "okd", "s3cret")])).unwrap();
 
     // --authfile
-    f.ok(&[
-        "image",
-        "copy",
+    f.copy(&[
         "--authfile",
         file.to_str().unwrap(),
         &oci_ref(&src, "v1"),
@@ -73,7 +71,7 @@ fn basic_auth_with_credentials_from_every_auth_file() {
     )
     .unwrap();
     let dst = f.path("dst");
-    let report = f.json(&["image", "copy", &remote, &oci_ref(&dst, "v1")]);
+    let report = f.copy(&[&remote, &oci_ref(&dst, "v1")]);
     assert_eq!(report["digest"], digest.as_str());
 }
 
@@ -97,9 +95,7 @@ fn bearer_tokens_with_scopes() {
     std::fs::write(&file, auth_json(&[(&reg.host(), "alice", "wonderland")])).unwrap();
     let authfile = file.to_str().unwrap();
 
-    f.ok(&[
-        "image",
-        "copy",
+    f.copy(&[
         "--authfile",
         authfile,
         &oci_ref(&src, "v1"),
@@ -123,9 +119,7 @@ fn bearer_tokens_with_scopes() {
     assert_eq!(oci::Digest::sha256_of(raw.as_bytes()).to_string(), digest);
 
     // A copy within the registry asks for pull on the source too, and mounts.
-    let report = f.json(&[
-        "image",
-        "copy",
+    let report = f.copy(&[
         "--authfile",
         authfile,
         &reg.docker("okd/app:v1"),
@@ -139,12 +133,7 @@ fn bearer_tokens_with_scopes() {
 
     // Anonymous: public pulls work, private ones say to log in.
     let dst = f.path("anon");
-    let report = f.json(&[
-        "image",
-        "copy",
-        &reg.docker("public/app:v1"),
-        &oci_ref(&dst, "v1"),
-    ]);
+    let report = f.copy(&[&reg.docker("public/app:v1"), &oci_ref(&dst, "v1")]);
     assert_eq!(report["digest"], digest.as_str());
     assert!(tokens
         .requests()
@@ -194,18 +183,14 @@ fn mount_falls_back_to_upload_without_access_to_the_source() {
     )
     .unwrap();
     let authfile = file.to_str().unwrap();
-    f.ok(&[
-        "image",
-        "copy",
+    f.copy(&[
         "--authfile",
         authfile,
         &oci_ref(&src, "v1"),
         &reg.docker("team1/app:v1"),
     ]);
 
-    let report = f.json(&[
-        "image",
-        "copy",
+    let report = f.copy(&[
         "--authfile",
         authfile,
         &reg.docker("team1/app:v1"),
@@ -244,14 +229,7 @@ fn tls_registries_need_a_trusted_certificate_or_tls_verify_false() {
     let digest = sample_image(&src, "v1", 830);
     let remote = reg.docker("okd/tls:v1");
 
-    let e = f.fails(&[
-        "image",
-        "copy",
-        "--retry-times",
-        "0",
-        &oci_ref(&src, "v1"),
-        &remote,
-    ]);
+    let e = f.copy_fails(&["--retry-times", "0", &oci_ref(&src, "v1"), &remote]);
     assert!(
         e.contains("cannot verify the TLS certificate") && e.contains("SSL_CERT_FILE"),
         "{e}"
@@ -279,13 +257,7 @@ fn tls_registries_need_a_trusted_certificate_or_tls_verify_false() {
 
     // Not verifying: also works, and skopeo (over https, not verifying either) sees the image.
     let dst = f.path("dst");
-    let report = f.json(&[
-        "image",
-        "copy",
-        "--tls-verify=false",
-        &remote,
-        &oci_ref(&dst, "v1"),
-    ]);
+    let report = f.copy(&["--tls-verify=false", &remote, &oci_ref(&dst, "v1")]);
     assert_eq!(report["digest"], digest.as_str());
     let cert_dir = f.path("certs");
     std::fs::create_dir_all(&cert_dir).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{oci_ref, push_sample, sample_image, Forge};
+use common::{layout_image, oci_ref, push_sample, sample_image, Forge};
 use testkit::images::{self, ImageSpec};
 use testkit::{skopeo, skopeo_digest, umoci, verify_layout, Fault, FaultProxy, RegistryServer};
 
@@ -43,41 +43,21 @@ fn second_copy_skips_every_blob_and_same_registry_copies_mount() {
         stdout.contains(&format!("({digest})")) && stdout.contains("4 blobs copied"),
         "{stdout}"
     );
-    let again = f.json(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "v1"),
-        &reg.docker("a/img:v1"),
-    ]);
+    let again = f.copy(&[&oci_ref(&src, "v1"), &reg.docker("a/img:v1")]);
     assert_eq!(again["blobs_copied"], 0);
     assert_eq!(again["blobs_skipped"], 4);
     assert_eq!(again["bytes_copied"], 0);
 
     // Another repository on the same registry: every blob is mounted, none transferred.
-    let mounted = f.json(&[
-        "image",
-        "copy",
-        &reg.docker("a/img:v1"),
-        &reg.docker("b/img:v2"),
-    ]);
+    let mounted = f.copy(&[&reg.docker("a/img:v1"), &reg.docker("b/img:v2")]);
     assert_eq!(mounted["blobs_mounted"], 4);
     assert_eq!(mounted["blobs_copied"], 0);
     assert_eq!(skopeo_digest(&reg.docker("b/img:v2")), digest);
 
     // The same image again, under another tag, into a layout that has it: every blob is there.
     let dst = f.path("dst");
-    f.ok(&[
-        "image",
-        "copy",
-        &reg.docker("a/img:v1"),
-        &oci_ref(&dst, "v1"),
-    ]);
-    let again = f.json(&[
-        "image",
-        "copy",
-        &reg.docker("b/img:v2"),
-        &oci_ref(&dst, "v2"),
-    ]);
+    f.copy(&[&reg.docker("a/img:v1"), &oci_ref(&dst, "v1")]);
+    let again = f.copy(&[&reg.docker("b/img:v2"), &oci_ref(&dst, "v2")]);
     assert_eq!(again["blobs_skipped"], 4);
     verify_layout(&dst);
 }
@@ -107,13 +87,7 @@ fn all_tags_copies_a_repository_moving_shared_blobs_once() {
         ));
     }
     let src_repo = format!("oci:{}", src.display());
-    let reports = f.json(&[
-        "image",
-        "copy",
-        "--all-tags",
-        &src_repo,
-        &reg.docker("okd/content"),
-    ]);
+    let reports = f.copy(&["--all-tags", &src_repo, &reg.docker("okd/content")]);
     let reports = reports.as_array().unwrap();
     assert_eq!(reports.len(), 3);
     let copied: u64 = reports
@@ -134,9 +108,7 @@ fn all_tags_copies_a_repository_moving_shared_blobs_once() {
 
     // And on to a second registry, then back into a layout: the tags come along.
     let reg2 = RegistryServer::start();
-    f.ok(&[
-        "image",
-        "copy",
+    f.copy(&[
         "--all-tags",
         &reg.docker("okd/content"),
         &reg2.docker("mirror/content"),
@@ -151,9 +123,7 @@ fn all_tags_copies_a_repository_moving_shared_blobs_once() {
         ])
     );
     let back = f.path("back");
-    f.ok(&[
-        "image",
-        "copy",
+    f.copy(&[
         "--all-tags",
         &reg2.docker("mirror/content"),
         &format!("oci:{}", back.display()),
@@ -179,9 +149,7 @@ fn digest_destinations_and_digestfile() {
     let src = f.path("src");
     let digest = sample_image(&src, "v1", 110);
     let file = f.path("digest.txt");
-    f.ok(&[
-        "image",
-        "copy",
+    f.copy(&[
         "--digestfile",
         file.to_str().unwrap(),
         &oci_ref(&src, "v1"),
@@ -202,21 +170,11 @@ fn digest_destinations_and_digestfile() {
     .success());
 
     let wrong = oci::Digest::sha256_of(b"not this image");
-    let e = f.fails(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "v1"),
-        &reg.docker(&format!("okd/x@{wrong}")),
-    ]);
+    let e = f.copy_fails(&[&oci_ref(&src, "v1"), &reg.docker(&format!("okd/x@{wrong}"))]);
     assert!(e.contains(&digest) && e.contains("drop the digest"), "{e}");
 
     // A docker:// destination without a tag gets `latest`, as with skopeo.
-    f.ok(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "v1"),
-        &reg.docker("okd/untagged"),
-    ]);
+    f.copy(&[&oci_ref(&src, "v1"), &reg.docker("okd/untagged")]);
     assert_eq!(skopeo_digest(&reg.docker("okd/untagged:latest")), digest);
 }
 
@@ -259,27 +217,13 @@ fn concurrent_processes_tagging_one_layout_lose_nothing() {
 fn gc_removes_what_no_tag_reaches_and_leftovers() {
     let f = Forge::new();
     let src = f.path("src");
-    let layout = oci::Layout::create(&src).unwrap();
-    let a = images::write_image(
-        &layout,
-        &ImageSpec::new(&[(1, 10_000), (2, 20_000)]),
-        Some("a"),
-    );
-    let b = images::write_image(
-        &layout,
-        &ImageSpec::new(&[(1, 10_000), (3, 30_000)]),
-        Some("b"),
-    );
+    let a = layout_image(&src, &ImageSpec::new(&[(1, 10_000), (2, 20_000)]), "a");
+    let b = layout_image(&src, &ImageSpec::new(&[(1, 10_000), (3, 30_000)]), "b");
     let store = f.path("store");
-    f.ok(&["image", "copy", &oci_ref(&src, "a"), &oci_ref(&store, "x")]);
-    f.ok(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "b"),
-        &oci_ref(&store, "keep"),
-    ]);
+    f.copy(&[&oci_ref(&src, "a"), &oci_ref(&store, "x")]);
+    f.copy(&[&oci_ref(&src, "b"), &oci_ref(&store, "keep")]);
     // Point x at b: a's manifest, config and own layer are now unreferenced.
-    f.ok(&["image", "copy", &oci_ref(&src, "b"), &oci_ref(&store, "x")]);
+    f.copy(&[&oci_ref(&src, "b"), &oci_ref(&store, "x")]);
     std::fs::write(store.join(".okd-forge-tmp-interrupted"), b"half a blob").unwrap();
     assert_eq!(
         std::fs::read_dir(store.join("blobs/sha256"))
@@ -311,16 +255,9 @@ fn killed_copy_leaves_nothing_partial_and_a_rerun_converges() {
     let f = Forge::new();
     let reg = RegistryServer::start();
     let src = f.path("src");
-    let layout = oci::Layout::create(&src).unwrap();
     let spec = ImageSpec::new(&[(300, 48 << 20), (301, 48 << 20), (302, 48 << 20)]);
-    let m = images::write_image(&layout, &spec, Some("big"));
-    f.ok(&[
-        "image",
-        "copy",
-        "-q",
-        &oci_ref(&src, "big"),
-        &reg.docker("okd/big:v1"),
-    ]);
+    let m = layout_image(&src, &spec, "big");
+    f.copy(&["-q", &oci_ref(&src, "big"), &reg.docker("okd/big:v1")]);
 
     let store = f.path("store");
     // Kill -9 once the layout exists and a blob is being written (its temp file exists).
@@ -340,18 +277,13 @@ fn killed_copy_leaves_nothing_partial_and_a_rerun_converges() {
     child.wait().unwrap();
 
     // Every visible blob is whole; no tag points anywhere.
-    verify_layout_allowing_temp(&store);
+    // (A killed writer's temp file may remain; gc removes it.)
+    testkit::verify_blobs(&store);
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"], serde_json::json!([]));
 
-    let report = f.json(&[
-        "image",
-        "copy",
-        "-q",
-        &reg.docker("okd/big:v1"),
-        &oci_ref(&store, "big"),
-    ]);
+    let report = f.copy(&["-q", &reg.docker("okd/big:v1"), &oci_ref(&store, "big")]);
     assert_eq!(report["digest"], m.digest.to_string());
     f.ok(&["store", "gc", "--store", store.to_str().unwrap()]);
     verify_layout(&store);
@@ -385,35 +317,16 @@ fn copy_until(
     child
 }
 
-/// Like [`verify_layout`], but a killed writer's temp file may remain (gc removes it).
-fn verify_layout_allowing_temp(dir: &std::path::Path) {
-    for e in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
-        let e = e.unwrap();
-        assert_eq!(
-            images::file_digest(&e.path()),
-            format!("sha256:{}", e.file_name().to_string_lossy()),
-            "a partial blob is visible"
-        );
-    }
-}
-
 #[test]
 fn chunked_uploads_are_read_back_by_skopeo() {
     let f = Forge::new();
     let reg = RegistryServer::start();
     let src = f.path("src");
-    let layout = oci::Layout::create(&src).unwrap();
     // 3.5 MiB of file content in 1 MiB chunks: three full chunks and a short one.
-    let m = images::write_image(
-        &layout,
-        &ImageSpec::new(&[(400, 3_500_000), (401, 1000)]),
-        Some("c"),
-    );
+    let m = layout_image(&src, &ImageSpec::new(&[(400, 3_500_000), (401, 1000)]), "c");
     // Through a proxy that only watches, to count the upload requests.
     let proxy = FaultProxy::start(&reg.host(), vec![]);
-    let report = f.json(&[
-        "image",
-        "copy",
+    let report = f.copy(&[
         "--upload-chunk-mib",
         "1",
         &oci_ref(&src, "c"),
@@ -474,12 +387,7 @@ fn transient_failures_are_retried_with_a_bound() {
         ],
     );
     let dst = f.path("dst");
-    let report = f.json(&[
-        "image",
-        "copy",
-        &proxy.docker("okd/flaky:v1"),
-        &oci_ref(&dst, "v1"),
-    ]);
+    let report = f.copy(&[&proxy.docker("okd/flaky:v1"), &oci_ref(&dst, "v1")]);
     assert_eq!(report["digest"], digest.as_str());
     assert_eq!(
         proxy.injected(),
@@ -507,12 +415,7 @@ fn transient_failures_are_retried_with_a_bound() {
             },
         ],
     );
-    f.ok(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "v1"),
-        &proxy.docker("okd/pushed:v1"),
-    ]);
+    f.copy(&[&oci_ref(&src, "v1"), &proxy.docker("okd/pushed:v1")]);
     assert_eq!(proxy.injected(), 2);
     assert_eq!(skopeo_digest(&reg.docker("okd/pushed:v1")), digest);
 
@@ -529,9 +432,7 @@ fn transient_failures_are_retried_with_a_bound() {
         }],
     );
     let dst2 = f.path("dst2");
-    let e = f.fails(&[
-        "image",
-        "copy",
+    let e = f.copy_fails(&[
         "--retry-times",
         "2",
         &proxy.docker("okd/flaky:v1"),
@@ -565,9 +466,7 @@ fn hanging_requests_time_out() {
     let proxy = stall(1);
     let dst = f.path("dst");
     let started = Instant::now();
-    let report = f.json(&[
-        "image",
-        "copy",
+    let report = f.copy(&[
         "--timeout",
         "1",
         &proxy.docker("okd/slow:v1"),
@@ -608,8 +507,7 @@ fn slow_transfers_outlast_the_timeout_and_stalled_uploads_are_retried() {
     let f = Forge::new();
     let reg = RegistryServer::start();
     let src = f.path("src");
-    let layout = oci::Layout::create(&src).unwrap();
-    let m = images::write_image(&layout, &ImageSpec::new(&[(560, 24 << 20)]), Some("v1"));
+    let m = layout_image(&src, &ImageSpec::new(&[(560, 24 << 20)]), "v1");
     // Pushed at 8 MiB/s: 3 s for the layer, with --timeout 1.
     let slow = FaultProxy::start(
         &reg.host(),
@@ -619,9 +517,7 @@ fn slow_transfers_outlast_the_timeout_and_stalled_uploads_are_retried() {
         }],
     );
     let started = Instant::now();
-    f.ok(&[
-        "image",
-        "copy",
+    f.copy(&[
         "-q",
         "--timeout",
         "1",
@@ -640,9 +536,7 @@ fn slow_transfers_outlast_the_timeout_and_stalled_uploads_are_retried() {
     );
     // Pulled at 8 MiB/s.
     let dst = f.path("dst");
-    let report = f.json(&[
-        "image",
-        "copy",
+    let report = f.copy(&[
         "-q",
         "--timeout",
         "1",
@@ -671,9 +565,7 @@ fn slow_transfers_outlast_the_timeout_and_stalled_uploads_are_retried() {
     );
     let started = Instant::now();
     let dst = f.path("dst-paused");
-    let report = f.json(&[
-        "image",
-        "copy",
+    let report = f.copy(&[
         "-q",
         "-j",
         "1",
@@ -700,9 +592,7 @@ fn slow_transfers_outlast_the_timeout_and_stalled_uploads_are_retried() {
         }],
     );
     let started = Instant::now();
-    f.ok(&[
-        "image",
-        "copy",
+    f.copy(&[
         "-q",
         "--timeout",
         "1",
@@ -727,16 +617,9 @@ fn gc_waits_for_a_running_copy() {
     let f = Forge::new();
     let reg = RegistryServer::start();
     let src = f.path("src");
-    let layout = oci::Layout::create(&src).unwrap();
     let spec = ImageSpec::new(&[(570, 10_000), (571, 10_000), (572, 4 << 20)]);
-    let m = images::write_image(&layout, &spec, Some("v1"));
-    f.ok(&[
-        "image",
-        "copy",
-        "-q",
-        &oci_ref(&src, "v1"),
-        &reg.docker("okd/gc:v1"),
-    ]);
+    let m = layout_image(&src, &spec, "v1");
+    f.copy(&["-q", &oci_ref(&src, "v1"), &reg.docker("okd/gc:v1")]);
     let last = f.json(&["image", "inspect", &reg.docker("okd/gc:v1")])["Layers"][2]
         .as_str()
         .unwrap()

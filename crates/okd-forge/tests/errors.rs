@@ -23,7 +23,7 @@ fn unknown_transports_and_malformed_references() {
         ("docker://quay.io:99999/okd/release", "bad port"),
         ("oci:", "layout path is empty"),
     ] {
-        let e = f.fails(&["image", "copy", src, &dst_ref]);
+        let e = f.copy_fails(&[src, &dst_ref]);
         assert!(e.contains(src), "{src}: error does not name it: {e}");
         assert!(e.contains(expect), "{src}: expected '{expect}' in: {e}");
         assert!(
@@ -35,7 +35,7 @@ fn unknown_transports_and_malformed_references() {
             "{src}: no advice in: {e}"
         );
     }
-    let e = f.fails(&["image", "copy", "oci:/nonexistent/layout:v1", &dst_ref]);
+    let e = f.copy_fails(&["oci:/nonexistent/layout:v1", &dst_ref]);
     assert!(
         e.contains("/nonexistent/layout") && e.contains("not an OCI image layout"),
         "{e}"
@@ -54,12 +54,7 @@ fn corrupt_and_truncated_blobs_in_a_registry_are_refused() {
     let reg = RegistryServer::start();
     let src = f.path("src");
     sample_image(&src, "v1", 700);
-    f.ok(&[
-        "image",
-        "copy",
-        &oci_ref(&src, "v1"),
-        &reg.docker("okd/bad:v1"),
-    ]);
+    f.copy(&[&oci_ref(&src, "v1"), &reg.docker("okd/bad:v1")]);
     let inspect = f.json(&["image", "inspect", &reg.docker("okd/bad:v1")]);
     let layers: Vec<String> = inspect["Layers"]
         .as_array()
@@ -74,12 +69,7 @@ fn corrupt_and_truncated_blobs_in_a_registry_are_refused() {
     bytes[1000] ^= 0xff;
     std::fs::write(&data, &bytes).unwrap();
     let dst = f.path("dst");
-    let e = f.fails(&[
-        "image",
-        "copy",
-        &reg.docker("okd/bad:v1"),
-        &oci_ref(&dst, "v1"),
-    ]);
+    let e = f.copy_fails(&[&reg.docker("okd/bad:v1"), &oci_ref(&dst, "v1")]);
     assert!(
         e.contains(&layers[2]) && e.contains("does not match its digest"),
         "{e}"
@@ -89,12 +79,7 @@ fn corrupt_and_truncated_blobs_in_a_registry_are_refused() {
     assert!(!dst.join("blobs/sha256").join(&layers[2][7..]).exists());
 
     let reg2 = RegistryServer::start();
-    let e = f.fails(&[
-        "image",
-        "copy",
-        &reg.docker("okd/bad:v1"),
-        &reg2.docker("okd/copy:v1"),
-    ]);
+    let e = f.copy_fails(&[&reg.docker("okd/bad:v1"), &reg2.docker("okd/copy:v1")]);
     assert!(e.contains("does not match its digest"), "{e}");
     assert!(!skopeo_try(&[
         "inspect",
@@ -114,12 +99,7 @@ fn corrupt_and_truncated_blobs_in_a_registry_are_refused() {
     let bytes = std::fs::read(&data).unwrap();
     std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
     let dst = f.path("dst-truncated");
-    let e = f.fails(&[
-        "image",
-        "copy",
-        &reg.docker("okd/bad:v1"),
-        &oci_ref(&dst, "v1"),
-    ]);
+    let e = f.copy_fails(&[&reg.docker("okd/bad:v1"), &oci_ref(&dst, "v1")]);
     assert!(e.contains(&layers[1]) || e.contains(&layers[2]), "{e}");
     assert!(
         e.contains("truncated") || e.contains("does not match"),
@@ -149,7 +129,7 @@ fn a_registry_that_wants_credentials_we_lack() {
     let reg = RegistryServer::start_htpasswd("okd", "secret");
     let dst = f.path("dst");
     let remote = reg.docker("okd/private:v1");
-    let e = f.fails(&["image", "copy", &remote, &oci_ref(&dst, "v1")]);
+    let e = f.copy_fails(&[&remote, &oci_ref(&dst, "v1")]);
     assert!(e.contains(&remote), "{e}");
     assert!(e.contains("no credentials"), "{e}");
     assert!(
@@ -160,7 +140,7 @@ fn a_registry_that_wants_credentials_we_lack() {
 
     let src = f.path("src");
     sample_image(&src, "v1", 710);
-    let e = f.fails(&["image", "copy", &oci_ref(&src, "v1"), &remote]);
+    let e = f.copy_fails(&[&oci_ref(&src, "v1"), &remote]);
     assert!(e.contains("podman login"), "{e}");
     let e = f.fails(&["image", "tags", &reg.docker("okd/private")]);
     assert!(e.contains("podman login"), "{e}");
@@ -168,9 +148,7 @@ fn a_registry_that_wants_credentials_we_lack() {
     // Wrong password: rejected, not "missing".
     let auth = f.path("auth.json");
     std::fs::write(&auth, auth_json(&[(&reg.host(), "okd", "wrong")])).unwrap();
-    let e = f.fails(&[
-        "image",
-        "copy",
+    let e = f.copy_fails(&[
         "--authfile",
         auth.to_str().unwrap(),
         &remote,
@@ -178,9 +156,7 @@ fn a_registry_that_wants_credentials_we_lack() {
     ]);
     assert!(e.contains("rejected the credentials"), "{e}");
 
-    let e = f.fails(&[
-        "image",
-        "copy",
+    let e = f.copy_fails(&[
         "--authfile",
         "/nonexistent/auth.json",
         &remote,
@@ -191,9 +167,7 @@ fn a_registry_that_wants_credentials_we_lack() {
         "{e}"
     );
     std::fs::write(&auth, "{not json").unwrap();
-    let e = f.fails(&[
-        "image",
-        "copy",
+    let e = f.copy_fails(&[
         "--authfile",
         auth.to_str().unwrap(),
         &remote,
@@ -212,14 +186,7 @@ fn a_registry_that_is_down() {
     let remote = format!("docker://127.0.0.1:{port}/okd/release:4.17");
     let dst = f.path("dst");
     let started = std::time::Instant::now();
-    let e = f.fails(&[
-        "image",
-        "copy",
-        "--retry-times",
-        "1",
-        &remote,
-        &oci_ref(&dst, "v1"),
-    ]);
+    let e = f.copy_fails(&["--retry-times", "1", &remote, &oci_ref(&dst, "v1")]);
     assert!(e.contains(&remote), "{e}");
     assert!(
         e.contains(&format!("cannot reach registry 127.0.0.1:{port}")),
@@ -236,14 +203,7 @@ fn a_registry_that_is_down() {
 
     let src = f.path("src");
     sample_image(&src, "v1", 720);
-    let e = f.fails(&[
-        "image",
-        "copy",
-        "--retry-times",
-        "0",
-        &oci_ref(&src, "v1"),
-        &remote,
-    ]);
+    let e = f.copy_fails(&["--retry-times", "0", &oci_ref(&src, "v1"), &remote]);
     assert!(e.contains("cannot reach registry"), "{e}");
 }
 

@@ -13,7 +13,7 @@ fn layout_written_by_okd_forge_is_read_by_skopeo_and_umoci() {
     let src = f.path("src");
     let digest = sample_image(&src, "v1", 10);
     let dst = f.path("dst");
-    let report = f.json(&["image", "copy", &oci_ref(&src, "v1"), &oci_ref(&dst, "v1")]);
+    let report = f.copy(&[&oci_ref(&src, "v1"), &oci_ref(&dst, "v1")]);
     assert_eq!(report["digest"], digest.as_str());
     assert_eq!(report["blobs_copied"], 4);
     assert_eq!(verify_layout(&dst), 5, "config, 3 layers, manifest");
@@ -57,12 +57,7 @@ fn layout_written_by_skopeo_is_read_by_okd_forge() {
     assert_eq!(inspect["Digest"], sk_digest.as_str());
     assert_eq!(inspect["Architecture"], "amd64");
     let back = f.path("back");
-    let report = f.json(&[
-        "image",
-        "copy",
-        &oci_ref(&sk, "latest"),
-        &oci_ref(&back, "x"),
-    ]);
+    let report = f.copy(&[&oci_ref(&sk, "latest"), &oci_ref(&back, "x")]);
     assert_eq!(report["digest"], sk_digest.as_str());
     verify_layout(&back);
 }
@@ -74,7 +69,7 @@ fn image_pushed_by_okd_forge_is_read_by_skopeo() {
     let src = f.path("src");
     let digest = sample_image(&src, "v1", 30);
     let remote = reg.docker("okd/component:v1");
-    let report = f.json(&["image", "copy", &oci_ref(&src, "v1"), &remote]);
+    let report = f.copy(&[&oci_ref(&src, "v1"), &remote]);
     assert_eq!(report["digest"], digest.as_str());
 
     assert_eq!(skopeo_digest(&remote), digest);
@@ -125,7 +120,7 @@ fn image_pushed_by_skopeo_is_read_by_okd_forge() {
     let digest = skopeo_digest(&remote);
 
     let dst = f.path("dst");
-    let report = f.json(&["image", "copy", &remote, &oci_ref(&dst, "v1")]);
+    let report = f.copy(&[&remote, &oci_ref(&dst, "v1")]);
     assert_eq!(report["digest"], digest.as_str());
     verify_layout(&dst);
     assert_eq!(skopeo_digest(&oci_ref(&dst, "v1")), digest);
@@ -167,7 +162,7 @@ fn multi_arch_indexes_round_trip_in_both_formats() {
         );
 
         let remote = reg.docker(&format!("okd/{name}:multi"));
-        let report = f.json(&["image", "copy", &oci_ref(&src, "multi"), &remote]);
+        let report = f.copy(&[&oci_ref(&src, "multi"), &remote]);
         assert_eq!(report["digest"], index.digest.to_string());
         assert_eq!(report["manifests"], 3);
         assert_eq!(
@@ -199,7 +194,7 @@ fn multi_arch_indexes_round_trip_in_both_formats() {
         assert_eq!(skopeo_digest(&sk), index.digest.to_string());
 
         let back = f.path("back");
-        f.ok(&["image", "copy", &remote, &oci_ref(&back, "multi")]);
+        f.copy(&[&remote, &oci_ref(&back, "multi")]);
         verify_layout(&back);
         // skopeo 1.9's oci: transport cannot name a child by digest: read the blob file itself.
         let child = std::fs::read(back.join("blobs/sha256").join(b.digest.hex())).unwrap();
@@ -222,7 +217,7 @@ fn manifest_bytes_are_kept_exactly() {
     layout.put_manifest(&raw, Some("pretty"), true).unwrap();
 
     let remote = reg.docker("okd/pretty:v1");
-    f.ok(&["image", "copy", &oci_ref(&src, "pretty"), &remote]);
+    f.copy(&[&oci_ref(&src, "pretty"), &remote]);
     let back = skopeo(&["inspect", "--raw", "--tls-verify=false", &remote]);
     assert_eq!(back.as_bytes(), &pretty[..]);
     assert_eq!(skopeo_digest(&remote), digest.to_string());

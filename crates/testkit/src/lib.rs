@@ -24,7 +24,7 @@ mod token;
 
 use std::path::PathBuf;
 
-pub use peers::{skopeo, skopeo_digest, skopeo_try, umoci, verify_layout};
+pub use peers::{skopeo, skopeo_digest, skopeo_try, umoci, verify_blobs, verify_layout};
 pub use pki::Pki;
 pub use proxy::{Fault, FaultProxy};
 pub use registry::{RegistryAuth, RegistryServer};

@@ -49,14 +49,9 @@ pub fn umoci(args: &[&str]) -> String {
     run_ok(&mut isolated("umoci", args))
 }
 
-/// Check an OCI layout on disk, independently of okd-forge's reader: every blob file hashes to its
-/// name, no temporary file is left, and `index.json` is an index whose entries' blobs exist.
-/// Returns the number of blobs.
-pub fn verify_layout(dir: &Path) -> usize {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index.json"))
-            .expect("index.json is JSON");
-    assert_eq!(index["schemaVersion"], 2, "index.json schemaVersion");
+/// Check that every blob file of an OCI layout hashes to its name, independently of okd-forge's reader
+/// (no partial blob is visible). Returns the number of blobs.
+pub fn verify_blobs(dir: &Path) -> usize {
     let blobs = dir.join("blobs/sha256");
     let mut n = 0;
     for e in std::fs::read_dir(&blobs).expect("blobs dir") {
@@ -70,10 +65,24 @@ pub fn verify_layout(dir: &Path) -> usize {
         );
         n += 1;
     }
+    n
+}
+
+/// Check an OCI layout on disk, independently of okd-forge's reader: every blob file hashes to its
+/// name, no temporary file is left, and `index.json` is an index whose entries' blobs exist.
+/// Returns the number of blobs.
+pub fn verify_layout(dir: &Path) -> usize {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index.json"))
+            .expect("index.json is JSON");
+    assert_eq!(index["schemaVersion"], 2, "index.json schemaVersion");
+    let n = verify_blobs(dir);
     for e in index["manifests"].as_array().expect("manifests") {
         let d = e["digest"].as_str().expect("digest");
         assert!(
-            blobs.join(d.trim_start_matches("sha256:")).is_file(),
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+                .is_file(),
             "index.json names {d}, which is not in blobs/"
         );
     }

@@ -150,49 +150,55 @@ enum Action {
 fn decide(inner: &Inner, method: &str, path: &str) -> Action {
     let mut faults = inner.faults.lock().expect("lock");
     for f in faults.iter_mut() {
-        match f {
+        // What each fault matches, its countdown (none: every match, and not counted), and its action.
+        let (wanted, pattern, times, action) = match f {
             Fault::Status {
-                method: m,
+                method,
                 path_contains,
                 status,
                 times,
-            } if *times > 0 && *m == method && path.contains(path_contains.as_str()) => {
-                *times -= 1;
-                inner.injected.fetch_add(1, Ordering::SeqCst);
-                return Action::Fail(*status);
-            }
+            } => (
+                Some(*method),
+                path_contains,
+                Some(times),
+                Action::Fail(*status),
+            ),
             Fault::Stall {
                 path_contains,
                 seconds,
                 times,
-            } if *times > 0 && path.contains(path_contains.as_str()) => {
-                *times -= 1;
-                inner.injected.fetch_add(1, Ordering::SeqCst);
-                return Action::Stall(*seconds);
-            }
+            } => (None, path_contains, Some(times), Action::Stall(*seconds)),
             Fault::Throttle {
                 path_contains,
                 bytes_per_sec,
-            } if path.contains(path_contains.as_str()) => return Action::Throttle(*bytes_per_sec),
+            } => (None, path_contains, None, Action::Throttle(*bytes_per_sec)),
             Fault::Pause {
                 path_contains,
                 seconds,
                 times,
-            } if *times > 0 && method == "GET" && path.contains(path_contains.as_str()) => {
-                *times -= 1;
-                inner.injected.fetch_add(1, Ordering::SeqCst);
-                return Action::Pause(*seconds);
-            }
+            } => (
+                Some("GET"),
+                path_contains,
+                Some(times),
+                Action::Pause(*seconds),
+            ),
             Fault::Truncate {
                 path_contains,
                 after,
                 times,
-            } if *times > 0 && method == "GET" && path.contains(path_contains.as_str()) => {
-                *times -= 1;
+            } => (Some("GET"), path_contains, Some(times), Action::Cut(*after)),
+        };
+        if wanted.is_some_and(|m| m != method) || !path.contains(pattern.as_str()) {
+            continue;
+        }
+        match times {
+            None => return action,
+            Some(t) if *t > 0 => {
+                *t -= 1;
                 inner.injected.fetch_add(1, Ordering::SeqCst);
-                return Action::Cut(*after);
+                return action;
             }
-            _ => {}
+            Some(_) => {}
         }
     }
     Action::Forward

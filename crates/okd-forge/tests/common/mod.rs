@@ -55,6 +55,20 @@ impl Forge {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 
+    /// `okd-forge --output json image copy ARGS…`, expected to succeed; returns the report.
+    pub fn copy(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["image", "copy"];
+        all.extend_from_slice(args);
+        self.json(&all)
+    }
+
+    /// `okd-forge image copy ARGS…`, expected to fail; returns its one error line.
+    pub fn copy_fails(&self, args: &[&str]) -> String {
+        let mut all = vec!["image", "copy"];
+        all.extend_from_slice(args);
+        self.fails(&all)
+    }
+
     /// Run and expect failure; returns the one-line error, checked to be exactly one line.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.cmd().args(args).output().expect("run okd-forge");
@@ -75,14 +89,17 @@ impl Forge {
     }
 }
 
+/// The image `spec` describes, tagged `tag` in the layout at `dir` (created if needed).
+pub fn layout_image(dir: &Path, spec: &ImageSpec, tag: &str) -> oci::RawManifest {
+    let layout = oci::Layout::create(dir).expect("layout");
+    images::write_image(&layout, spec, Some(tag))
+}
+
 /// A three-layer OCI image, tagged `tag` in a new layout at `dir`; returns its digest.
 pub fn sample_image(dir: &Path, tag: &str, seed: u64) -> String {
-    let layout = oci::Layout::create(dir).expect("layout");
     let spec = ImageSpec::new(&[(seed, 64 << 10), (seed + 1, 300 << 10), (seed + 2, 1 << 20)])
         .label("io.openshift.release.operator", "true");
-    images::write_image(&layout, &spec, Some(tag))
-        .digest
-        .to_string()
+    layout_image(dir, &spec, tag).digest.to_string()
 }
 
 /// A sample image (as [`sample_image`], in `f`'s `src` layout, tag `v1`) pushed to `reg` as `name`;
@@ -95,7 +112,7 @@ pub fn push_sample(
 ) -> (PathBuf, String) {
     let src = f.path("src");
     let digest = sample_image(&src, "v1", seed);
-    f.ok(&["image", "copy", &oci_ref(&src, "v1"), &reg.docker(name)]);
+    f.copy(&[&oci_ref(&src, "v1"), &reg.docker(name)]);
     (src, digest)
 }
 
