@@ -1,4 +1,4 @@
-//! The copy engine: the one way okd-forge moves an image, used by `image copy`, `image mirror` and later
+//! The copy engine: the one way okd-forge moves an image, used by `image copy` and later
 //! by promotion and publishing.
 //!
 //! An image is copied bottom-up: blobs first, then manifests, then the tag, so a reader never sees a

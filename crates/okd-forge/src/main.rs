@@ -33,7 +33,7 @@ pub enum Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Copy, mirror, inspect and list images in registries and OCI layouts.
+    /// Copy, inspect and list images in registries and OCI layouts.
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Maintain the embedded content store (an OCI image-layout directory).
