@@ -156,6 +156,21 @@ impl Copier {
         })
     }
 
+    /// Copy blobs (e.g. the base layers of a new image) that a manifest the caller writes afterwards will
+    /// reference. The caller holds the destination's [`guard`](Store::guard) until that manifest is
+    /// stored. Returns (copied, skipped or mounted).
+    pub async fn copy_blobs(
+        &self,
+        src: &Store,
+        dst: &Store,
+        blobs: Vec<Descriptor>,
+    ) -> Result<(usize, usize)> {
+        let stats = Stats::default();
+        try_join_all(blobs.into_iter().map(|b| self.copy_blob(src, dst, b, &stats))).await?;
+        let other = stats.skipped.load(Ordering::Relaxed) + stats.mounted.load(Ordering::Relaxed);
+        Ok((stats.copied.load(Ordering::Relaxed), other))
+    }
+
     /// Copy everything `raw` references (recursively for an index), but not `raw` itself.
     async fn copy_manifest(
         &self,

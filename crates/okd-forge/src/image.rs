@@ -49,24 +49,24 @@ pub struct Access {
     /// --tls-verify=false, certificates are not checked and plain http is allowed. Loopback
     /// registries may always use plain http.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
-    tls_verify: bool,
+    pub(crate) tls_verify: bool,
     /// Credentials file (containers auth.json or docker config.json). Default: $REGISTRY_AUTH_FILE,
     /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, ~/.docker/config.json.
     #[arg(long, value_name = "FILE")]
-    authfile: Option<PathBuf>,
+    pub(crate) authfile: Option<PathBuf>,
     /// Seconds a request may take, or a transfer may stall, before it is abandoned (a transfer that
     /// keeps moving may take as long as it needs).
     #[arg(long, value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
+    pub(crate) timeout: u64,
     /// How often a failed request or blob transfer is retried, with backoff (429, 5xx, timeouts,
     /// connection errors).
     #[arg(long, value_name = "N", default_value_t = 3)]
-    retry_times: usize,
+    pub(crate) retry_times: usize,
 }
 
 impl Access {
-    fn options(&self, chunk_size: Option<u64>) -> Result<RegistryOptions> {
+    pub(crate) fn options(&self, chunk_size: Option<u64>) -> Result<RegistryOptions> {
         if let Some(f) = &self.authfile {
             if !f.is_file() {
                 bail!(
@@ -176,7 +176,7 @@ pub async fn run_store(cmd: StoreCommand, output: Output) -> Result<()> {
             let report = tokio::task::spawn_blocking(move || layout.gc()).await??;
             match output {
                 Output::Json => print_json(&report),
-                Output::Text => println!(
+                Output::Text | Output::Markdown => println!(
                     "Removed {} blobs ({}) and {} leftover temporary files; kept {} blobs.",
                     report.removed,
                     HumanBytes(report.bytes_freed),
@@ -260,7 +260,7 @@ async fn copy(a: CopyArgs, output: Output) -> Result<()> {
                 print_json(&reports[0])
             }
         }
-        Output::Text => {
+        Output::Text | Output::Markdown => {
             for r in &reports {
                 println!("Copied {} to {} ({})", r.source, r.destination, r.digest);
             }
@@ -421,7 +421,7 @@ async fn inspect(a: InspectArgs, output: Output) -> Result<()> {
     };
     match output {
         Output::Json => print_json(&doc),
-        Output::Text => print_inspection(&doc, &top, &index_entries, &layers),
+        Output::Text | Output::Markdown => print_inspection(&doc, &top, &index_entries, &layers),
     }
     Ok(())
 }
@@ -471,7 +471,7 @@ fn print_inspection(
 }
 
 /// This machine's architecture in OCI's words.
-fn host_arch() -> String {
+pub(crate) fn host_arch() -> String {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -521,7 +521,7 @@ async fn tags(a: TagsArgs, output: Output) -> Result<()> {
                 tags: &tags,
             })
         }
-        Output::Text => {
+        Output::Text | Output::Markdown => {
             for t in &tags {
                 println!("{t}");
             }
@@ -530,7 +530,7 @@ async fn tags(a: TagsArgs, output: Output) -> Result<()> {
     Ok(())
 }
 
-fn print_json<T: Serialize>(v: &T) {
+pub(crate) fn print_json<T: Serialize>(v: &T) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).expect("plain data serialises")

@@ -3,6 +3,7 @@
 
 mod image;
 mod progress;
+mod release;
 
 use std::process::ExitCode;
 
@@ -29,13 +30,20 @@ pub enum Output {
     Text,
     /// For scripts: one JSON document on stdout.
     Json,
+    /// Markdown (`release diff`; other commands print text).
+    Markdown,
 }
 
+// Parsed once per run; boxing the arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Copy, inspect and list images in registries and OCI layouts.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Build, inspect, extract and compare release payloads (like `oc adm release`).
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
     /// Maintain the embedded content store (an OCI image-layout directory).
     #[command(subcommand)]
     Store(image::StoreCommand),
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Image(c) => image::run(c, cli.output).await,
             Command::Store(c) => image::run_store(c, cli.output).await,
+            Command::Release(c) => release::run(c, cli.output).await,
         }
     });
     match result {

@@ -1,0 +1,513 @@
+//! `okd-forge release …`: build, inspect, extract and compare release payloads, as `oc adm release` does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use oci::{ImageRef, Layout, Selector, Stores};
+use payload::changelog::GitCache;
+use payload::imagestream::{self as is, FROM_RELEASE};
+use payload::info::ReleaseInfo;
+use payload::inputs::{self, parse_ref};
+use payload::metadata::metadata_from_json;
+use payload::new::{Base, InputTag, NewRelease};
+use payload::source::Sources;
+use payload::version::{normalise_versions, ReleaseName, Versions};
+use serde_json::json;
+
+use crate::image::{host_arch, print_json, Access};
+use crate::progress::CopyProgress;
+use crate::Output;
+
+/// Release payload commands.
+#[derive(Subcommand)]
+pub enum ReleaseCommand {
+    /// Build a release payload from component images, like `oc adm release new`.
+    ///
+    /// Inputs are mapping files (TAG=PULLSPEC lines), an image stream file, an existing release, and
+    /// TAG=PULLSPEC arguments, which override the others. Images are looked up by digest in the local
+    /// store first, then in their registry. Operator manifests are cached by layer digest, so a rebuild
+    /// after one component changed reads only that component.
+    New(NewArgs),
+    /// Show a payload's name, metadata, component versions and images, like `oc adm release info`.
+    Info(InfoArgs),
+    /// Write a payload's release-manifests to a directory, like `oc adm release extract`.
+    Extract(ExtractArgs),
+    /// Compare two payloads: images added, removed, rebuilt and changed, with --changelog the commits.
+    Diff(DiffArgs),
+}
+
+/// Where content and caches live.
+#[derive(Args)]
+struct Local {
+    /// The local OCI layout store, consulted first for images by digest (skipped if missing).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "OKD_FORGE_STORE",
+        default_value = "var/store"
+    )]
+    store: PathBuf,
+    /// Cache of manifests, configs, extracted operator manifests and git clones.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "OKD_FORGE_CACHE",
+        default_value = "var/cache"
+    )]
+    cache: PathBuf,
+    #[command(flatten)]
+    access: Access,
+}
+
+impl Local {
+    fn sources(&self) -> Result<Sources> {
+        let stores = Arc::new(Stores::new(self.access.options(None)?));
+        let local = if self.store.join("oci-layout").is_file() {
+            Some(Layout::open(&self.store)?)
+        } else {
+            None
+        };
+        Ok(Sources::new(stores, local, Some(self.cache.clone()))?)
+    }
+}
+
+/// Arguments of `release new`.
+#[derive(Args)]
+pub struct NewArgs {
+    /// The release name, strict semver, e.g. 4.17.0-0.okd-scos-2026-11-23-101500.
+    #[arg(long)]
+    name: String,
+    /// Where to push: oci:DIR[:TAG] or docker://HOST/REPO[:TAG]; the tag defaults to the name.
+    #[arg(long, value_name = "REF", required_unless_present = "dry_run")]
+    to: Option<String>,
+    /// Compute the payload and print its digest without pushing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// A file of TAG=PULLSPEC lines (repeatable).
+    #[arg(long, value_name = "FILE")]
+    mapping_file: Vec<PathBuf>,
+    /// Take the input tags, previous versions and metadata of an existing release.
+    #[arg(long, value_name = "REF")]
+    from_release: Option<String>,
+    /// Take the input tags of an image.openshift.io/v1 ImageStream file (JSON or YAML).
+    #[arg(long, value_name = "FILE")]
+    from_image_stream_file: Option<PathBuf>,
+    /// TAG=PULLSPEC overrides, annotated io.openshift.release.override.
+    #[arg(value_name = "TAG=PULLSPEC")]
+    overrides: Vec<String>,
+    /// The input tag of the cluster-version-operator image the payload is built on.
+    #[arg(long, value_name = "TAG", default_value = "cluster-version-operator")]
+    base_tag: String,
+    /// Build on this image instead of an input tag.
+    #[arg(long, value_name = "PULLSPEC", conflicts_with = "base_tag")]
+    to_image_base: Option<String>,
+    /// Versions that can upgrade to this one (comma-separated); written to release-metadata.
+    #[arg(long, value_name = "V,...", value_delimiter = ',')]
+    previous: Option<Vec<String>>,
+    /// Release metadata, a JSON object of strings, e.g. '{"url":"https://..."}'.
+    #[arg(long, value_name = "JSON")]
+    metadata: Option<String>,
+    /// Drop these input tags.
+    #[arg(long, value_name = "TAG,...", value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Keep these tags even if no operator references them.
+    #[arg(long, value_name = "TAG,...", value_delimiter = ',')]
+    include: Vec<String>,
+    /// Leave references to tags missing from the input unrewritten instead of failing.
+    #[arg(long)]
+    allow_missing_images: bool,
+    /// Requests and blob transfers to run at once.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    local: Local,
+}
+
+/// Arguments of `release info`.
+#[derive(Args)]
+pub struct InfoArgs {
+    /// The release: oci:DIR[:TAG|@DIGEST], docker://HOST/REPO[:TAG|@DIGEST] or HOST/REPO@DIGEST.
+    image: String,
+    /// List each image's source repository and commit.
+    #[arg(long)]
+    commits: bool,
+    /// For a manifest list, the architecture to read. Default: this machine's.
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+    #[command(flatten)]
+    local: Local,
+}
+
+/// Arguments of `release extract`.
+#[derive(Args)]
+pub struct ExtractArgs {
+    /// The release: oci:DIR[:TAG|@DIGEST], docker://HOST/REPO[:TAG|@DIGEST] or HOST/REPO@DIGEST.
+    image: String,
+    /// Directory to write the files to (created if missing).
+    #[arg(long, value_name = "DIR", required_unless_present = "file")]
+    to: Option<PathBuf>,
+    /// Print only this file of release-manifests to stdout.
+    #[arg(long, value_name = "NAME")]
+    file: Option<String>,
+    /// For a manifest list, the architecture to read. Default: this machine's.
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+    #[command(flatten)]
+    local: Local,
+}
+
+/// Arguments of `release diff`.
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The older release.
+    from: String,
+    /// The newer release.
+    to: String,
+    /// Add each changed component's commits, read from its git repository (cached clones under
+    /// CACHE/git; file:// and https work).
+    #[arg(long)]
+    changelog: bool,
+    /// For manifest lists, the architecture to read. Default: this machine's.
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+    #[command(flatten)]
+    local: Local,
+}
+
+/// Run a `release` command.
+pub async fn run(cmd: ReleaseCommand, output: Output) -> Result<()> {
+    match cmd {
+        ReleaseCommand::New(a) => new(a, output).await,
+        ReleaseCommand::Info(a) => info(a, output).await,
+        ReleaseCommand::Extract(a) => extract(a, output).await,
+        ReleaseCommand::Diff(a) => diff(a, output).await,
+    }
+}
+
+/// The creation time: `SOURCE_DATE_EPOCH` (reproducible builds) or now, in whole seconds.
+fn created() -> Result<time::OffsetDateTime> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => {
+            let secs: i64 = s
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH '{s}' is not a number of seconds"))?;
+            Ok(time::OffsetDateTime::from_unix_timestamp(secs)?)
+        }
+        Err(_) => {
+            let now = time::OffsetDateTime::now_utc();
+            Ok(now.replace_nanosecond(0).expect("0 is a valid nanosecond"))
+        }
+    }
+}
+
+async fn new(a: NewArgs, output: Output) -> Result<()> {
+    let name = ReleaseName::parse(&a.name)?;
+    let sources = a.local.sources()?;
+    let mut tags: BTreeMap<String, InputTag> = BTreeMap::new();
+    let mut annotations = BTreeMap::new();
+    let mut defaults = Versions::new();
+    let mut base = match &a.to_image_base {
+        Some(p) => Base::Image(payload::source::PullSpec::parse("--to-image-base", p)?),
+        None => Base::Tag(a.base_tag.clone()),
+    };
+    let mut previous = Vec::new();
+    let mut metadata = BTreeMap::new();
+    if let Some(r) = &a.from_release {
+        let info = payload::info::load(&sources, &parse_ref(r)?, None).await?;
+        let (inputs, base_tag) = inputs::from_release(&info)?;
+        tags.extend(inputs);
+        if let (Some(t), None) = (base_tag, &a.to_image_base) {
+            base = Base::Tag(t);
+        }
+        if let Some(m) = &info.metadata {
+            previous = m.previous.clone();
+            metadata = m.metadata.clone();
+        }
+        annotations.insert(FROM_RELEASE.to_string(), info.pull_spec.clone());
+    }
+    if let Some(f) = &a.from_image_stream_file {
+        let bytes = std::fs::read(f)
+            .with_context(|| format!("--from-image-stream-file {}", f.display()))?;
+        let stream = inputs::from_image_stream(&f.display().to_string(), &bytes)?;
+        tags.extend(stream.tags);
+        annotations.extend(stream.annotations);
+        defaults = stream.default_versions;
+    }
+    for f in &a.mapping_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--mapping-file {}", f.display()))?;
+        for (tag, pullspec) in inputs::parse_mapping(&f.display().to_string(), &text)? {
+            tags.insert(
+                tag,
+                InputTag {
+                    pullspec,
+                    is_override: false,
+                    carried: None,
+                },
+            );
+        }
+    }
+    for o in &a.overrides {
+        let (tag, pullspec) = inputs::parse_override(o)?;
+        tags.insert(
+            tag,
+            InputTag {
+                pullspec,
+                is_override: true,
+                carried: None,
+            },
+        );
+    }
+    for t in &a.exclude {
+        tags.remove(t);
+    }
+    if tags.is_empty() {
+        bail!("no input images; give --mapping-file, --from-release, --from-image-stream-file or TAG=PULLSPEC arguments");
+    }
+    if let Some(p) = &a.previous {
+        previous = normalise_versions(p, "--previous")?;
+    } else {
+        previous = normalise_versions(&previous, "previous of --from-release")?;
+    }
+    if let Some(m) = &a.metadata {
+        let v: serde_json::Value =
+            serde_json::from_str(m).with_context(|| format!("--metadata '{m}' is not JSON"))?;
+        metadata = metadata_from_json("--metadata", &v)?;
+    }
+    let req = NewRelease {
+        name: name.clone(),
+        inputs: tags,
+        base,
+        previous,
+        metadata,
+        include: a.include.iter().cloned().collect::<BTreeSet<_>>(),
+        allow_missing_images: a.allow_missing_images,
+        created: created()?,
+        annotations,
+        default_versions: defaults,
+    };
+    let jobs = usize::from(a.jobs);
+    let built = payload::new::assemble(&sources, &req, jobs).await?;
+    for w in &built.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !a.quiet {
+        eprintln!(
+            "Included {} images, {} manifests; pruned {} unreferenced tags{}",
+            built.image_references.spec.tags.len(),
+            built.manifest_names.len(),
+            built.pruned.len(),
+            if built.pruned.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", built.pruned.join(", "))
+            }
+        );
+    }
+    let mut pull_spec = None;
+    if let (Some(to), false) = (&a.to, a.dry_run) {
+        let dst = parse_ref(to)?;
+        let tag = match dst.selector() {
+            Some(Selector::Tag(t)) => t.clone(),
+            None => name.to_string(),
+            Some(Selector::Digest(_)) => {
+                bail!("--to {to}: name a tag, not a digest; the digest is the payload's own")
+            }
+        };
+        oci::reference::parse_tag(&tag)
+            .map_err(|e| anyhow::anyhow!("--to {to}: tag '{tag}': {e}"))?;
+        let store = sources.stores().open(&dst, true)?;
+        let progress = Arc::new(CopyProgress::new(a.quiet));
+        let copier = oci::Copier::new(jobs, a.local.access.retry_times, progress.clone());
+        payload::new::push(&built, &copier, &store, &tag).await?;
+        progress.finish();
+        pull_spec = Some(match &dst {
+            ImageRef::Registry { repo, .. } => {
+                format!("{}/{}@{}", repo.registry, repo.repository, built.digest)
+            }
+            ImageRef::Layout { path, .. } => format!("oci:{}@{}", path.display(), built.digest),
+        });
+    }
+    match output {
+        Output::Json => print_json(&json!({
+            "digest": built.digest.to_string(),
+            "name": built.name,
+            "created": built.created,
+            "pullSpec": pull_spec,
+            "pruned": built.pruned,
+            "warnings": built.warnings,
+        })),
+        _ => println!("{} {} {}", built.digest, built.name, built.created),
+    }
+    Ok(())
+}
+
+async fn info(a: InfoArgs, output: Output) -> Result<()> {
+    let sources = a.local.sources()?;
+    let arch = a.arch.clone().unwrap_or_else(host_arch);
+    let info = payload::info::load(&sources, &parse_ref(&a.image)?, Some(&arch)).await?;
+    match output {
+        Output::Json => print_json(&info_json(&info)),
+        _ => print!("{}", info_text(&info, a.commits)),
+    }
+    Ok(())
+}
+
+fn info_json(i: &ReleaseInfo) -> serde_json::Value {
+    json!({
+        "image": i.image,
+        "digest": i.digest.to_string(),
+        "contentDigest": i.content_digest.to_string(),
+        "listDigest": i.list_digest.as_ref().map(|d| d.to_string()),
+        "pullSpec": i.pull_spec,
+        "config": i.config.0,
+        "metadata": i.metadata,
+        "references": i.references,
+        "displayVersions": i.versions,
+        "manifests": i.manifests().len(),
+        "metadataFiles": i.metadata_files(),
+        "warnings": i.warnings,
+    })
+}
+
+fn info_text(i: &ReleaseInfo, commits: bool) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "Name:           {}", i.name());
+    let _ = writeln!(s, "Digest:         {}", i.digest);
+    let _ = writeln!(s, "Created:        {}", i.config.created());
+    let _ = writeln!(s, "OS/Arch:        {}", i.platform);
+    let _ = writeln!(s, "Manifests:      {}", i.manifests().len());
+    if !i.metadata_files().is_empty() {
+        let _ = writeln!(s, "Metadata files: {}", i.metadata_files().len());
+    }
+    let _ = writeln!(s, "\nPull From: {}", i.pull_spec);
+    if let Some(m) = &i.metadata {
+        let _ = writeln!(s, "\nRelease Metadata:\n  Version:  {}", m.version);
+        let mut prev: Vec<&String> = m.previous.iter().collect();
+        prev.sort_by(
+            |a, b| match (semver::Version::parse(a), semver::Version::parse(b)) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => a.cmp(b),
+            },
+        );
+        let upgrades = if prev.is_empty() {
+            "<none>".to_string()
+        } else {
+            prev.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(s, "  Upgrades: {upgrades}");
+        if !m.metadata.is_empty() {
+            let _ = writeln!(s, "  Metadata:");
+            for (k, v) in &m.metadata {
+                let _ = writeln!(s, "    {k}: {v}");
+            }
+        }
+    }
+    if !i.versions.is_empty() {
+        let _ = writeln!(s, "\nComponent Versions:");
+        let width = i.versions.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in &i.versions {
+            let _ = writeln!(s, "  {k:width$}  {:<16} {}", v.version, v.display_name);
+        }
+    }
+    let tags = &i.references.spec.tags;
+    let width = tags.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(s, "\nImages:");
+    if commits {
+        let _ = writeln!(s, "  {:width$}  {:<60}  COMMIT", "NAME", "REPO");
+        for t in tags {
+            let repo = t.annotation(is::SOURCE_LOCATION);
+            let _ = writeln!(
+                s,
+                "  {:width$}  {:<60}  {}",
+                t.name,
+                repo,
+                t.annotation(is::COMMIT_ID)
+            );
+        }
+    } else {
+        let _ = writeln!(s, "  {:width$}  PULL SPEC", "NAME");
+        for t in tags {
+            let _ = writeln!(s, "  {:width$}  {}", t.name, t.pullspec().unwrap_or(""));
+        }
+    }
+    if !i.warnings.is_empty() {
+        let _ = writeln!(s, "\nWarnings:");
+        for w in &i.warnings {
+            let _ = writeln!(s, "* {w}");
+        }
+    }
+    s
+}
+
+async fn extract(a: ExtractArgs, output: Output) -> Result<()> {
+    let sources = a.local.sources()?;
+    let arch = a.arch.clone().unwrap_or_else(host_arch);
+    let out = payload::extract::extract(&sources, &parse_ref(&a.image)?, Some(&arch)).await?;
+    if let Some(name) = &a.file {
+        let f = out.files.get(name).with_context(|| {
+            let names: Vec<&str> = out.files.keys().map(String::as_str).collect();
+            format!(
+                "{}: release-manifests has no file '{name}'; it has: {}",
+                a.image,
+                names.join(", ")
+            )
+        })?;
+        std::io::stdout().write_all(&f.data)?;
+        return Ok(());
+    }
+    let dir = a.to.as_deref().unwrap_or(Path::new("."));
+    payload::extract::write_files(dir, &out.files)?;
+    match output {
+        Output::Json => print_json(&json!({
+            "digest": out.digest.to_string(),
+            "created": out.created,
+            "to": dir,
+            "files": out.files.keys().collect::<Vec<_>>(),
+        })),
+        _ => println!(
+            "Extracted release payload from digest {} created at {} ({} files to {})",
+            out.digest,
+            out.created,
+            out.files.len(),
+            dir.display()
+        ),
+    }
+    Ok(())
+}
+
+async fn diff(a: DiffArgs, output: Output) -> Result<()> {
+    let sources = a.local.sources()?;
+    let arch = a.arch.clone().unwrap_or_else(host_arch);
+    let (from, to) = (parse_ref(&a.from)?, parse_ref(&a.to)?);
+    let (from, to) = tokio::try_join!(
+        payload::info::load(&sources, &from, Some(&arch)),
+        payload::info::load(&sources, &to, Some(&arch)),
+    )?;
+    let git = a
+        .changelog
+        .then(|| GitCache::new(a.local.cache.join("git")));
+    let d =
+        tokio::task::spawn_blocking(move || payload::diff::diff(&from, &to, git.as_ref())).await?;
+    match output {
+        Output::Json => print_json(&d),
+        _ => print!("{}", d.markdown()),
+    }
+    if !d.warnings.is_empty() {
+        bail!("{}", d.warnings.join("\n"));
+    }
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! Comparing two releases (`release diff`, like `oc adm release info --changelog`): images added,
+//! removed, rebuilt without a code change and changed, component version changes, and with a
+//! [`GitCache`] the commit log of every changed component.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::changelog::{github_repo, ChangeCommit, GitCache};
+use crate::imagestream::{self as is, TagReference};
+use crate::info::ReleaseInfo;
+
+/// One side of the comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    /// Release name.
+    pub name: String,
+    /// Created.
+    pub created: String,
+    /// Release digest.
+    pub digest: String,
+    /// `release.openshift.io/from-release`, if the release was promoted from another.
+    #[serde(rename = "promotedFrom", skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<String>,
+}
+
+/// A component version that changed or appeared.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentChange {
+    /// Key, e.g. `kubernetes`, `machine-os`.
+    pub name: String,
+    /// Version in the newer release.
+    pub version: String,
+    /// Version in the older release, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Display name.
+    #[serde(rename = "displayName", skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+}
+
+/// An image in the diff.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageChange {
+    /// Tag.
+    pub name: String,
+    /// Source repository.
+    pub path: String,
+    /// First 7 characters of the commit.
+    #[serde(rename = "shortCommit")]
+    pub short_commit: String,
+    /// Commit in this release (the older one for removed images).
+    pub commit: String,
+    /// Commit in the older release, for changed images.
+    #[serde(rename = "fromCommit", skip_serializing_if = "String::is_empty")]
+    pub from_commit: String,
+    /// Pull spec.
+    #[serde(rename = "imageRef")]
+    pub image_ref: String,
+    /// Commits between the two, with `--changelog`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commits: Vec<ChangeCommit>,
+    /// Compare link.
+    #[serde(rename = "fullChangeLog", skip_serializing_if = "Option::is_none")]
+    pub full_change_log: Option<String>,
+}
+
+/// The comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseDiff {
+    /// Older release.
+    pub from: Side,
+    /// Newer release.
+    pub to: Side,
+    /// Whether the newer release lists the older one in `previous`.
+    #[serde(rename = "upgradeFrom")]
+    pub upgrade_from: bool,
+    /// Component versions that changed or appeared.
+    pub components: Vec<ComponentChange>,
+    /// Images only in the newer release.
+    #[serde(rename = "newImages")]
+    pub new_images: Vec<ImageChange>,
+    /// Images only in the older release.
+    #[serde(rename = "removedImages")]
+    pub removed_images: Vec<ImageChange>,
+    /// Same commit, new digest.
+    #[serde(rename = "rebuiltImages")]
+    pub rebuilt_images: Vec<ImageChange>,
+    /// New commit.
+    #[serde(rename = "updatedImages")]
+    pub updated_images: Vec<ImageChange>,
+    /// Repositories whose commits could not be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+fn side(info: &ReleaseInfo) -> Side {
+    Side {
+        name: info.name().to_string(),
+        created: info.config.created().to_string(),
+        digest: info.digest.to_string(),
+        promoted_from: info
+            .references
+            .metadata
+            .annotations
+            .get(is::FROM_RELEASE)
+            .cloned(),
+    }
+}
+
+fn image(tag: &TagReference) -> ImageChange {
+    let commit = tag.annotation(is::COMMIT_ID).to_string();
+    ImageChange {
+        name: tag.name.clone(),
+        path: tag.annotation(is::SOURCE_LOCATION).to_string(),
+        short_commit: commit.chars().take(7).collect(),
+        commit,
+        from_commit: String::new(),
+        image_ref: tag.pullspec().unwrap_or("").to_string(),
+        commits: Vec::new(),
+        full_change_log: None,
+    }
+}
+
+/// Compare `from` → `to`. With `git`, read each changed component's commit log; a repository that
+/// cannot be read becomes a warning.
+pub fn diff(from: &ReleaseInfo, to: &ReleaseInfo, git: Option<&GitCache>) -> ReleaseDiff {
+    let old: BTreeMap<&str, &TagReference> = from
+        .references
+        .spec
+        .tags
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let new: BTreeMap<&str, &TagReference> = to
+        .references
+        .spec
+        .tags
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut d = ReleaseDiff {
+        from: side(from),
+        to: side(to),
+        upgrade_from: to
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.previous.iter().any(|p| p == from.name())),
+        components: Vec::new(),
+        new_images: Vec::new(),
+        removed_images: Vec::new(),
+        rebuilt_images: Vec::new(),
+        updated_images: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for (key, v) in &to.versions {
+        let before = from.versions.get(key).map(|c| c.version.clone());
+        if before.as_deref() != Some(v.version.as_str()) {
+            d.components.push(ComponentChange {
+                name: key.clone(),
+                version: v.version.clone(),
+                from: before,
+                display_name: v.display_name.clone(),
+            });
+        }
+    }
+    for (name, t) in &new {
+        match old.get(name) {
+            None => d.new_images.push(image(t)),
+            Some(o) if o.pullspec() == t.pullspec() => {}
+            Some(o) => {
+                let mut c = image(t);
+                let before = o.annotation(is::COMMIT_ID);
+                if !before.is_empty() && before == c.commit {
+                    d.rebuilt_images.push(c);
+                } else {
+                    c.from_commit = before.to_string();
+                    d.updated_images.push(c);
+                }
+            }
+        }
+    }
+    d.removed_images = old
+        .iter()
+        .filter(|(n, _)| !new.contains_key(*n))
+        .map(|(_, t)| image(t))
+        .collect();
+    if let Some(git) = git {
+        // One log per (repository, range), shared by every image built from it.
+        let mut logs: BTreeMap<(String, String, String), Result<Vec<ChangeCommit>, String>> =
+            BTreeMap::new();
+        for c in &mut d.updated_images {
+            if c.path.is_empty() || c.from_commit.is_empty() || c.commit.is_empty() {
+                continue;
+            }
+            if let Some(gh) = github_repo(&c.path) {
+                c.full_change_log = Some(gh.compare_url(&c.from_commit, &c.commit));
+            }
+            let key = (c.path.clone(), c.from_commit.clone(), c.commit.clone());
+            let log = logs.entry(key).or_insert_with(|| {
+                git.log(&c.path, &c.from_commit, &c.commit)
+                    .map(|l| l.commits)
+                    .map_err(|e| e.to_string())
+            });
+            match log {
+                Ok(commits) => c.commits = commits.clone(),
+                Err(e) => {
+                    let w = format!("could not load commits for {} ({}): {e}", c.name, c.path);
+                    if !d.warnings.contains(&w) {
+                        d.warnings.push(w);
+                    }
+                }
+            }
+        }
+    }
+    d
+}
+
+impl ReleaseDiff {
+    /// The changelog as Markdown, in the release-controller's shape.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# {}\n", self.to.name);
+        let _ = writeln!(s, "Created: {}\n", self.to.created);
+        let _ = writeln!(s, "Image Digest: `{}`\n", self.to.digest);
+        if let Some(p) = &self.to.promoted_from {
+            let _ = writeln!(s, "Promoted from {p}\n");
+        }
+        let _ = writeln!(s, "## Changes from {}\n", self.from.name);
+        if !self.components.is_empty() {
+            let _ = writeln!(s, "### Components\n");
+            for c in &self.components {
+                let name = if c.display_name.is_empty() {
+                    &c.name
+                } else {
+                    &c.display_name
+                };
+                match &c.from {
+                    Some(f) => {
+                        let _ = writeln!(s, "* {name} {} (upgraded from {f})", c.version);
+                    }
+                    None => {
+                        let _ = writeln!(s, "* {name} {}", c.version);
+                    }
+                }
+            }
+            s.push('\n');
+        }
+        let link = |c: &ImageChange| match github_repo(&c.path) {
+            Some(gh) if !c.commit.is_empty() => {
+                format!(
+                    "[{}]({}) git [{}]({})",
+                    c.name,
+                    c.path,
+                    c.short_commit,
+                    gh.commit_url(&c.commit)
+                )
+            }
+            _ if !c.path.is_empty() => format!("[{}]({}) {}", c.name, c.path, c.short_commit),
+            _ => c.name.clone(),
+        };
+        for (title, list) in [
+            ("New images", &self.new_images),
+            ("Removed images", &self.removed_images),
+            ("Rebuilt images without code change", &self.rebuilt_images),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "### {title}\n");
+            for c in list {
+                let _ = writeln!(s, "* {} `{}`", link(c), c.image_ref);
+            }
+            s.push('\n');
+        }
+        for c in &self.updated_images {
+            let _ = writeln!(s, "### [{}]({})\n", c.name, c.path);
+            for commit in &c.commits {
+                let _ = write!(s, "* {}", commit.subject);
+                if let (Some(n), Some(u)) = (commit.pull_id, &commit.pull_url) {
+                    let _ = write!(s, " [#{n}]({u})");
+                }
+                s.push('\n');
+            }
+            match &c.full_change_log {
+                Some(u) => {
+                    let _ = writeln!(s, "* [Full changelog]({u})\n");
+                }
+                None => {
+                    let _ = writeln!(s, "* {} → {}\n", short(&c.from_commit), c.short_commit);
+                }
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "> Could not load commits: {w}\n");
+        }
+        s
+    }
+}
+
+fn short(c: &str) -> String {
+    c.chars().take(7).collect()
+}

@@ -1,0 +1,510 @@
+//! Operator manifests: collected from component images, renamed, rewritten and validated exactly as
+//! `oc adm release new` does (payload-format.md §1.6), as pure functions over file contents.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use regex::Regex;
+
+use crate::error::{invalid, Result};
+use crate::imagestream::ImageStream;
+use crate::version::{ReleaseName, Versions, ALLOWED_KEYS};
+
+/// A file of an operator's `/manifests`, or of the payload's `release-manifests/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFile {
+    /// The file name (no directory).
+    pub name: String,
+    /// The contents.
+    pub data: Vec<u8>,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
+}
+
+/// The operator's own image-references file, consumed by rewriting and not copied.
+pub const IMAGE_REFERENCES: &str = "image-references";
+
+/// Read the regular files directly under `manifests/` from an uncompressed layer tar. Subdirectories,
+/// links and whiteouts are ignored, as oc does. With several readers (layers, top first), the first
+/// occurrence of a name wins.
+pub fn files_in_layers(layers: Vec<Box<dyn Read + '_>>, what: &str) -> Result<Vec<ManifestFile>> {
+    let mut out: BTreeMap<String, ManifestFile> = BTreeMap::new();
+    for layer in layers {
+        let mut seen = BTreeSet::new();
+        let mut archive = tar::Archive::new(layer);
+        let entries = archive
+            .entries()
+            .map_err(|e| invalid(format!("{what}: cannot read layer: {e}")))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| invalid(format!("{what}: bad layer tar: {e}")))?;
+            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let path = path.trim_start_matches("./").trim_start_matches('/');
+            let Some(name) = path.strip_prefix("manifests/") else {
+                continue;
+            };
+            if name.is_empty() || name.contains('/') || name.starts_with(".wh.") {
+                continue;
+            }
+            if !entry.header().entry_type().is_file() || out.contains_key(name) {
+                continue;
+            }
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| invalid(format!("{what}: cannot read manifests/{name}: {e}")))?;
+            let mtime = entry.header().mtime().unwrap_or(0);
+            seen.insert(name.to_string());
+            out.insert(
+                name.to_string(),
+                ManifestFile {
+                    name: name.to_string(),
+                    data,
+                    mtime,
+                },
+            );
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+/// One operator image's manifests.
+pub struct Operator<'a> {
+    /// Its payload tag.
+    pub tag: &'a str,
+    /// Its `/manifests` files, including `image-references` if it ships one.
+    pub files: &'a [ManifestFile],
+}
+
+/// What the rewriting needs to know about the release being built.
+pub struct Context<'a> {
+    /// The release name.
+    pub release: &'a ReleaseName,
+    /// Input tag → pull spec by digest.
+    pub pullspecs: &'a BTreeMap<String, String>,
+    /// Input tag → the versions its image declares.
+    pub versions: &'a BTreeMap<String, Versions>,
+    /// Fallback component versions (an input stream's `io.openshift.build.versions`).
+    pub default_versions: &'a Versions,
+    /// Leave references to missing tags unrewritten instead of failing.
+    pub allow_missing_images: bool,
+}
+
+/// The result: the files of `release-manifests/` (besides image-references and release-metadata).
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// Renamed, rewritten files in payload order.
+    pub files: Vec<ManifestFile>,
+    /// Tags some operator's image-references names (kept by pruning).
+    pub referenced: BTreeSet<String>,
+    /// Problems the CVO tolerates but users should fix.
+    pub warnings: Vec<String>,
+}
+
+/// Rename, rewrite and validate the manifests of `operators` (sorted by tag).
+pub fn render(operators: &[Operator], ctx: &Context) -> Result<Rendered> {
+    let mut out = Rendered::default();
+    let mut names = BTreeSet::new();
+    let version_re = Regex::new(r"\b0\.0\.1-snapshot(-[a-z0-9]+(?:-[a-z0-9]+)*)?").expect("regex");
+    let release = ctx.release.without_build();
+    for op in operators {
+        let refs = match op.files.iter().find(|f| f.name == IMAGE_REFERENCES) {
+            Some(f) => Some(
+                ImageStream::parse(
+                    &format!("operator '{}': manifests/image-references", op.tag),
+                    &f.data,
+                )
+                .map_err(invalid)?,
+            ),
+            None => None,
+        };
+        let rewrites = match &refs {
+            Some(refs) => image_rewrites(op.tag, refs, ctx, &mut out.referenced)?,
+            None => Vec::new(),
+        };
+        let versions = match &refs {
+            Some(refs) => Some(operator_versions(op.tag, refs, ctx)?),
+            None => None,
+        };
+        for file in op.files.iter().filter(|f| f.name != IMAGE_REFERENCES) {
+            let what = format!("operator '{}': manifests/{}", op.tag, file.name);
+            let data = match std::str::from_utf8(&file.data) {
+                Ok(text) => {
+                    let mut text = text.to_string();
+                    for (re, to) in &rewrites {
+                        text = re
+                            .replace_all(&text, |c: &regex::Captures| {
+                                format!("{}{to}{}", &c[1], &c[c.len() - 1])
+                            })
+                            .into_owned();
+                    }
+                    substitute_versions(&what, &text, &version_re, &release, versions.as_ref())?
+                        .into_bytes()
+                }
+                Err(_) => file.data.clone(),
+            };
+            if is_manifest(&file.name) {
+                validate(&what, &data, &mut out.warnings)?;
+            }
+            let name = unique_name(&payload_name(op.tag, &file.name), &mut names);
+            out.files.push(ManifestFile {
+                name,
+                data,
+                mtime: file.mtime,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the CVO reads a file as a manifest.
+pub fn is_manifest(name: &str) -> bool {
+    [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e))
+}
+
+/// `0000_` names stay; others become `0000_50_<tag>_<name>`.
+fn payload_name(tag: &str, name: &str) -> String {
+    if name.starts_with("0000_") {
+        name.to_string()
+    } else {
+        format!("0000_50_{tag}_{name}")
+    }
+}
+
+/// De-duplicate with `_2`, `_3`, ... before the extension (Go's `filepath.Ext`).
+fn unique_name(name: &str, taken: &mut BTreeSet<String>) -> String {
+    let (base, ext) = match name.rfind('.') {
+        Some(i) => name.split_at(i),
+        None => (name, ""),
+    };
+    let mut candidate = name.to_string();
+    let mut n = 2;
+    while taken.contains(&candidate) {
+        candidate = format!("{base}_{n}{ext}");
+        n += 1;
+    }
+    taken.insert(candidate.clone());
+    candidate
+}
+
+/// The (pattern, replacement) pairs of one operator's image-references.
+fn image_rewrites(
+    op: &str,
+    refs: &ImageStream,
+    ctx: &Context,
+    referenced: &mut BTreeSet<String>,
+) -> Result<Vec<(Regex, String)>> {
+    let mut by_source: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut out = Vec::new();
+    for tag in &refs.spec.tags {
+        let Some(source) = tag
+            .from
+            .as_ref()
+            .map(|f| f.name.as_str())
+            .filter(|s| !s.is_empty())
+        else {
+            continue;
+        };
+        if let Some(other) = by_source.insert(source, &tag.name) {
+            return Err(invalid(format!(
+                "operator '{op}': manifests/image-references tags '{other}' and '{}' both have the source '{source}'; each source may name only one tag",
+                tag.name
+            )));
+        }
+        let Some(to) = ctx.pullspecs.get(&tag.name) else {
+            if ctx.allow_missing_images {
+                continue;
+            }
+            return Err(invalid(format!(
+                "operator '{op}': manifests/image-references names tag '{}', but there is no input image tag named '{}'; add it to the inputs or pass --allow-missing-images",
+                tag.name, tag.name
+            )));
+        };
+        referenced.insert(tag.name.clone());
+        let pattern = format!(
+            r#"(^|[^\w]){}(:[\w][\w.-]{{0,127}})?(@[A-Za-z0-9_+.-]+:[0-9a-fA-F]+)?(\s|["']|$)"#,
+            regex::escape(source)
+        );
+        out.push((Regex::new(&pattern).expect("escaped regex"), to.clone()));
+    }
+    Ok(out)
+}
+
+/// Component versions an operator's `0.0.1-snapshot-<key>` references resolve to: from the tags its
+/// image-references lists, then the input defaults.
+fn operator_versions(op: &str, refs: &ImageStream, ctx: &Context) -> Result<Versions> {
+    let mut found: BTreeMap<String, (String, &str)> = BTreeMap::new();
+    for tag in &refs.spec.tags {
+        let Some(versions) = ctx.versions.get(&tag.name) else {
+            continue;
+        };
+        for (key, value) in versions {
+            if key == "kubectl" && !matches!(tag.name.as_str(), "cli" | "cli-artifacts") {
+                continue;
+            }
+            match found.get(key) {
+                Some((v, other)) if v != value && key != "machine-os" => {
+                    return Err(invalid(format!(
+                        "operator '{op}': image-references tags '{other}' and '{}' report different versions of '{key}' ({v} and {value}); component versions must agree",
+                        tag.name
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    found.insert(key.clone(), (value.clone(), &tag.name));
+                }
+            }
+        }
+    }
+    let mut out = ctx.default_versions.clone();
+    out.extend(found.into_iter().map(|(k, (v, _))| (k, v)));
+    Ok(out)
+}
+
+fn substitute_versions(
+    what: &str,
+    text: &str,
+    re: &Regex,
+    release: &str,
+    versions: Option<&Versions>,
+) -> Result<String> {
+    let mut err = None;
+    let out = re.replace_all(text, |c: &regex::Captures| {
+        let Some(key) = c.get(1).map(|m| &m.as_str()[1..]) else {
+            return release.to_string();
+        };
+        let value = versions.and_then(|v| v.get(key));
+        match value {
+            Some(v) if ALLOWED_KEYS.contains(&key) => v.clone(),
+            _ => {
+                let why = if versions.is_none() {
+                    "this operator ships no image-references file to take component versions from"
+                        .to_string()
+                } else if ALLOWED_KEYS.contains(&key) {
+                    format!("no image its image-references lists reports a '{key}' version")
+                } else {
+                    format!("known keys are {}", ALLOWED_KEYS.join(", "))
+                };
+                err.get_or_insert_with(|| {
+                    invalid(format!(
+                        "{what}: unknown version reference '0.0.1-snapshot-{key}': {why}"
+                    ))
+                });
+                c[0].to_string()
+            }
+        }
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out.into_owned()),
+    }
+}
+
+/// Every manifest must parse, and its first document must be an object with `kind` and `apiVersion`.
+/// Following the CVO, one file may not hold the same object twice.
+fn validate(what: &str, data: &[u8], warnings: &mut Vec<String>) -> Result<()> {
+    let text = std::str::from_utf8(data).map_err(|_| invalid(format!("{what}: not UTF-8 text")))?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| invalid(format!("{what}: does not parse as YAML or JSON: {e}")))?;
+    let docs: Vec<&serde_json::Value> = docs.iter().filter(|d| !d.is_null()).collect();
+    let Some(first) = docs.first() else {
+        return Err(invalid(format!(
+            "{what}: empty manifest; manifests must contain Kubernetes API objects with 'kind' and 'apiVersion' set"
+        )));
+    };
+    for field in ["kind", "apiVersion"] {
+        if first
+            .get(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .is_empty()
+        {
+            return Err(invalid(format!(
+                "{what}: no '{field}'; manifests must contain Kubernetes API objects with 'kind' and 'apiVersion' set"
+            )));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for doc in &docs {
+        let s =
+            |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let meta = doc.get("metadata");
+        let id = (
+            s(doc.get("kind")),
+            s(meta.and_then(|m| m.get("namespace"))),
+            s(meta.and_then(|m| m.get("name"))),
+        );
+        if !seen.insert(id.clone()) {
+            return Err(invalid(format!(
+                "{what}: {} {}/{} appears twice in one file; the CVO rejects such a payload",
+                id.0, id.1, id.2
+            )));
+        }
+        let has_include = meta
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.as_object())
+            .is_some_and(|a| {
+                a.keys()
+                    .any(|k| k.starts_with("include.release.openshift.io/"))
+            });
+        if !has_include {
+            warnings.push(format!(
+                "{what}: {} {} has no include.release.openshift.io/<profile> annotation; the CVO will skip it",
+                id.0, id.2
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> ManifestFile {
+        ManifestFile {
+            name: name.into(),
+            data: text.as_bytes().to_vec(),
+            mtime: 1,
+        }
+    }
+
+    const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n    include.release.openshift.io/self-managed-high-availability: \"true\"\n";
+
+    fn ctx<'a>(
+        release: &'a ReleaseName,
+        pullspecs: &'a BTreeMap<String, String>,
+        versions: &'a BTreeMap<String, Versions>,
+        defaults: &'a Versions,
+    ) -> Context<'a> {
+        Context {
+            release,
+            pullspecs,
+            versions,
+            default_versions: defaults,
+            allow_missing_images: false,
+        }
+    }
+
+    #[test]
+    fn rewrites_only_in_allowed_contexts() {
+        let release = ReleaseName::parse("4.17.0-0.okd-2026-01-01-000000+b1").unwrap();
+        let pullspecs = BTreeMap::from([("os".to_string(), "q.io/c@sha256:aa".to_string())]);
+        let versions = BTreeMap::from([(
+            "os".to_string(),
+            Versions::from([("machine-os".into(), "9.0.1".into())]),
+        )]);
+        let defaults = Versions::new();
+        let refs = "kind: ImageStream\napiVersion: image.openshift.io/v1\nspec:\n  tags:\n  - name: os\n    from: {kind: DockerImage, name: 'p.org/ns:os'}\n";
+        let body = format!("{CM}data:\n  a: p.org/ns:os\n  b: \"p.org/ns:os@sha256:0123\"\n  c: [p.org/ns:os]\n  d: p.org/ns:os,x\n  e: p.org/ns:osx\n  v: 0.0.1-snapshot\n  w: 0.0.1-snapshot-machine-os\n");
+        let files = [file(IMAGE_REFERENCES, refs), file("cm.yaml", &body)];
+        let out = render(
+            &[Operator {
+                tag: "mco",
+                files: &files,
+            }],
+            &ctx(&release, &pullspecs, &versions, &defaults),
+        )
+        .unwrap();
+        assert_eq!(out.files.len(), 1);
+        assert_eq!(out.files[0].name, "0000_50_mco_cm.yaml");
+        let text = String::from_utf8(out.files[0].data.clone()).unwrap();
+        assert!(text.contains("a: q.io/c@sha256:aa\n"), "{text}");
+        assert!(text.contains("b: \"q.io/c@sha256:aa\""), "{text}");
+        assert!(text.contains("c: [p.org/ns:os]"), "{text}");
+        assert!(text.contains("d: p.org/ns:os,x"), "{text}");
+        assert!(text.contains("e: p.org/ns:osx"), "{text}");
+        assert!(
+            text.contains("v: 4.17.0-0.okd-2026-01-01-000000\n"),
+            "{text}"
+        );
+        assert!(text.contains("w: 9.0.1\n"), "{text}");
+        assert_eq!(out.referenced, BTreeSet::from(["os".to_string()]));
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+
+    #[test]
+    fn names_are_prefixed_and_deduplicated() {
+        let mut taken = BTreeSet::new();
+        assert_eq!(
+            unique_name(&payload_name("a", "x.yaml"), &mut taken),
+            "0000_50_a_x.yaml"
+        );
+        assert_eq!(
+            unique_name(&payload_name("b", "0000_70_s.yaml"), &mut taken),
+            "0000_70_s.yaml"
+        );
+        assert_eq!(
+            unique_name(&payload_name("c", "0000_70_s.yaml"), &mut taken),
+            "0000_70_s_2.yaml"
+        );
+        assert_eq!(
+            unique_name("0000_70_s.yaml", &mut taken),
+            "0000_70_s_3.yaml"
+        );
+        assert_eq!(unique_name("README", &mut taken), "README");
+        assert_eq!(unique_name("README", &mut taken), "README_2");
+    }
+
+    #[test]
+    fn errors_name_the_operator_and_file() {
+        let release = ReleaseName::parse("4.17.0").unwrap();
+        let pullspecs = BTreeMap::from([
+            ("a".to_string(), "q/a@sha256:1".to_string()),
+            ("b".to_string(), "q/b@sha256:2".to_string()),
+        ]);
+        let versions = BTreeMap::from([
+            (
+                "a".to_string(),
+                Versions::from([("kubernetes".into(), "1.31.1".into())]),
+            ),
+            (
+                "b".to_string(),
+                Versions::from([("kubernetes".into(), "1.30.0".into())]),
+            ),
+        ]);
+        let defaults = Versions::new();
+        let c = ctx(&release, &pullspecs, &versions, &defaults);
+        let run = |files: &[ManifestFile]| {
+            render(&[Operator { tag: "op", files }], &c)
+                .unwrap_err()
+                .to_string()
+        };
+        let refs = |tags: &[(&str, &str)]| {
+            let mut s = "kind: ImageStream\napiVersion: image.openshift.io/v1\nspec:\n  tags:\n"
+                .to_string();
+            for (n, f) in tags {
+                s += &format!("  - name: {n}\n    from: {{kind: DockerImage, name: '{f}'}}\n");
+            }
+            file(IMAGE_REFERENCES, &s)
+        };
+        let e = run(&[file("x.yaml", "metadata: {name: x}\n")]);
+        assert!(
+            e.contains("operator 'op': manifests/x.yaml: no 'kind'"),
+            "{e}"
+        );
+        let e = run(&[refs(&[("zz", "p/zz")])]);
+        assert!(e.contains("no input image tag named 'zz'"), "{e}");
+        let e = run(&[refs(&[("a", "p/same"), ("b", "p/same")])]);
+        assert!(e.contains("'a' and 'b'") && e.contains("'p/same'"), "{e}");
+        let e = run(&[
+            refs(&[("a", "p/a")]),
+            file("v.yaml", &format!("{CM}data: {{v: 0.0.1-snapshot-foo}}\n")),
+        ]);
+        assert!(
+            e.contains("manifests/v.yaml: unknown version reference '0.0.1-snapshot-foo'"),
+            "{e}"
+        );
+        let e = run(&[refs(&[("a", "p/a"), ("b", "p/b")])]);
+        assert!(
+            e.contains("'a' and 'b' report different versions of 'kubernetes'"),
+            "{e}"
+        );
+        let e = run(&[file(
+            "v.yaml",
+            &format!("{CM}data: {{v: 0.0.1-snapshot-kubernetes}}\n"),
+        )]);
+        assert!(e.contains("ships no image-references"), "{e}");
+        let e = run(&[file("d.yaml", &format!("{CM}---\n{CM}"))]);
+        assert!(e.contains("ConfigMap /x appears twice"), "{e}");
+    }
+}

@@ -1,0 +1,111 @@
+//! `release-manifests/release-metadata`: Cincinnati metadata (`cincinnati-metadata-v0`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, Result};
+
+/// The only `kind` the CVO and Cincinnati accept.
+pub const KIND: &str = "cincinnati-metadata-v0";
+/// Metadata key marking a heterogeneous (manifest-list) payload; its only valid value is `multi`.
+pub const ARCHITECTURE: &str = "release.openshift.io/architecture";
+
+/// Release metadata as oc writes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseMetadata {
+    /// Always [`KIND`].
+    pub kind: String,
+    /// The release name (semver), equal to the image-references name.
+    pub version: String,
+    /// Versions that can upgrade to this one; always written, sorted as strings.
+    #[serde(default)]
+    pub previous: Vec<String>,
+    /// Versions this one can upgrade to; written only when non-empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<String>,
+    /// Free-form string metadata (`url`, channels, ...); written only when non-empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ReleaseMetadata {
+    /// Parse release-metadata bytes of `what`, checking `kind` and that metadata values are strings
+    /// (Cincinnati drops a release whose metadata has any other value).
+    pub fn parse(what: &str, bytes: &[u8]) -> Result<ReleaseMetadata> {
+        let v: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| invalid(format!("{what}: release-metadata is not JSON: {e}")))?;
+        if let Some(m) = v.get("metadata") {
+            metadata_from_json(&format!("{what}: release-metadata"), m)?;
+        }
+        let md: ReleaseMetadata = serde_json::from_value(v)
+            .map_err(|e| invalid(format!("{what}: release-metadata: {e}")))?;
+        if md.kind != KIND {
+            return Err(invalid(format!(
+                "{what}: release-metadata has kind '{}', expected {KIND}",
+                md.kind
+            )));
+        }
+        Ok(md)
+    }
+
+    /// The bytes oc writes (`json.Marshal`, compact).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("metadata serialises")
+    }
+}
+
+/// Check a `--metadata` JSON object (or an inherited one): an object whose values are all strings.
+/// `what` names the source in errors.
+pub fn metadata_from_json(what: &str, v: &serde_json::Value) -> Result<BTreeMap<String, String>> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid(format!("{what}: metadata must be a JSON object, got {v}")))?;
+    let mut out = BTreeMap::new();
+    for (k, val) in obj {
+        let s = val.as_str().ok_or_else(|| {
+            invalid(format!(
+                "{what}: metadata value of '{k}' is {val}, but every value must be a string (Cincinnati drops releases with other values); quote it"
+            ))
+        })?;
+        if k == ARCHITECTURE && s != "multi" {
+            return Err(invalid(format!(
+                "{what}: metadata '{ARCHITECTURE}' may only be 'multi' (the CVO ignores anything else), got '{s}'"
+            )));
+        }
+        out.insert(k.clone(), s.to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_always_written_next_and_metadata_only_when_set() {
+        let md = ReleaseMetadata {
+            kind: KIND.into(),
+            version: "4.17.0".into(),
+            previous: vec![],
+            next: vec![],
+            metadata: BTreeMap::new(),
+        };
+        assert_eq!(
+            String::from_utf8(md.to_bytes()).unwrap(),
+            r#"{"kind":"cincinnati-metadata-v0","version":"4.17.0","previous":[]}"#
+        );
+    }
+
+    #[test]
+    fn non_string_metadata_is_refused() {
+        let e = metadata_from_json("--metadata", &serde_json::json!({"url": 1}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'url'") && e.contains("string"), "{e}");
+        let e = ReleaseMetadata::parse("x", br#"{"kind":"v1","version":"1.0.0"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kind 'v1'"), "{e}");
+    }
+}

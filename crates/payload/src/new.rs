@@ -1,0 +1,482 @@
+//! Assembling a release payload (`oc adm release new`): scan the input images, collect and rewrite
+//! operator manifests, write image-references and release-metadata into one new layer on top of the
+//! CVO image, and push the result as a Docker schema 2 image or, over a multi-arch base, a manifest list.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt, TryStreamExt};
+use oci::manifest::{media_type, Parsed};
+use oci::{Copier, Descriptor, Digest, RawManifest, Store};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::error::{invalid, Result};
+use crate::imagestream::{self as is, ImageStream, TagReference};
+use crate::layer::{self, ReleaseLayer};
+use crate::manifests::{self, Context, Operator};
+use crate::metadata::{ReleaseMetadata, ARCHITECTURE, KIND};
+use crate::source::{child_arch, pick_child, Config, Found, PullSpec, Sources};
+use crate::version::{parse_versions, ReleaseName, Versions};
+
+/// One input tag.
+#[derive(Debug, Clone)]
+pub struct InputTag {
+    /// The image.
+    pub pullspec: PullSpec,
+    /// Set by a `TAG=PULLSPEC` override: annotated as such, and all its layers are scanned.
+    pub is_override: bool,
+    /// Fields carried over from an input image stream (generation, importPolicy, referencePolicy).
+    pub carried: Option<TagReference>,
+}
+
+/// Which image the payload is built on.
+#[derive(Debug, Clone)]
+pub enum Base {
+    /// The input tag of this name (default `cluster-version-operator`).
+    Tag(String),
+    /// An explicit image.
+    Image(PullSpec),
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct NewRelease {
+    /// The release name.
+    pub name: ReleaseName,
+    /// Input tags.
+    pub inputs: BTreeMap<String, InputTag>,
+    /// The CVO image to build on.
+    pub base: Base,
+    /// Versions that upgrade to this one.
+    pub previous: Vec<String>,
+    /// Release metadata (string values).
+    pub metadata: BTreeMap<String, String>,
+    /// Tags kept even if nothing references them.
+    pub include: BTreeSet<String>,
+    /// Leave references to missing tags unrewritten.
+    pub allow_missing_images: bool,
+    /// Creation time (now, or `SOURCE_DATE_EPOCH`), truncated to seconds.
+    pub created: OffsetDateTime,
+    /// Annotations of the release ImageStream (`from-release`, `from-image-stream`, ...).
+    pub annotations: BTreeMap<String, String>,
+    /// Fallback component versions for `0.0.1-snapshot-<key>`.
+    pub default_versions: Versions,
+}
+
+/// A payload, assembled in memory and ready to push.
+pub struct Built {
+    /// Name.
+    pub name: String,
+    /// `created`, RFC 3339.
+    pub created: String,
+    /// The release digest (of the manifest list for multi-arch).
+    pub digest: Digest,
+    /// The top manifest (image or list).
+    pub manifest: RawManifest,
+    /// Per-arch manifests under a list (empty for single-arch).
+    pub children: Vec<RawManifest>,
+    /// New blobs: the release layer and the configs.
+    pub blobs: Vec<(Descriptor, Bytes)>,
+    /// Base layers to copy, per base image store.
+    pub base_layers: Vec<Descriptor>,
+    /// Where the base lives.
+    pub base_store: Store,
+    /// The image-references written.
+    pub image_references: ImageStream,
+    /// The release-metadata written.
+    pub metadata: ReleaseMetadata,
+    /// Names of the files in `release-manifests/` besides the two metadata files.
+    pub manifest_names: Vec<String>,
+    /// Problems the CVO tolerates but users should fix.
+    pub warnings: Vec<String>,
+    /// Input tags dropped because nothing needed them.
+    pub pruned: Vec<String>,
+}
+
+/// A scanned input image.
+struct Scanned {
+    tag: String,
+    pullspec: String,
+    found: Found,
+    config: Config,
+    layers: Vec<Descriptor>,
+}
+
+/// Assemble the payload (reading inputs with up to `jobs` requests at once). Nothing is written
+/// anywhere but the cache.
+pub async fn assemble(sources: &Sources, req: &NewRelease, jobs: usize) -> Result<Built> {
+    let name = req.name.to_string();
+    // The base decides the architectures.
+    let (base_what, base_spec) = match &req.base {
+        Base::Tag(t) => {
+            let input = req.inputs.get(t).ok_or_else(|| {
+                invalid(format!(
+                    "the base image tag '{t}' is not among the input tags; add it, pass --base-tag TAG, or --to-image-base PULLSPEC"
+                ))
+            })?;
+            (format!("base image tag '{t}'"), input.pullspec.clone())
+        }
+        Base::Image(p) => (format!("base image {p}"), p.clone()),
+    };
+    let base = sources.find(&base_what, &base_spec).await?;
+    let base_children: Vec<(Descriptor, Found)> = match base.manifest.parse()? {
+        Parsed::Image { .. } => Vec::new(),
+        Parsed::Index { manifests } => {
+            let mut out = Vec::new();
+            for d in manifests.iter().filter(|d| child_arch(d).is_some()) {
+                out.push((d.clone(), sources.child(&base_what, &base, d).await?));
+            }
+            if out.is_empty() {
+                return Err(invalid(format!(
+                    "{base_what}: the manifest list has no platform entries"
+                )));
+            }
+            out
+        }
+    };
+    let primary_arch = base_children.first().and_then(|(d, _)| child_arch(d));
+
+    // Scan every input: its manifest (by digest), the config of the primary arch, its layers.
+    let scanned: Vec<Scanned> = stream::iter(req.inputs.iter())
+        .map(|(tag, input)| scan(sources, tag, input, primary_arch.as_deref()))
+        .buffer_unordered(jobs.max(1))
+        .try_collect()
+        .await?;
+    let scanned: BTreeMap<String, Scanned> =
+        scanned.into_iter().map(|s| (s.tag.clone(), s)).collect();
+
+    let mut versions = BTreeMap::new();
+    for s in scanned.values() {
+        if let Some(label) = s.config.label(is::VERSIONS) {
+            versions.insert(
+                s.tag.clone(),
+                parse_versions(&format!("image tag '{}'", s.tag), label)?,
+            );
+        }
+    }
+    let pullspecs: BTreeMap<String, String> = scanned
+        .values()
+        .map(|s| (s.tag.clone(), s.pullspec.clone()))
+        .collect();
+
+    // Operator manifests, top layer only (all layers for overrides), in tag order.
+    let operator_tags: Vec<&Scanned> = scanned
+        .values()
+        .filter(|s| {
+            s.config
+                .label(is::OPERATOR_LABEL)
+                .is_some_and(|v| !v.is_empty())
+        })
+        .collect();
+    let files: Vec<Vec<manifests::ManifestFile>> = stream::iter(operator_tags.iter())
+        .map(|s| async move {
+            let all = req.inputs[&s.tag].is_override;
+            let what = format!("operator image tag '{}'", s.tag);
+            sources
+                .operator_files(&what, &s.found, &s.layers, all)
+                .await
+        })
+        .buffered(jobs.max(1))
+        .try_collect()
+        .await?;
+    let operators: Vec<Operator> = operator_tags
+        .iter()
+        .zip(&files)
+        .map(|(s, f)| Operator {
+            tag: &s.tag,
+            files: f,
+        })
+        .collect();
+    let rendered = manifests::render(
+        &operators,
+        &Context {
+            release: &req.name,
+            pullspecs: &pullspecs,
+            versions: &versions,
+            default_versions: &req.default_versions,
+            allow_missing_images: req.allow_missing_images,
+        },
+    )?;
+
+    // Prune, then write image-references.
+    let created = rfc3339(req.created);
+    let mut refs = ImageStream::release(&name, &created);
+    refs.metadata.annotations = req.annotations.clone();
+    let mut keep: BTreeSet<&str> = rendered.referenced.iter().map(String::as_str).collect();
+    keep.extend(operator_tags.iter().map(|s| s.tag.as_str()));
+    keep.extend(req.include.iter().map(String::as_str));
+    if let Base::Tag(t) = &req.base {
+        keep.insert(t);
+    }
+    let mut pruned = Vec::new();
+    for (tag, s) in &scanned {
+        if !keep.contains(tag.as_str()) {
+            pruned.push(tag.clone());
+            continue;
+        }
+        let input = &req.inputs[tag];
+        let mut t = TagReference::new(
+            tag,
+            &s.pullspec,
+            tag_annotations(&s.config, input.is_override),
+        );
+        if let Some(c) = &input.carried {
+            t.generation = c.generation;
+            t.import_policy = c.import_policy.clone();
+            t.reference_policy = c.reference_policy.clone();
+        }
+        refs.spec.tags.push(t);
+    }
+    let mut metadata = req.metadata.clone();
+    if !base_children.is_empty() {
+        metadata.insert(ARCHITECTURE.into(), "multi".into());
+    }
+    let md = ReleaseMetadata {
+        kind: KIND.into(),
+        version: name.clone(),
+        previous: req.previous.clone(),
+        next: Vec::new(),
+        metadata,
+    };
+    let layer = layer::build(
+        &refs.to_bytes(),
+        &md.to_bytes(),
+        &rendered.files,
+        req.created.unix_timestamp().max(0) as u64,
+    );
+
+    // One image per base image (per arch), all with the same layer.
+    let mut blobs = vec![(
+        Descriptor::new(
+            media_type::DOCKER_LAYER_GZIP,
+            layer.digest.clone(),
+            layer.gzip.len() as u64,
+        ),
+        layer.gzip.clone(),
+    )];
+    let mut base_layers = Vec::new();
+    let (manifest, children) = if base_children.is_empty() {
+        let (m, cfg, layers) =
+            release_image(sources, &base_what, &base, &name, &created, &layer).await?;
+        blobs.push(cfg);
+        base_layers.extend(layers);
+        (m, Vec::new())
+    } else {
+        let mut children = Vec::new();
+        let mut entries = Vec::new();
+        for (desc, found) in &base_children {
+            let what = format!("{base_what} ({})", child_arch(desc).unwrap_or_default());
+            let (m, cfg, layers) =
+                release_image(sources, &what, found, &name, &created, &layer).await?;
+            blobs.push(cfg);
+            base_layers.extend(layers);
+            let mut d = Descriptor::new(
+                media_type::DOCKER_MANIFEST,
+                m.digest.clone(),
+                m.bytes.len() as u64,
+            );
+            d.platform = desc.platform.clone();
+            entries.push(d);
+            children.push(m);
+        }
+        let list = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::DOCKER_LIST,
+            "manifests": entries,
+        });
+        (raw(&list)?, children)
+    };
+    Ok(Built {
+        name,
+        created,
+        digest: manifest.digest.clone(),
+        manifest,
+        children,
+        blobs,
+        base_layers,
+        base_store: base.store.clone(),
+        image_references: refs,
+        metadata: md,
+        manifest_names: rendered.files.iter().map(|f| f.name.clone()).collect(),
+        warnings: rendered.warnings,
+        pruned,
+    })
+}
+
+async fn scan(
+    sources: &Sources,
+    tag: &str,
+    input: &InputTag,
+    arch: Option<&str>,
+) -> Result<Scanned> {
+    let what = format!("image tag '{tag}' ({})", input.pullspec);
+    let found = sources.find(&what, &input.pullspec).await?;
+    let pullspec = input.pullspec.by_digest(&found.manifest.digest);
+    let image = match found.manifest.parse()? {
+        Parsed::Image { .. } => found.clone(),
+        Parsed::Index { manifests } => {
+            let child = pick_child(&manifests, arch).ok_or_else(|| {
+                invalid(format!(
+                    "{what}: the manifest list has no image for {}",
+                    arch.unwrap_or("amd64")
+                ))
+            })?;
+            sources.child(&what, &found, child).await?
+        }
+    };
+    let (config, layers) = sources.config(&what, &image).await?;
+    Ok(Scanned {
+        tag: tag.to_string(),
+        pullspec,
+        found: image,
+        config,
+        layers,
+    })
+}
+
+/// Build annotations from a component's labels, as oc copies them.
+fn tag_annotations(config: &Config, is_override: bool) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    for key in [is::COMMIT_ID, is::COMMIT_REF, is::SOURCE_LOCATION] {
+        a.insert(key.to_string(), config.label(key).unwrap_or("").to_string());
+    }
+    for key in [is::VERSIONS, is::DISPLAY_NAMES] {
+        if let Some(v) = config.label(key) {
+            a.insert(key.to_string(), v.to_string());
+        }
+    }
+    if is_override {
+        a.insert(is::OVERRIDE.into(), "true".into());
+    }
+    a
+}
+
+/// The release image over one base image: (manifest, config blob, base layers).
+async fn release_image(
+    sources: &Sources,
+    what: &str,
+    base: &Found,
+    name: &str,
+    created: &str,
+    layer: &ReleaseLayer,
+) -> Result<(RawManifest, (Descriptor, Bytes), Vec<Descriptor>)> {
+    let (config, layers) = sources.config(what, base).await?;
+    let mut cfg = config.0;
+    let obj = cfg.as_object_mut().expect("configs are objects");
+    for (k, default) in [("os", "linux"), ("architecture", "amd64")] {
+        if obj.get(k).and_then(Value::as_str).unwrap_or("").is_empty() {
+            obj.insert(k.into(), json!(default));
+        }
+    }
+    for k in ["container", "parent", "container_config"] {
+        obj.remove(k);
+    }
+    obj.insert("created".into(), json!(created));
+    let inner = obj.entry("config").or_insert_with(|| json!({}));
+    if !inner.is_object() {
+        *inner = json!({});
+    }
+    inner["Labels"] = json!({
+        is::RELEASE_LABEL: name,
+        is::BASE_DIGEST_LABEL: base.manifest.digest.to_string(),
+    });
+    let mut diff_ids: Vec<Value> = obj
+        .get("rootfs")
+        .and_then(|r| r.get("diff_ids"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    diff_ids.push(json!(layer.diff_id.to_string()));
+    obj.insert(
+        "rootfs".into(),
+        json!({ "type": "layers", "diff_ids": diff_ids }),
+    );
+    let mut history = vec![json!({ "created": created, "comment": "Release image for OpenShift" })];
+    while history.len() < layers.len() + 1 {
+        history.push(json!({ "created": created }));
+    }
+    obj.insert("history".into(), Value::Array(history));
+    let cfg_bytes = Bytes::from(serde_json::to_vec(&cfg).expect("config serialises"));
+    let cfg_desc = Descriptor::new(
+        media_type::DOCKER_CONFIG,
+        Digest::sha256_of(&cfg_bytes),
+        cfg_bytes.len() as u64,
+    );
+    let mut manifest_layers = Vec::new();
+    for l in &layers {
+        let mt = match l.media_type.as_str() {
+            media_type::DOCKER_LAYER_GZIP | media_type::OCI_LAYER_GZIP => media_type::DOCKER_LAYER_GZIP,
+            "application/vnd.docker.image.rootfs.diff.tar" | media_type::OCI_LAYER_TAR => {
+                "application/vnd.docker.image.rootfs.diff.tar"
+            }
+            other => {
+                return Err(invalid(format!(
+                    "{what}: layer {} has media type '{other}', which a Docker schema 2 release image cannot carry; rebuild the base with gzip layers",
+                    l.digest
+                )))
+            }
+        };
+        manifest_layers.push(Descriptor::new(mt, l.digest.clone(), l.size));
+    }
+    manifest_layers.push(Descriptor::new(
+        media_type::DOCKER_LAYER_GZIP,
+        layer.digest.clone(),
+        layer.gzip.len() as u64,
+    ));
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::DOCKER_MANIFEST,
+        "config": cfg_desc,
+        "layers": manifest_layers,
+    });
+    Ok((raw(&manifest)?, (cfg_desc, cfg_bytes), layers))
+}
+
+fn raw(v: &Value) -> Result<RawManifest> {
+    let bytes = Bytes::from(serde_json::to_vec(v).expect("manifest serialises"));
+    let digest = Digest::sha256_of(&bytes);
+    Ok(RawManifest::new("release manifest", bytes, None, digest)?)
+}
+
+/// RFC 3339 UTC, seconds.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Push a built payload to `dst`, tagged `tag`: base layers (copied or mounted), then the new blobs, the
+/// per-arch manifests and the top manifest, so the tag appears only when everything it needs is there.
+pub async fn push(built: &Built, copier: &Copier, dst: &Store, tag: &str) -> Result<()> {
+    let _guard = dst.guard().await?;
+    copier
+        .copy_blobs(&built.base_store, dst, built.base_layers.clone())
+        .await?;
+    for (desc, bytes) in &built.blobs {
+        if dst.has_blob(desc).await? {
+            continue;
+        }
+        let body = bytes.clone();
+        let inner: oci::stream::BlobStream = Box::pin(stream::once(async move { Ok(body) }));
+        let verified = oci::stream::verified(
+            format!("blob {}", desc.digest),
+            &desc.digest,
+            Some(desc.size),
+            inner,
+        );
+        dst.put_blob(desc, verified).await?;
+    }
+    for child in &built.children {
+        dst.put_manifest(child, None, false).await?;
+    }
+    dst.put_manifest(&built.manifest, Some(tag), true).await?;
+    Ok(())
+}
