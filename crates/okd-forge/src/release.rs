@@ -420,7 +420,8 @@ fn info_text(i: &ReleaseInfo, commits: bool) -> String {
         let _ = writeln!(s, "\nComponent Versions:");
         let width = i.versions.keys().map(String::len).max().unwrap_or(0);
         for (k, v) in &i.versions {
-            let _ = writeln!(s, "  {k:width$}  {:<16} {}", v.version, v.display_name);
+            let line = format!("  {k:width$}  {:<16} {}", v.version, v.display_name);
+            let _ = writeln!(s, "{}", line.trim_end());
         }
     }
     let tags = &i.references.spec.tags;

@@ -1,13 +1,16 @@
 //! Commit logs between two commits of a component's git repository, for release changelogs
-//! (`okd-forge release diff FROM TO --changelog`), made the way `oc adm release info --changelog=DIR` makes them.
+//! (`okd-forge release diff FROM TO --changelog`), made as `oc adm release info --changelog=DIR`
+//! makes them.
 //!
-//! A [`GitCache`] keeps one bare, blob-less clone per repository under its root, at `<root>/<host>/<path>`
-//! (`<root>/file/<path>` for `file://` URLs). A clone is reused, and fetched only when a wanted commit is
-//! missing. [`GitCache::log`] lists the pull requests merged between two commits, newest first.
+//! A [`GitCache`] keeps one bare, blob-less clone per repository under its root, at
+//! `<root>/<host>/<path>` (`<root>/file/<path>` for `file://` URLs). A clone is reused, and fetched
+//! only when a wanted commit is missing. [`GitCache::log`] lists the pull requests merged between
+//! two commits, newest first.
 //!
-//! This module runs the `git` CLI rather than gix: changelogs need partial clones (`--filter=blob:none`,
-//! so a clone of a large repository holds only commits and trees), which gix cannot make. `oc` and the
-//! release-controller run the same commands. Everything is synchronous: async callers use `spawn_blocking`.
+//! This module runs the `git` CLI rather than gix: changelogs need partial clones
+//! (`--filter=blob:none`: a clone of a large repository holds only commits and trees), which gix
+//! cannot make. `oc` and the release-controller run the same commands. Everything is synchronous:
+//! async callers use `spawn_blocking`.
 //!
 //! ```no_run
 //! use payload::changelog::GitCache;
@@ -259,12 +262,12 @@ fn parse_location(url: &str) -> Option<(String, Vec<String>)> {
 
 /// Checks a commit id before it goes on a git command line.
 fn check_commit(commit: &str) -> Result<(), ChangelogError> {
-    match (4..=64).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        true => Ok(()),
-        false => Err(ChangelogError::InvalidCommit {
-            commit: commit.into(),
-        }),
+    if (4..=64).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
     }
+    Err(ChangelogError::InvalidCommit {
+        commit: commit.into(),
+    })
 }
 
 /// A cache of bare, blob-less clones, one per repository, under one root directory.
