@@ -5,6 +5,8 @@
 //!   optionally with TLS ([`Pki`]).
 //! - [`skopeo`] and [`umoci`]: the independent clients that cross-check what okd-forge writes.
 //! - [`images`]: deterministic test images written into an OCI layout.
+//! - [`release`]: the component images of a small OKD release (real files, labels, `/manifests`), broken
+//!   variants, and readers for the payloads `okd-forge release new` writes.
 //! - [`FaultProxy`]: an HTTP proxy in front of a real registry that fails chosen requests, to exercise
 //!   retries (the only way to make a real registry answer 503 or drop a connection on demand).
 //!
@@ -20,6 +22,7 @@ mod peers;
 mod pki;
 mod proxy;
 mod registry;
+pub mod release;
 mod token;
 
 use std::path::PathBuf;

@@ -9,13 +9,22 @@ use testkit::images::{self, ImageSpec};
 /// A clean environment for `okd-forge`: its own HOME, no auth files unless a test adds them.
 pub struct Forge {
     pub home: tempfile::TempDir,
+    /// Extra environment for every command (e.g. `SOURCE_DATE_EPOCH`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Forge {
     pub fn new() -> Forge {
         Forge {
             home: tempfile::tempdir().expect("temp dir"),
+            env: Vec::new(),
         }
+    }
+
+    /// The same harness with `key=value` in the environment of every command.
+    pub fn with_env(mut self, key: &str, value: &str) -> Forge {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// A command for the binary, run in the temp HOME.
@@ -31,8 +40,10 @@ impl Forge {
             .env_remove("XDG_RUNTIME_DIR")
             .env_remove("OKD_FORGE_STORE")
             .env_remove("SSL_CERT_FILE")
+            .env_remove("SOURCE_DATE_EPOCH")
             .env("HOME", self.home.path())
             .current_dir(self.home.path());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
