@@ -166,7 +166,12 @@ impl Copier {
         blobs: Vec<Descriptor>,
     ) -> Result<(usize, usize)> {
         let stats = Stats::default();
-        try_join_all(blobs.into_iter().map(|b| self.copy_blob(src, dst, b, &stats))).await?;
+        try_join_all(
+            blobs
+                .into_iter()
+                .map(|b| self.copy_blob(src, dst, b, &stats)),
+        )
+        .await?;
         let other = stats.skipped.load(Ordering::Relaxed) + stats.mounted.load(Ordering::Relaxed);
         Ok((stats.copied.load(Ordering::Relaxed), other))
     }

@@ -78,9 +78,10 @@ impl Local {
 /// Arguments of `release new`.
 #[derive(Args)]
 pub struct NewArgs {
-    /// The release name, strict semver, e.g. 4.17.0-0.okd-scos-2026-11-23-101500.
+    /// The release name, strict semver, e.g. 4.17.0-0.okd-scos-2026-11-23-101500. Default: the name of
+    /// --from-release, else 0.0.1-<UTC YYYY-MM-DD-HHMMSS>, as oc does.
     #[arg(long)]
-    name: String,
+    name: Option<String>,
     /// Where to push: oci:DIR[:TAG] or docker://HOST/REPO[:TAG]; the tag defaults to the name.
     #[arg(long, value_name = "REF", required_unless_present = "dry_run")]
     to: Option<String>,
@@ -210,7 +211,8 @@ fn created() -> Result<time::OffsetDateTime> {
 }
 
 async fn new(a: NewArgs, output: Output) -> Result<()> {
-    let name = ReleaseName::parse(&a.name)?;
+    let given = a.name.as_deref().map(ReleaseName::parse).transpose()?;
+    let created = created()?;
     let sources = a.local.sources()?;
     let mut tags: BTreeMap<String, InputTag> = BTreeMap::new();
     let mut annotations = BTreeMap::new();
@@ -221,6 +223,7 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
     };
     let mut previous = Vec::new();
     let mut metadata = BTreeMap::new();
+    let mut from_name = None;
     if let Some(r) = &a.from_release {
         let info = payload::info::load(&sources, &parse_ref(r)?, None).await?;
         let (inputs, base_tag) = inputs::from_release(&info)?;
@@ -232,7 +235,18 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
             previous = m.previous.clone();
             metadata = m.metadata.clone();
         }
-        annotations.insert(FROM_RELEASE.to_string(), info.pull_spec.clone());
+        // A rebuild with changes records where it came from (oc's "Promoted from").
+        let changed = a.name.as_deref().is_some_and(|n| n != info.name())
+            || !a.overrides.is_empty()
+            || !a.mapping_file.is_empty()
+            || a.from_image_stream_file.is_some()
+            || a.metadata.is_some()
+            || a.previous.is_some()
+            || !a.exclude.is_empty();
+        if changed {
+            annotations.insert(FROM_RELEASE.to_string(), info.pull_spec.clone());
+        }
+        from_name = Some(info.name().to_string());
     }
     if let Some(f) = &a.from_image_stream_file {
         let bytes = std::fs::read(f)
@@ -283,6 +297,14 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
             serde_json::from_str(m).with_context(|| format!("--metadata '{m}' is not JSON"))?;
         metadata = metadata_from_json("--metadata", &v)?;
     }
+    let name = match (given, from_name) {
+        (Some(n), _) => n,
+        (None, Some(n)) => ReleaseName::parse(&n)?,
+        (None, None) => {
+            let stamp = payload::new::rfc3339(created).replace(['T', ':'], "-");
+            ReleaseName::parse(&format!("0.0.1-{}", stamp.trim_end_matches('Z')))?
+        }
+    };
     let req = NewRelease {
         name: name.clone(),
         inputs: tags,
@@ -291,7 +313,7 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
         metadata,
         include: a.include.iter().cloned().collect::<BTreeSet<_>>(),
         allow_missing_images: a.allow_missing_images,
-        created: created()?,
+        created,
         annotations,
         default_versions: defaults,
     };

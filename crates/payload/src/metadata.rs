@@ -49,9 +49,9 @@ impl ReleaseMetadata {
         Ok(md)
     }
 
-    /// The bytes oc writes (`json.Marshal`, compact).
+    /// The bytes oc writes (`json.MarshalIndent`, two-space indent, like image-references).
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("metadata serialises")
+        serde_json::to_vec_pretty(self).expect("metadata serialises")
     }
 }
 
@@ -93,7 +93,7 @@ mod tests {
         };
         assert_eq!(
             String::from_utf8(md.to_bytes()).unwrap(),
-            r#"{"kind":"cincinnati-metadata-v0","version":"4.17.0","previous":[]}"#
+            "{\n  \"kind\": \"cincinnati-metadata-v0\",\n  \"version\": \"4.17.0\",\n  \"previous\": []\n}"
         );
     }
 

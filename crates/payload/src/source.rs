@@ -317,7 +317,8 @@ impl Sources {
         Ok(files)
     }
 
-    /// A layer as a local file: the layout's own file, or a download into `dir`.
+    /// A layer as a local file in `dir`, checked against its digest on the way (a tampered blob in a
+    /// layout is caught here, not as a confusing tar error later).
     pub(crate) async fn layer_file(
         &self,
         what: &str,
@@ -326,11 +327,6 @@ impl Sources {
         dir: &Path,
         n: usize,
     ) -> Result<PathBuf> {
-        if let Store::Layout(l) = &found.store {
-            if l.has_blob(desc) {
-                return Ok(l.blob_path(&desc.digest));
-            }
-        }
         let path = dir.join(format!("layer-{n}"));
         let mut stream = found
             .store
