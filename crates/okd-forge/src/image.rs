@@ -146,17 +146,24 @@ pub struct TagsArgs {
     access: Access,
 }
 
-/// Arguments of `store gc`.
+/// The embedded store's directory, as every command that uses it takes it.
 #[derive(Args)]
-pub struct GcArgs {
-    /// The OCI layout directory of the store.
+pub struct StoreDir {
+    /// The OCI layout directory of the embedded store.
     #[arg(
         long,
         value_name = "DIR",
         env = "OKD_FORGE_STORE",
         default_value = "var/store"
     )]
-    store: PathBuf,
+    pub(crate) store: PathBuf,
+}
+
+/// Arguments of `store gc`.
+#[derive(Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    store: StoreDir,
 }
 
 /// Run an `image` command.
@@ -172,7 +179,7 @@ pub async fn run(cmd: ImageCommand, output: Output) -> Result<()> {
 pub async fn run_store(cmd: StoreCommand, output: Output) -> Result<()> {
     match cmd {
         StoreCommand::Gc(a) => {
-            let layout = Layout::open(&a.store)?;
+            let layout = Layout::open(&a.store.store)?;
             let report = tokio::task::spawn_blocking(move || layout.gc()).await??;
             match output {
                 Output::Json => print_json(&report),

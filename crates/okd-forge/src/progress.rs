@@ -97,3 +97,49 @@ impl Progress for CopyProgress {
         }
     }
 }
+
+/// Progress of `release new`'s reading: a bar per stage on a terminal, a line per item otherwise.
+pub struct AssembleBar {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl AssembleBar {
+    /// A bar when stderr is a terminal and `quiet` is false; plain lines when not a terminal.
+    pub fn new(quiet: bool) -> AssembleBar {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg} {pos}/{len}")
+                    .expect("valid template"),
+            );
+            bar
+        });
+        AssembleBar { bar, quiet }
+    }
+
+    /// Remove the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl payload::new::AssembleProgress for AssembleBar {
+    fn step(&self, stage: &str, item: &str, done: usize, total: usize) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(if stage == "scanned" {
+                    "reading images"
+                } else {
+                    "reading operator manifests"
+                });
+            }
+            None if !self.quiet => eprintln!("{stage} {item} ({done}/{total})"),
+            None => {}
+        }
+    }
+}

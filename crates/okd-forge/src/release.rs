@@ -18,8 +18,8 @@ use payload::source::Sources;
 use payload::version::{normalise_versions, ReleaseName, Versions};
 use serde_json::json;
 
-use crate::image::{host_arch, print_json, Access};
-use crate::progress::CopyProgress;
+use crate::image::{host_arch, print_json, Access, StoreDir};
+use crate::progress::{AssembleBar, CopyProgress};
 use crate::Output;
 
 /// Release payload commands.
@@ -43,14 +43,9 @@ pub enum ReleaseCommand {
 /// Where content and caches live.
 #[derive(Args)]
 struct Local {
-    /// The local OCI layout store, consulted first for images by digest (skipped if missing).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "OKD_FORGE_STORE",
-        default_value = "var/store"
-    )]
-    store: PathBuf,
+    /// Images by digest are looked up in the embedded store first (skipped if it does not exist).
+    #[command(flatten)]
+    store: StoreDir,
     /// Cache of manifests, configs, extracted operator manifests and git clones.
     #[arg(
         long,
@@ -66,8 +61,8 @@ struct Local {
 impl Local {
     fn sources(&self) -> Result<Sources> {
         let stores = Arc::new(Stores::new(self.access.options(None)?));
-        let local = if self.store.join("oci-layout").is_file() {
-            Some(Layout::open(&self.store)?)
+        let local = if self.store.store.join("oci-layout").is_file() {
+            Some(Layout::open(&self.store.store)?)
         } else {
             None
         };
@@ -318,7 +313,10 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
         default_versions: defaults,
     };
     let jobs = usize::from(a.jobs);
-    let built = payload::new::assemble(&sources, &req, jobs).await?;
+    let bar = AssembleBar::new(a.quiet);
+    let built = payload::new::assemble(&sources, &req, jobs, &bar).await;
+    bar.finish();
+    let built = built?;
     for w in &built.warnings {
         eprintln!("warning: {w}");
     }

@@ -125,21 +125,16 @@ fn image(tag: &TagReference) -> ImageChange {
 
 /// Compare `from` → `to`. With `git`, read each changed component's commit log; a repository that
 /// cannot be read becomes a warning.
-pub fn diff(from: &ReleaseInfo, to: &ReleaseInfo, git: Option<&GitCache>) -> ReleaseDiff {
-    let old: BTreeMap<&str, &TagReference> = from
-        .references
-        .spec
-        .tags
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
-    let new: BTreeMap<&str, &TagReference> = to
-        .references
-        .spec
-        .tags
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
+pub fn diff<'a>(from: &'a ReleaseInfo, to: &'a ReleaseInfo, git: Option<&GitCache>) -> ReleaseDiff {
+    let tags = |i: &'a ReleaseInfo| -> BTreeMap<&'a str, &'a TagReference> {
+        i.references
+            .spec
+            .tags
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect()
+    };
+    let (old, new) = (tags(from), tags(to));
     let mut d = ReleaseDiff {
         from: side(from),
         to: side(to),

@@ -3,6 +3,7 @@
 //! CVO image, and push the result as a Docker schema 2 image or, over a multi-arch base, a manifest list.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures_util::{stream, StreamExt, TryStreamExt};
@@ -94,6 +95,20 @@ pub struct Built {
     pub pruned: Vec<String>,
 }
 
+/// Hears how assembly progresses (for progress bars and log lines).
+pub trait AssembleProgress: Send + Sync {
+    /// One more item of a stage is done: `stage` is "scanned" (an input image's manifest and config)
+    /// or "manifests" (an operator's manifests, read or taken from the cache).
+    fn step(&self, stage: &str, item: &str, done: usize, total: usize);
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl AssembleProgress for NoProgress {
+    fn step(&self, _: &str, _: &str, _: usize, _: usize) {}
+}
+
 /// A scanned input image.
 struct Scanned {
     tag: String,
@@ -105,7 +120,17 @@ struct Scanned {
 
 /// Assemble the payload (reading inputs with up to `jobs` requests at once). Nothing is written
 /// anywhere but the cache.
-pub async fn assemble(sources: &Sources, req: &NewRelease, jobs: usize) -> Result<Built> {
+pub async fn assemble(
+    sources: &Sources,
+    req: &NewRelease,
+    jobs: usize,
+    progress: &dyn AssembleProgress,
+) -> Result<Built> {
+    let done = AtomicUsize::new(0);
+    let step = |stage: &str, item: &str, total: usize| {
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        progress.step(stage, item, n, total);
+    };
     let name = req.name.to_string();
     // The base decides the architectures.
     let (base_what, base_spec) = match &req.base {
@@ -139,7 +164,11 @@ pub async fn assemble(sources: &Sources, req: &NewRelease, jobs: usize) -> Resul
 
     // Scan every input: its manifest (by digest), the config of the primary arch, its layers.
     let scanned: Vec<Scanned> = stream::iter(req.inputs.iter())
-        .map(|(tag, input)| scan(sources, tag, input, primary_arch.as_deref()))
+        .map(|(tag, input)| async {
+            let s = scan(sources, tag, input, primary_arch.as_deref()).await?;
+            step("scanned", tag, req.inputs.len());
+            Ok::<_, crate::Error>(s)
+        })
         .buffer_unordered(jobs.max(1))
         .try_collect()
         .await?;
@@ -169,13 +198,16 @@ pub async fn assemble(sources: &Sources, req: &NewRelease, jobs: usize) -> Resul
                 .is_some_and(|v| !v.is_empty())
         })
         .collect();
+    done.store(0, Ordering::Relaxed);
     let files: Vec<Vec<manifests::ManifestFile>> = stream::iter(operator_tags.iter())
-        .map(|s| async move {
+        .map(|s| async {
             let all = req.inputs[&s.tag].is_override;
             let what = format!("operator image tag '{}'", s.tag);
-            sources
+            let files = sources
                 .operator_files(&what, &s.found, &s.layers, all)
-                .await
+                .await?;
+            step("manifests", &s.tag, operator_tags.len());
+            Ok::<_, crate::Error>(files)
         })
         .buffered(jobs.max(1))
         .try_collect()
