@@ -303,8 +303,15 @@ fn substitute_versions(
 /// Following the CVO, one file may not hold the same object twice.
 fn validate(what: &str, data: &[u8], warnings: &mut Vec<String>) -> Result<()> {
     let text = std::str::from_utf8(data).map_err(|_| invalid(format!("{what}: not UTF-8 text")))?;
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
-        .map_err(|e| invalid(format!("{what}: does not parse as YAML or JSON: {e}")))?;
+    let parsed = if what.ends_with(".json") {
+        serde_json::from_str(text)
+            .map(|d| vec![d])
+            .map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_multiple(text).map_err(|e| e.to_string())
+    };
+    let docs: Vec<serde_json::Value> =
+        parsed.map_err(|e| invalid(format!("{what}: does not parse as YAML or JSON: {e}")))?;
     let docs: Vec<&serde_json::Value> = docs.iter().filter(|d| !d.is_null()).collect();
     let Some(first) = docs.first() else {
         return Err(invalid(format!(

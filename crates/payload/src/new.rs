@@ -149,7 +149,11 @@ pub async fn assemble(
         Parsed::Image { .. } => Vec::new(),
         Parsed::Index { manifests } => {
             let mut out = Vec::new();
-            for d in manifests.iter().filter(|d| child_arch(d).is_some()) {
+            // Attestation entries (platform unknown/unknown) are not images to build on.
+            let images = manifests
+                .iter()
+                .filter(|d| child_arch(d).is_some_and(|a| a != "unknown"));
+            for d in images {
                 out.push((d.clone(), sources.child(&base_what, &base, d).await?));
             }
             if out.is_empty() {
@@ -160,7 +164,18 @@ pub async fn assemble(
             out
         }
     };
-    let primary_arch = base_children.first().and_then(|(d, _)| child_arch(d));
+    // Components that are lists are read for the base's architecture (the first, for a list base).
+    let primary_arch = match base_children.first() {
+        Some((d, _)) => child_arch(d),
+        None => {
+            let (config, _) = sources.config(&base_what, &base).await?;
+            config
+                .0
+                .get("architecture")
+                .and_then(|a| a.as_str())
+                .map(str::to_string)
+        }
+    };
 
     // Scan every input: its manifest (by digest), the config of the primary arch, its layers.
     let scanned: Vec<Scanned> = stream::iter(req.inputs.iter())
