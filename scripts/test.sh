@@ -6,10 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The tests run these real peers: a Distribution registry, skopeo and umoci as independent clients,
-# openssl for test certificates. (Nothing in the suite uses buildah, podman or chromium yet.)
+# openssl for test certificates, and podman (with runc: crun fails on these machines) to pull and run
+# release payloads built on a busybox-static CVO stand-in (tests/release_podman.rs; each run gets its
+# own containers.conf with default_ulimits = [], which these machines need). (Nothing uses buildah or
+# chromium yet.)
 . scripts/lib/packages.sh
-install_packages docker-registry skopeo umoci openssl ca-certificates
-require_programs docker-registry skopeo umoci openssl cargo cargo-nextest
+install_packages docker-registry skopeo umoci openssl ca-certificates podman runc busybox-static
+require_programs docker-registry skopeo umoci openssl podman runc busybox cargo cargo-nextest
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check

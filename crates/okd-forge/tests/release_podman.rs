@@ -1,0 +1,475 @@
+//! A real container runtime accepts the payload `okd-forge release new` pushes (the payload-format
+//! spec, §1.1): podman pulls it from a real Distribution registry and runs it the way the installer's
+//! bootstrap does, `podman run --net=none <release@digest> image <tag>`.
+//!
+//! podman checks each blob's digest while pulling, but podman 4.3 (Debian 12) does not compare the
+//! uncompressed digests it measures with the config's `rootfs.diff_ids` (it pulls and runs an image
+//! whose diff_ids are made up). So the test does that comparison itself, against what podman's storage
+//! measured for each layer.
+//!
+//! The CVO stand-in is a busybox-static userland whose `/usr/bin/cluster-version-operator` is a shell
+//! script implementing the `image TAG` subcommand over `/release-manifests/image-references`, on top of
+//! the fixture CVO's `/manifests` and `/bootstrap` layer; the other components are the standard set.
+//!
+//! Needs root, podman, runc and busybox-static (scripts/test.sh installs them). podman runs with its
+//! own storage (`--root`, `--runroot`, `--tmpdir` in a temp dir, vfs driver: no mounts left behind),
+//! its own containers.conf (`default_ulimits = []`, which these machines need), registries.conf and
+//! storage.conf, and runc (crun fails here).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::Forge;
+use serde_json::{json, Value};
+use testkit::release::{self as fx, Entry, ImageBuilder, ReleaseSet};
+use testkit::{require, skopeo, RegistryServer};
+
+/// The release name.
+const NAME: &str = "4.17.0-okd-scos.1";
+/// `SOURCE_DATE_EPOCH` for the build: 2026-01-01T00:00:00Z.
+const EPOCH: &str = "1767225600";
+
+/// The busybox applets the stand-in links in `/bin`: a shell and what the CVO's update pod and these
+/// tests run (`fetchUpdatePayloadToDir` uses sh, rm, mkdir, cp and mv).
+const APPLETS: &[&str] = &[
+    "sh", "awk", "cat", "cp", "find", "grep", "ls", "mkdir", "mv", "rm", "sed", "sort", "wc",
+];
+
+/// `/usr/bin/cluster-version-operator` of the stand-in. `image TAG` prints `spec.tags[name=TAG]
+/// .from.name` of `/release-manifests/image-references` and a newline, as the CVO's `image`
+/// subcommand does, and fails for a tag that is not there. It reads the JSON as oc writes it
+/// (two-space indent: tags at 6 spaces, their fields at 8, `from`'s fields at 10), in either key
+/// order.
+const CVO_SCRIPT: &str = r##"#!/bin/sh
+# cluster-version-operator stand-in for okd-forge's podman tests (busybox).
+refs=/release-manifests/image-references
+if [ "$1" = image ] && [ $# -eq 2 ]; then
+  spec=$(awk -v tag="$2" '
+    function value(line) { sub(/^[^:]*: "/, "", line); sub(/",?$/, "", line); return line }
+    /^      \{/                       { name = ""; from = ""; infrom = 0 }
+    /^        "name": /               { name = value($0) }
+    /^        "from": \{/             { infrom = 1 }
+    /^        \}/                     { infrom = 0 }
+    infrom && /^          "name": /   { from = value($0) }
+    /^      \}/                       { if (name == tag && from != "") { print from; exit } }
+  ' "$refs") || exit 1
+  if [ -z "$spec" ]; then
+    echo "error: no image tag \"$2\" exists in the release image" >&2
+    exit 1
+  fi
+  echo "$spec"
+  exit 0
+fi
+echo "usage: cluster-version-operator image TAG" >&2
+exit 2
+"##;
+
+// ------------------------------------------------------------------------------------------------
+// Helpers
+// ------------------------------------------------------------------------------------------------
+
+fn forge() -> Forge {
+    Forge::new().with_env("SOURCE_DATE_EPOCH", EPOCH)
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The image architecture of this machine (the busybox binary runs natively).
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header).
+fn has_interpreter(elf: &[u8]) -> bool {
+    assert!(
+        elf.len() > 64 && elf[..4] == *b"\x7fELF" && elf[4] == 2,
+        "not a 64-bit ELF"
+    );
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) == 3
+    })
+}
+
+/// The bytes of a statically linked busybox (Debian's busybox-static installs `/bin/busybox`).
+fn busybox_static() -> Vec<u8> {
+    let path = require("busybox");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        !has_interpreter(&bytes),
+        "{} is dynamically linked; the image needs busybox-static (apt-get install busybox-static)",
+        path.display()
+    );
+    bytes
+}
+
+/// The CVO stand-in: a base layer with `/bin/busybox`, its applet links and the `image TAG` script
+/// as `/usr/bin/cluster-version-operator`, then the fixture CVO's `/manifests` + `/bootstrap` layer;
+/// the fixture's Entrypoint (`/usr/bin/cluster-version-operator`), labels and config fields.
+fn busybox_cvo(arch: &str) -> ImageBuilder {
+    let fixture = fx::cluster_version_operator(arch);
+    let mut base = vec![
+        Entry::dir("bin/"),
+        Entry::file("bin/busybox", busybox_static()).mode(0o755),
+    ];
+    base.extend(
+        APPLETS
+            .iter()
+            .map(|a| Entry::symlink(&format!("bin/{a}"), "busybox")),
+    );
+    base.extend([
+        Entry::dir("usr/"),
+        Entry::dir("usr/bin/"),
+        Entry::file("usr/bin/cluster-version-operator", CVO_SCRIPT).mode(0o755),
+    ]);
+    let manifests = fixture.layers[1].clone();
+    ImageBuilder {
+        layers: vec![base, manifests],
+        ..fixture
+    }
+}
+
+/// podman as root with storage, state, containers.conf, registries.conf, storage.conf and an (empty)
+/// auth file of its own in a temp dir, and runc. Removes its containers and images when dropped (the
+/// temp dir goes with them).
+struct Podman {
+    dir: tempfile::TempDir,
+    program: PathBuf,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let program = require("podman");
+        require("runc");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\n",
+        )
+        .expect("write containers.conf");
+        std::fs::write(
+            dir.path().join("registries.conf"),
+            "unqualified-search-registries = []\n",
+        )
+        .expect("write registries.conf");
+        std::fs::write(
+            dir.path().join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                dir.path().join("root").display(),
+                dir.path().join("runroot").display()
+            ),
+        )
+        .expect("write storage.conf");
+        std::fs::write(dir.path().join("auth.json"), "{\"auths\":{}}\n").expect("write auth.json");
+        Podman { dir, program }
+    }
+
+    fn cmd(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new(&self.program);
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
+            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("REGISTRY_AUTH_FILE", d.join("auth.json"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--events-backend",
+                "none",
+                "--runtime",
+                "runc",
+            ]);
+        c
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        let mut c = self.cmd();
+        c.args(args);
+        c.output()
+            .unwrap_or_else(|e| panic!("cannot run podman {args:?}: {e}"))
+    }
+
+    /// Run `podman ARGS…`, expecting success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    /// Blob digest → the uncompressed digest podman's storage measured while applying that layer
+    /// (containers/storage's record of the vfs layers, `ROOT/vfs-layers/layers.json`).
+    fn measured_diff_ids(&self) -> BTreeMap<String, String> {
+        let path = self.dir.path().join("root/vfs-layers/layers.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("podman's layer records {}: {e}", path.display()));
+        let layers: Vec<Value> = serde_json::from_str(&text).expect("layers.json");
+        layers
+            .iter()
+            .map(|l| {
+                let field = |k: &str| {
+                    l[k].as_str()
+                        .unwrap_or_else(|| panic!("{k} of a layer in {text}"))
+                        .to_string()
+                };
+                (field("compressed-diff-digest"), field("diff-digest"))
+            })
+            .collect()
+    }
+
+    /// `podman run --rm --net=none --pull=never [--entrypoint E] IMAGE ARGS…`, expecting success.
+    fn run(&self, image: &str, entrypoint: Option<&str>, args: &[&str]) -> String {
+        let mut all = vec!["run", "--rm", "--net=none", "--pull=never"];
+        if let Some(e) = entrypoint {
+            all.extend(["--entrypoint", e]);
+        }
+        all.push(image);
+        all.extend_from_slice(args);
+        self.ok(&all)
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.cmd().args(["rm", "--all", "--force"]).output();
+        let _ = self.cmd().args(["rmi", "--all", "--force"]).output();
+    }
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+// ------------------------------------------------------------------------------------------------
+// The test
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn podman_pulls_and_runs_the_payload_like_the_installer_bootstrap() {
+    let podman = Podman::new();
+    let f = forge();
+    let reg = RegistryServer::start();
+    let arch = host_arch();
+
+    // Inputs: the standard set with the busybox CVO; `release new` pushes to the registry.
+    let set = ReleaseSet::standard(arch).set("cluster-version-operator", busybox_cvo(arch));
+    let inputs = set.write(&f.path("store"));
+    let mapping = inputs.write_mapping(&f.path("mapping.txt"));
+    let to = reg.docker(&format!("okd/release:{NAME}"));
+    let store = s(&f.path("store"));
+    let out = f.ok(&[
+        "release",
+        "new",
+        "--name",
+        NAME,
+        "--mapping-file",
+        &mapping,
+        "--store",
+        &store,
+        "--to",
+        &to,
+        "--tls-verify=false",
+    ]);
+    let digest = out.split(' ').next().expect("a digest").to_string();
+    assert!(digest.starts_with("sha256:"), "release new printed {out:?}");
+
+    // What okd-forge itself says is in the payload.
+    let info = f.json(&["release", "info", &to, "--tls-verify=false"]);
+    assert_eq!(info["digest"], digest.as_str());
+    let tags = info["references"]["spec"]["tags"]
+        .as_array()
+        .expect("references.spec.tags");
+    assert!(
+        tags.iter().any(|t| t["name"] == "machine-config-operator"),
+        "{tags:?}"
+    );
+    let extract_out = f.path("extracted");
+    f.ok(&[
+        "release",
+        "extract",
+        &to,
+        "--tls-verify=false",
+        "--to",
+        &s(&extract_out),
+    ]);
+    let mut extracted: Vec<String> = std::fs::read_dir(&extract_out)
+        .expect("extracted dir")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    extracted.sort();
+    assert!(extracted.contains(&"image-references".to_string()));
+    let metadata = f.ok(&[
+        "release",
+        "extract",
+        &to,
+        "--tls-verify=false",
+        "--file",
+        "release-metadata",
+    ]);
+
+    // podman pulls it by digest (checking each blob's digest) as `registry@digest`.
+    let image = format!("{}/okd/release@{digest}", reg.host());
+    let id = podman.ok(&["pull", "--quiet", "--tls-verify=false", &image]);
+    let by_digest = format!("docker://{image}");
+    let manifest: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &by_digest,
+    ]))
+    .expect("manifest JSON");
+    assert_eq!(
+        format!("sha256:{}", id.trim()),
+        manifest["config"]["digest"]
+            .as_str()
+            .expect("config digest"),
+        "podman's image ID is the config digest"
+    );
+
+    // podman image inspect: exactly the two release labels; the CVO's Entrypoint.
+    let inspect: Value =
+        serde_json::from_str(&podman.ok(&["image", "inspect", &image])).expect("inspect JSON");
+    let inspect = &inspect[0];
+    assert_eq!(inspect["Digest"], digest.as_str());
+    assert_eq!(
+        inspect["Labels"],
+        json!({
+            "io.openshift.release": NAME,
+            "io.openshift.release.base-image-digest":
+                inputs.digest("cluster-version-operator").to_string(),
+        })
+    );
+    assert_eq!(
+        inspect["Config"]["Entrypoint"],
+        json!(["/usr/bin/cluster-version-operator"])
+    );
+    assert_eq!(inspect["Architecture"], arch);
+    assert_eq!(inspect["Os"], "linux");
+    assert_eq!(
+        inspect["RootFS"]["Layers"], info["config"]["rootfs"]["diff_ids"],
+        "podman's config is the one okd-forge reports"
+    );
+
+    // The config's diff_ids are what podman measured applying each layer blob: the CVO's two layers
+    // and the release-manifests layer, in manifest order.
+    let measured = podman.measured_diff_ids();
+    let layers = manifest["layers"].as_array().expect("manifest layers");
+    assert_eq!(layers.len(), 3, "{manifest}");
+    let in_order: Vec<&str> = layers
+        .iter()
+        .map(|l| {
+            let blob = l["digest"].as_str().expect("layer digest");
+            measured
+                .get(blob)
+                .unwrap_or_else(|| panic!("podman stored no layer for blob {blob}: {measured:?}"))
+                .as_str()
+        })
+        .collect();
+    assert_eq!(
+        inspect["RootFS"]["Layers"],
+        json!(in_order),
+        "config rootfs.diff_ids against the uncompressed digests podman measured"
+    );
+
+    // The bootstrap's `podman run --net=none RELEASE image TAG`, for every tag: exactly the pull spec
+    // `release info` reports.
+    for tag in tags {
+        let name = tag["name"].as_str().expect("tag name");
+        let spec = tag["from"]["name"].as_str().expect("from.name");
+        assert_eq!(
+            podman.run(&image, None, &["image", name]),
+            format!("{spec}\n"),
+            "image {name}"
+        );
+    }
+    let mco = tags
+        .iter()
+        .find(|t| t["name"] == "machine-config-operator")
+        .unwrap();
+    assert_eq!(
+        mco["from"]["name"],
+        inputs.pullspec("machine-config-operator").as_str()
+    );
+    let missing = podman.output(&[
+        "run",
+        "--rm",
+        "--net=none",
+        "--pull=never",
+        &image,
+        "image",
+        "no-such-tag",
+    ]);
+    assert!(
+        !missing.status.success() && missing.stdout.is_empty(),
+        "image no-such-tag: {missing:?}"
+    );
+
+    // The merged filesystem: release-manifests as extracted, byte for byte for release-metadata;
+    // the CVO's own /manifests and /bootstrap still there.
+    assert_eq!(
+        podman.run(
+            &image,
+            Some("/bin/cat"),
+            &["/release-manifests/release-metadata"]
+        ),
+        metadata
+    );
+    assert_eq!(
+        sorted_lines(&podman.run(&image, Some("/bin/ls"), &["-1", "/release-manifests"])),
+        extracted
+    );
+    assert_eq!(
+        podman.run(&image, Some("/bin/ls"), &["-1", "/manifests", "/bootstrap"]),
+        "/bootstrap:\nbootstrap-pod.yaml\n\n\
+         /manifests:\n0000_00_cluster-version-operator_01_deployment.yaml\n"
+    );
+
+    // The CVO's update pod copies both directories out of the release image with sh, rm, mkdir, cp
+    // and mv (`fetchUpdatePayloadToDir`): every file arrives.
+    let copied = podman.run(
+        &image,
+        Some("/bin/sh"),
+        &[
+            "-c",
+            "set -e; mkdir -p /payloads/x; cd /payloads/x; rm -fR ./*; mkdir /payloads/x.tmp; \
+             cp -r /manifests /payloads/x.tmp/manifests; \
+             cp -r /release-manifests /payloads/x.tmp/release-manifests; \
+             mv /payloads/x.tmp /payloads/done; cd /payloads/done; \
+             find manifests release-manifests -type f | sort",
+        ],
+    );
+    let mut want: Vec<String> = extracted
+        .iter()
+        .map(|n| format!("release-manifests/{n}"))
+        .collect();
+    want.push("manifests/0000_00_cluster-version-operator_01_deployment.yaml".into());
+    want.sort();
+    assert_eq!(sorted_lines(&copied), want);
+}
