@@ -94,6 +94,16 @@ struct Doc {
     manifests: Option<Vec<Descriptor>>,
 }
 
+/// This machine's architecture in OCI's words (`amd64`, `arm64`, ...), for choosing from an index.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
 /// What a manifest references.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {

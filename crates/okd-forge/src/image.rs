@@ -372,7 +372,10 @@ async fn inspect(a: InspectArgs, output: Output) -> Result<()> {
     let (image, index_entries) = match top.parse()? {
         Parsed::Image { .. } => (top.clone(), vec![]),
         Parsed::Index { manifests } => {
-            let arch = a.arch.clone().unwrap_or_else(host_arch);
+            let arch = a
+                .arch
+                .clone()
+                .unwrap_or_else(|| oci::manifest::host_arch().to_string());
             let entry = pick_platform(&manifests, &arch)
                 .with_context(|| format!("{}: index has no linux/{arch} image", a.image))?;
             (store.get_child_manifest(entry).await?, manifests)
@@ -475,17 +478,6 @@ fn print_inspection(
     if !doc.repo_tags.is_empty() {
         println!("Tags:         {}", doc.repo_tags.join(" "));
     }
-}
-
-/// This machine's architecture in OCI's words.
-pub(crate) fn host_arch() -> String {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-    .to_string()
 }
 
 fn platform_of(d: &Descriptor) -> Option<String> {

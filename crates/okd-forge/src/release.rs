@@ -18,7 +18,7 @@ use payload::source::Sources;
 use payload::version::{normalise_versions, ReleaseName, Versions};
 use serde_json::json;
 
-use crate::image::{host_arch, print_json, Access, StoreDir};
+use crate::image::{print_json, Access, StoreDir};
 use crate::progress::{AssembleBar, CopyProgress};
 use crate::Output;
 
@@ -135,7 +135,8 @@ pub struct InfoArgs {
     /// List each image's source repository and commit.
     #[arg(long)]
     commits: bool,
-    /// For a manifest list, the architecture to read. Default: this machine's.
+    /// For a manifest list, the architecture to read. Default: this machine's, else amd64, else the
+    /// first.
     #[arg(long, value_name = "ARCH")]
     arch: Option<String>,
     #[command(flatten)]
@@ -153,7 +154,8 @@ pub struct ExtractArgs {
     /// Print only this file of release-manifests to stdout.
     #[arg(long, value_name = "NAME")]
     file: Option<String>,
-    /// For a manifest list, the architecture to read. Default: this machine's.
+    /// For a manifest list, the architecture to read. Default: this machine's, else amd64, else the
+    /// first.
     #[arg(long, value_name = "ARCH")]
     arch: Option<String>,
     #[command(flatten)]
@@ -171,7 +173,8 @@ pub struct DiffArgs {
     /// CACHE/git; file:// and https work).
     #[arg(long)]
     changelog: bool,
-    /// For manifest lists, the architecture to read. Default: this machine's.
+    /// For manifest lists, the architecture to read. Default: this machine's, else amd64, else the
+    /// first.
     #[arg(long, value_name = "ARCH")]
     arch: Option<String>,
     #[command(flatten)]
@@ -373,8 +376,7 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
 
 async fn info(a: InfoArgs, output: Output) -> Result<()> {
     let sources = a.local.sources()?;
-    let arch = a.arch.clone().unwrap_or_else(host_arch);
-    let info = payload::info::load(&sources, &parse_ref(&a.image)?, Some(&arch)).await?;
+    let info = payload::info::load(&sources, &parse_ref(&a.image)?, a.arch.as_deref()).await?;
     match output {
         Output::Json => print_json(&info_json(&info)),
         _ => print!("{}", info_text(&info, a.commits)),
@@ -476,8 +478,7 @@ fn info_text(i: &ReleaseInfo, commits: bool) -> String {
 
 async fn extract(a: ExtractArgs, output: Output) -> Result<()> {
     let sources = a.local.sources()?;
-    let arch = a.arch.clone().unwrap_or_else(host_arch);
-    let out = payload::extract::extract(&sources, &parse_ref(&a.image)?, Some(&arch)).await?;
+    let out = payload::extract::extract(&sources, &parse_ref(&a.image)?, a.arch.as_deref()).await?;
     if let Some(name) = &a.file {
         let f = out.files.get(name).with_context(|| {
             let names: Vec<&str> = out.files.keys().map(String::as_str).collect();
@@ -512,11 +513,10 @@ async fn extract(a: ExtractArgs, output: Output) -> Result<()> {
 
 async fn diff(a: DiffArgs, output: Output) -> Result<()> {
     let sources = a.local.sources()?;
-    let arch = a.arch.clone().unwrap_or_else(host_arch);
     let (from, to) = (parse_ref(&a.from)?, parse_ref(&a.to)?);
     let (from, to) = tokio::try_join!(
-        payload::info::load(&sources, &from, Some(&arch)),
-        payload::info::load(&sources, &to, Some(&arch)),
+        payload::info::load(&sources, &from, a.arch.as_deref()),
+        payload::info::load(&sources, &to, a.arch.as_deref()),
     )?;
     let git = a
         .changelog

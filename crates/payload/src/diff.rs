@@ -270,11 +270,27 @@ impl ReleaseDiff {
             s.push('\n');
         }
         for c in &self.updated_images {
-            let _ = writeln!(s, "### [{}]({})\n", c.name, c.path);
+            let _ = match github_repo(&c.path) {
+                Some(gh) => writeln!(s, "### [{}]({gh}/tree/{})\n", c.name, c.commit),
+                None => writeln!(s, "### {}\n", c.name),
+            };
             for commit in &c.commits {
-                let _ = write!(s, "* {}", commit.subject);
-                if let (Some(n), Some(u)) = (commit.pull_id, &commit.pull_url) {
-                    let _ = write!(s, " [#{n}]({u})");
+                s.push_str("* ");
+                for (key, url) in &commit.issues {
+                    let _ = write!(s, "[{key}]({url}): ");
+                }
+                for (id, url) in &commit.bugs {
+                    let _ = write!(s, "[Bug {id}]({url}): ");
+                }
+                s.push_str(&escape_html(&commit.subject));
+                match (commit.pull_id, &commit.pull_url) {
+                    (Some(n), Some(u)) => {
+                        let _ = write!(s, " [#{n}]({u})");
+                    }
+                    (Some(n), None) => {
+                        let _ = write!(s, " (#{n})");
+                    }
+                    _ => {}
                 }
                 s.push('\n');
             }
@@ -294,6 +310,73 @@ impl ReleaseDiff {
     }
 }
 
+/// Subjects are written by anyone who opens a pull request: keep them from adding HTML to a page that
+/// renders this Markdown.
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 fn short(c: &str) -> String {
     c.chars().take(7).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_sections_link_the_tree_pull_requests_and_escape_subjects() {
+        let side = |name: &str| Side {
+            name: name.into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            digest: "sha256:00".into(),
+            promoted_from: None,
+        };
+        let commit = ChangeCommit {
+            bugs: Default::default(),
+            issues: [(
+                "OCPBUGS-1".to_string(),
+                "https://issues.redhat.com/browse/OCPBUGS-1".to_string(),
+            )]
+            .into(),
+            subject: "fix <script> & more".into(),
+            pull_id: Some(5),
+            pull_url: Some("https://github.com/openshift/oc/pull/5".into()),
+            commit_id: "b".repeat(40),
+            commit_url: None,
+        };
+        let d = ReleaseDiff {
+            from: side("4.17.0"),
+            to: side("4.17.1"),
+            upgrade_from: true,
+            components: vec![],
+            new_images: vec![],
+            removed_images: vec![],
+            rebuilt_images: vec![],
+            updated_images: vec![ImageChange {
+                name: "cli".into(),
+                path: "https://github.com/openshift/oc".into(),
+                short_commit: "bbbbbbb".into(),
+                commit: "b".repeat(40),
+                from_commit: "a".repeat(40),
+                image_ref: "q.io/x@sha256:11".into(),
+                commits: vec![commit],
+                full_change_log: Some("https://github.com/openshift/oc/compare/a...b".into()),
+            }],
+            warnings: vec![],
+        };
+        let md = d.markdown();
+        let tree = format!(
+            "### [cli](https://github.com/openshift/oc/tree/{})",
+            "b".repeat(40)
+        );
+        assert!(md.contains(&tree), "{md}");
+        assert!(md.contains("* [OCPBUGS-1](https://issues.redhat.com/browse/OCPBUGS-1): fix &lt;script&gt; &amp; more [#5](https://github.com/openshift/oc/pull/5)\n"), "{md}");
+        assert!(
+            md.contains("* [Full changelog](https://github.com/openshift/oc/compare/a...b)\n"),
+            "{md}"
+        );
+    }
 }

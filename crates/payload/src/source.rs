@@ -341,6 +341,11 @@ impl Sources {
                 .await
                 .map_err(io(&path))?;
         }
+        // tokio's File may still be writing the last chunk in the background: flush before anyone
+        // opens the path.
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(io(&path))?;
         Ok(path)
     }
 }
@@ -401,26 +406,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| invalid(format!("internal error: blocking task failed: {e}")))?
 }
 
-/// The child of a list for `platform` (`os/arch[/variant]`), or for linux/amd64, or the first.
+/// The child of a list for `arch`; without one, this machine's architecture, else amd64, else the
+/// first child.
 pub fn pick_child<'a>(children: &'a [Descriptor], arch: Option<&str>) -> Option<&'a Descriptor> {
-    let arch_of = |d: &Descriptor| {
-        d.platform
-            .as_ref()
-            .and_then(|p| p.get("architecture"))
-            .and_then(|a| a.as_str())
-            .map(str::to_string)
+    let find = |want: &str| {
+        children
+            .iter()
+            .find(|d| child_arch(d).as_deref() == Some(want))
     };
-    let want = arch.unwrap_or("amd64");
-    children
-        .iter()
-        .find(|d| arch_of(d).as_deref() == Some(want))
-        .or_else(|| {
-            if arch.is_none() {
-                children.first()
-            } else {
-                None
-            }
-        })
+    match arch {
+        Some(want) => find(want),
+        None => find(oci::manifest::host_arch())
+            .or_else(|| find("amd64"))
+            .or_else(|| children.first()),
+    }
 }
 
 /// The architecture of a list child, from its platform.
