@@ -100,8 +100,13 @@ pub struct Rendered {
     pub warnings: Vec<String>,
 }
 
-/// Rename, rewrite and validate the manifests of `operators` (sorted by tag).
-pub fn render(operators: &[Operator], ctx: &Context) -> Result<Rendered> {
+/// Checks one manifest (see [`validate`]); returns its warnings. [`Sources`](crate::source::Sources)
+/// offers one that remembers files it has already seen valid.
+pub type Validator<'a> = &'a (dyn Fn(&str, &[u8]) -> Result<Vec<String>> + Sync);
+
+/// Rename, rewrite and validate the manifests of `operators` (sorted by tag), checking each manifest
+/// with `validator` (e.g. `&validate`).
+pub fn render(operators: &[Operator], ctx: &Context, validator: Validator) -> Result<Rendered> {
     let mut out = Rendered::default();
     let mut names = BTreeSet::new();
     let version_re = Regex::new(r"\b0\.0\.1-snapshot(-[a-z0-9]+(?:-[a-z0-9]+)*)?").expect("regex");
@@ -117,9 +122,9 @@ pub fn render(operators: &[Operator], ctx: &Context) -> Result<Rendered> {
             ),
             None => None,
         };
-        let rewrites = match &refs {
-            Some(refs) => image_rewrites(op.tag, refs, ctx, &mut out.referenced)?,
-            None => Vec::new(),
+        let rewrite = match &refs {
+            Some(refs) => image_rewrite(op.tag, refs, ctx, &mut out.referenced)?,
+            None => None,
         };
         let versions = match &refs {
             Some(refs) => Some(operator_versions(op.tag, refs, ctx)?),
@@ -129,21 +134,23 @@ pub fn render(operators: &[Operator], ctx: &Context) -> Result<Rendered> {
             let what = format!("operator '{}': manifests/{}", op.tag, file.name);
             let data = match std::str::from_utf8(&file.data) {
                 Ok(text) => {
-                    let mut text = text.to_string();
-                    for (re, to) in &rewrites {
-                        text = re
-                            .replace_all(&text, |c: &regex::Captures| {
-                                format!("{}{to}{}", &c[1], &c[c.len() - 1])
+                    let text = match &rewrite {
+                        Some((re, to)) => re
+                            .replace_all(text, |c: &regex::Captures| {
+                                format!("{}{}{}", &c[1], to[&c[2]], &c[5])
                             })
-                            .into_owned();
-                    }
+                            .into_owned(),
+                        None => text.to_string(),
+                    };
                     substitute_versions(&what, &text, &version_re, &release, versions.as_ref())?
                         .into_bytes()
                 }
                 Err(_) => file.data.clone(),
             };
             if is_manifest(&file.name) {
-                validate(&what, &data, &mut out.warnings)?;
+                let warnings = validator(&what, &data)?;
+                out.warnings
+                    .extend(warnings.into_iter().map(|w| format!("{what}: {w}")));
             }
             let name = unique_name(&payload_name(op.tag, &file.name), &mut names);
             out.files.push(ManifestFile {
@@ -186,15 +193,18 @@ fn unique_name(name: &str, taken: &mut BTreeSet<String>) -> String {
     candidate
 }
 
-/// The (pattern, replacement) pairs of one operator's image-references.
-fn image_rewrites(
+/// One operator's image-references as a single pattern over all its source strings, and what each
+/// source becomes. As in oc, a source matches only after a non-word character (or at the start), may
+/// carry a `:tag` or `@digest`, and must be followed by whitespace, a quote or the end. The classes
+/// are ASCII, as Go's `\w` and `\s` are (and much faster than Unicode classes).
+fn image_rewrite(
     op: &str,
     refs: &ImageStream,
     ctx: &Context,
     referenced: &mut BTreeSet<String>,
-) -> Result<Vec<(Regex, String)>> {
+) -> Result<Option<(Regex, BTreeMap<String, String>)>> {
     let mut by_source: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut out = Vec::new();
+    let mut to = BTreeMap::new();
     for tag in &refs.spec.tags {
         let Some(source) = tag
             .from
@@ -210,7 +220,7 @@ fn image_rewrites(
                 tag.name
             )));
         }
-        let Some(to) = ctx.pullspecs.get(&tag.name) else {
+        let Some(pullspec) = ctx.pullspecs.get(&tag.name) else {
             if ctx.allow_missing_images {
                 continue;
             }
@@ -220,13 +230,20 @@ fn image_rewrites(
             )));
         };
         referenced.insert(tag.name.clone());
-        let pattern = format!(
-            r#"(^|[^\w]){}(:[\w][\w.-]{{0,127}})?(@[A-Za-z0-9_+.-]+:[0-9a-fA-F]+)?(\s|["']|$)"#,
-            regex::escape(source)
-        );
-        out.push((Regex::new(&pattern).expect("escaped regex"), to.clone()));
+        to.insert(source.to_string(), pullspec.clone());
     }
-    Ok(out)
+    if to.is_empty() {
+        return Ok(None);
+    }
+    // Longest first, so that a source that is a prefix of another never shadows it.
+    let mut sources: Vec<&String> = to.keys().collect();
+    sources.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let alternation: Vec<String> = sources.iter().map(|s| regex::escape(s)).collect();
+    let pattern = format!(
+        r#"(^|[^0-9A-Za-z_])({})(:[0-9A-Za-z_][0-9A-Za-z_.-]{{0,127}})?(@[A-Za-z0-9_+.-]+:[0-9a-fA-F]+)?([\t\n\f\r "']|$)"#,
+        alternation.join("|")
+    );
+    Ok(Some((Regex::new(&pattern).expect("escaped regex"), to)))
 }
 
 /// Component versions an operator's `0.0.1-snapshot-<key>` references resolve to: from the tags its
@@ -299,9 +316,11 @@ fn substitute_versions(
     }
 }
 
-/// Every manifest must parse, and its first document must be an object with `kind` and `apiVersion`.
+/// Check one manifest of `what`, returning warnings (problems the CVO tolerates). Every manifest must
+/// parse, and its first document must be an object with `kind` and `apiVersion`.
 /// Following the CVO, one file may not hold the same object twice.
-fn validate(what: &str, data: &[u8], warnings: &mut Vec<String>) -> Result<()> {
+pub fn validate(what: &str, data: &[u8]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     let text = std::str::from_utf8(data).map_err(|_| invalid(format!("{what}: not UTF-8 text")))?;
     let parsed = if what.ends_with(".json") {
         serde_json::from_str(text)
@@ -355,12 +374,12 @@ fn validate(what: &str, data: &[u8], warnings: &mut Vec<String>) -> Result<()> {
             });
         if !has_include {
             warnings.push(format!(
-                "{what}: {} {} has no include.release.openshift.io/<profile> annotation; the CVO will skip it",
+                "{} {} has no include.release.openshift.io/<profile> annotation; the CVO will skip it",
                 id.0, id.2
             ));
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 #[cfg(test)]
@@ -410,6 +429,7 @@ mod tests {
                 files: &files,
             }],
             &ctx(&release, &pullspecs, &versions, &defaults),
+            &validate,
         )
         .unwrap();
         assert_eq!(out.files.len(), 1);
@@ -427,6 +447,35 @@ mod tests {
         assert!(text.contains("w: 9.0.1\n"), "{text}");
         assert_eq!(out.referenced, BTreeSet::from(["os".to_string()]));
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+
+    #[test]
+    fn one_pass_over_all_sources_like_oc() {
+        let release = ReleaseName::parse("4.17.0").unwrap();
+        let pullspecs = BTreeMap::from([
+            ("a".to_string(), "q/a@sha256:1".to_string()),
+            ("ab".to_string(), "q/ab@sha256:2".to_string()),
+        ]);
+        let (versions, defaults) = (BTreeMap::new(), Versions::new());
+        let refs = "kind: ImageStream\napiVersion: image.openshift.io/v1\nspec:\n  tags:\n  - name: a\n    from: {kind: DockerImage, name: 'p/x:a'}\n  - name: ab\n    from: {kind: DockerImage, name: 'p/x:ab'}\n";
+        let body = format!("{CM}data:\n  one: p/x:ab\n  two: p/x:a\n  both: p/x:a p/x:ab\n");
+        let files = [file(IMAGE_REFERENCES, refs), file("cm.yaml", &body)];
+        let op = [Operator {
+            tag: "op",
+            files: &files,
+        }];
+        let out = render(
+            &op,
+            &ctx(&release, &pullspecs, &versions, &defaults),
+            &validate,
+        )
+        .unwrap();
+        let text = String::from_utf8(out.files[0].data.clone()).unwrap();
+        assert!(text.contains("one: q/ab@sha256:2\n"), "{text}");
+        assert!(text.contains("two: q/a@sha256:1\n"), "{text}");
+        // As in oc's single pass, the space after the first match is consumed, so the second
+        // reference has no boundary before it and stays.
+        assert!(text.contains("both: q/a@sha256:1 p/x:ab\n"), "{text}");
     }
 
     #[test]
@@ -472,7 +521,7 @@ mod tests {
         let defaults = Versions::new();
         let c = ctx(&release, &pullspecs, &versions, &defaults);
         let run = |files: &[ManifestFile]| {
-            render(&[Operator { tag: "op", files }], &c)
+            render(&[Operator { tag: "op", files }], &c, &validate)
                 .unwrap_err()
                 .to_string()
         };

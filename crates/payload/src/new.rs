@@ -244,6 +244,7 @@ pub async fn assemble(
             default_versions: &req.default_versions,
             allow_missing_images: req.allow_missing_images,
         },
+        &|what: &str, data: &[u8]| sources.validate(what, data),
     )?;
 
     // Prune, then write image-references.

@@ -317,6 +317,32 @@ impl Sources {
         Ok(files)
     }
 
+    /// [`validate`](crate::manifests::validate) one manifest, remembering (in the cache, by content
+    /// digest) files already found valid with their warnings, so an unchanged manifest is parsed once.
+    pub fn validate(&self, what: &str, data: &[u8]) -> Result<Vec<String>> {
+        let Some(dir) = &self.cache else {
+            return crate::manifests::validate(what, data);
+        };
+        // The directory is versioned: new validation rules must not trust old verdicts.
+        let dir = dir.join("valid-manifests-v1");
+        let path = dir.join(Digest::sha256_of(data).hex());
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Ok(text.lines().map(str::to_string).collect());
+        }
+        let warnings = crate::manifests::validate(what, data)?;
+        let remember = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+            std::io::Write::write_all(&mut tmp, warnings.join("\n").as_bytes())?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = remember() {
+            tracing::warn!("cannot cache a manifest check in {}: {e}", dir.display());
+        }
+        Ok(warnings)
+    }
+
     /// A layer as a local file in `dir`, checked against its digest on the way (a tampered blob in a
     /// layout is caught here, not as a confusing tar error later).
     pub(crate) async fn layer_file(
