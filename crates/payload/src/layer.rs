@@ -58,7 +58,9 @@ pub fn build(
     let diff_id = Digest::sha256_of(&tar);
     let mut gz = flate2::GzBuilder::new().mtime(0).write(
         Vec::with_capacity(tar.len() / 3 + 1024),
-        flate2::Compression::default(),
+        // Level 1: the layer is small text, and its digest need not match oc's (no Rust encoder can
+        // reproduce Go's bytes anyway, spec §1.2); it is rebuilt on every assembly, so speed wins.
+        flate2::Compression::fast(),
     );
     gz.write_all(&tar).expect("in-memory gzip");
     let gzip = bytes::Bytes::from(gz.finish().expect("in-memory gzip"));

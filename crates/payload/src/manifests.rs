@@ -109,7 +109,9 @@ pub type Validator<'a> = &'a (dyn Fn(&str, &[u8]) -> Result<Vec<String>> + Sync)
 pub fn render(operators: &[Operator], ctx: &Context, validator: Validator) -> Result<Rendered> {
     let mut out = Rendered::default();
     let mut names = BTreeSet::new();
-    let version_re = Regex::new(r"\b0\.0\.1-snapshot(-[a-z0-9]+(?:-[a-z0-9]+)*)?").expect("regex");
+    // ASCII word boundary, as Go's `\b` (a Unicode one forces the slowest regex engine).
+    let version_re =
+        Regex::new(r"(?-u:\b)0\.0\.1-snapshot(-[a-z0-9]+(?:-[a-z0-9]+)*)?").expect("regex");
     let release = ctx.release.without_build();
     for op in operators {
         let refs = match op.files.iter().find(|f| f.name == IMAGE_REFERENCES) {
@@ -135,11 +137,16 @@ pub fn render(operators: &[Operator], ctx: &Context, validator: Validator) -> Re
             let data = match std::str::from_utf8(&file.data) {
                 Ok(text) => {
                     let text = match &rewrite {
-                        Some((re, to)) => re
-                            .replace_all(text, |c: &regex::Captures| {
-                                format!("{}{}{}", &c[1], to[&c[2]], &c[5])
-                            })
-                            .into_owned(),
+                        Some((re, to)) => {
+                            let out =
+                                re.replace_all(text.as_bytes(), |c: &regex::bytes::Captures| {
+                                    [&c[1], to[&c[2]].as_bytes(), &c[5]].concat()
+                                });
+                            // Only ASCII bytes matched and UTF-8 pull specs went in: still UTF-8.
+                            String::from_utf8(out.into_owned()).map_err(|_| {
+                                invalid(format!("{what}: rewriting image references broke UTF-8"))
+                            })?
+                        }
                         None => text.to_string(),
                     };
                     substitute_versions(&what, &text, &version_re, &release, versions.as_ref())?
@@ -196,13 +203,14 @@ fn unique_name(name: &str, taken: &mut BTreeSet<String>) -> String {
 /// One operator's image-references as a single pattern over all its source strings, and what each
 /// source becomes. As in oc, a source matches only after a non-word character (or at the start), may
 /// carry a `:tag` or `@digest`, and must be followed by whitespace, a quote or the end. The classes
-/// are ASCII, as Go's `\w` and `\s` are (and much faster than Unicode classes).
+/// are ASCII, as Go's `\w` and `\s` are (and much faster than Unicode classes). oc bounds the tag at
+/// 128 characters; longer tags are invalid anyway, and the unbounded form compiles far faster.
 fn image_rewrite(
     op: &str,
     refs: &ImageStream,
     ctx: &Context,
     referenced: &mut BTreeSet<String>,
-) -> Result<Option<(Regex, BTreeMap<String, String>)>> {
+) -> Result<Option<(regex::bytes::Regex, BTreeMap<Vec<u8>, String>)>> {
     let mut by_source: BTreeMap<&str, &str> = BTreeMap::new();
     let mut to = BTreeMap::new();
     for tag in &refs.spec.tags {
@@ -230,20 +238,26 @@ fn image_rewrite(
             )));
         };
         referenced.insert(tag.name.clone());
-        to.insert(source.to_string(), pullspec.clone());
+        to.insert(source.as_bytes().to_vec(), pullspec.clone());
     }
     if to.is_empty() {
         return Ok(None);
     }
     // Longest first, so that a source that is a prefix of another never shadows it.
-    let mut sources: Vec<&String> = to.keys().collect();
+    let mut sources: Vec<&str> = by_source
+        .keys()
+        .copied()
+        .filter(|s| to.contains_key(s.as_bytes()))
+        .collect();
     sources.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let alternation: Vec<String> = sources.iter().map(|s| regex::escape(s)).collect();
+    // Byte-oriented and ASCII-only (`(?-u)`): a Unicode negated class compiles to a large automaton.
     let pattern = format!(
-        r#"(^|[^0-9A-Za-z_])({})(:[0-9A-Za-z_][0-9A-Za-z_.-]{{0,127}})?(@[A-Za-z0-9_+.-]+:[0-9a-fA-F]+)?([\t\n\f\r "']|$)"#,
+        r#"(?-u)(^|[^0-9A-Za-z_])({})(:[0-9A-Za-z_][0-9A-Za-z_.-]*)?(@[A-Za-z0-9_+.-]+:[0-9a-fA-F]+)?([\t\n\f\r "']|$)"#,
         alternation.join("|")
     );
-    Ok(Some((Regex::new(&pattern).expect("escaped regex"), to)))
+    let re = regex::bytes::Regex::new(&pattern).expect("escaped regex");
+    Ok(Some((re, to)))
 }
 
 /// Component versions an operator's `0.0.1-snapshot-<key>` references resolve to: from the tags its

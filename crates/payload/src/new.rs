@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use futures_util::future::try_join_all;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use oci::manifest::{media_type, Parsed};
 use oci::{Copier, Descriptor, Digest, RawManifest, Store};
@@ -505,23 +506,18 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 /// per-arch manifests and the top manifest, so the tag appears only when everything it needs is there.
 pub async fn push(built: &Built, copier: &Copier, dst: &Store, tag: &str) -> Result<()> {
     let _guard = dst.guard().await?;
-    copier
-        .copy_blobs(&built.base_store, dst, built.base_layers.clone())
-        .await?;
-    for (desc, bytes) in &built.blobs {
+    let base = copier.copy_blobs(&built.base_store, dst, built.base_layers.clone());
+    let new = try_join_all(built.blobs.iter().map(|(desc, bytes)| async move {
         if dst.has_blob(desc).await? {
-            continue;
+            return Ok(());
         }
         let body = bytes.clone();
         let inner: oci::stream::BlobStream = Box::pin(stream::once(async move { Ok(body) }));
-        let verified = oci::stream::verified(
-            format!("blob {}", desc.digest),
-            &desc.digest,
-            Some(desc.size),
-            inner,
-        );
-        dst.put_blob(desc, verified).await?;
-    }
+        let what = format!("blob {}", desc.digest);
+        let verified = oci::stream::verified(what, &desc.digest, Some(desc.size), inner);
+        dst.put_blob(desc, verified).await
+    }));
+    tokio::try_join!(base, new)?;
     for child in &built.children {
         dst.put_manifest(child, None, false).await?;
     }
