@@ -200,6 +200,9 @@ fn unique_name(name: &str, taken: &mut BTreeSet<String>) -> String {
     candidate
 }
 
+/// A pattern over an operator's image-references sources, and what each source becomes.
+type Rewrite = (regex::bytes::Regex, BTreeMap<Vec<u8>, String>);
+
 /// One operator's image-references as a single pattern over all its source strings, and what each
 /// source becomes. As in oc, a source matches only after a non-word character (or at the start), may
 /// carry a `:tag` or `@digest`, and must be followed by whitespace, a quote or the end. The classes
@@ -210,7 +213,7 @@ fn image_rewrite(
     refs: &ImageStream,
     ctx: &Context,
     referenced: &mut BTreeSet<String>,
-) -> Result<Option<(regex::bytes::Regex, BTreeMap<Vec<u8>, String>)>> {
+) -> Result<Option<Rewrite>> {
     let mut by_source: BTreeMap<&str, &str> = BTreeMap::new();
     let mut to = BTreeMap::new();
     for tag in &refs.spec.tags {
