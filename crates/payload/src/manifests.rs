@@ -114,6 +114,16 @@ pub fn render(operators: &[Operator], ctx: &Context, validator: Validator) -> Re
         Regex::new(r"(?-u:\b)0\.0\.1-snapshot(-[a-z0-9]+(?:-[a-z0-9]+)*)?").expect("regex");
     let release = ctx.release.without_build();
     for op in operators {
+        if !op
+            .tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            out.warnings.push(format!(
+                "operator '{}': tags with characters outside [A-Za-z0-9-] break the CVO's grouping of manifests by component (0000_<level>_<component>_...)",
+                op.tag
+            ));
+        }
         let refs = match op.files.iter().find(|f| f.name == IMAGE_REFERENCES) {
             Some(f) => Some(
                 ImageStream::parse(
@@ -493,6 +503,22 @@ mod tests {
         // As in oc's single pass, the space after the first match is consumed, so the second
         // reference has no boundary before it and stays.
         assert!(text.contains("both: q/a@sha256:1 p/x:ab\n"), "{text}");
+    }
+
+    #[test]
+    fn tags_the_cvo_cannot_group_are_warned_about() {
+        let release = ReleaseName::parse("4.17.0").unwrap();
+        let (pullspecs, versions, defaults) = (BTreeMap::new(), BTreeMap::new(), Versions::new());
+        let files = [file("cm.yaml", CM)];
+        let c = ctx(&release, &pullspecs, &versions, &defaults);
+        let warnings = |tag: &str| {
+            render(&[Operator { tag, files: &files }], &c, &validate)
+                .unwrap()
+                .warnings
+        };
+        assert!(warnings("my-operator").is_empty());
+        let w = warnings("my_operator");
+        assert!(w.len() == 1 && w[0].contains("'my_operator'"), "{w:?}");
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct Built {
     pub children: Vec<RawManifest>,
     /// New blobs: the release layer and the configs.
     pub blobs: Vec<(Descriptor, Bytes)>,
-    /// Base layers to copy, per base image store.
+    /// Base layers (of every arch) the payload references, to copy from `base_store`.
     pub base_layers: Vec<Descriptor>,
     /// Where the base lives.
     pub base_store: Store,
