@@ -15,10 +15,10 @@
 //! Run with `cargo bench -p okd-forge --bench copy` (`BENCH_ROUNDS=N` repeats; the best round counts).
 //! It prints a Markdown table for docs/benchmarks.md.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
+use testkit::bench::{self, data_set, dir_bytes, Cost};
 use testkit::images::{self, ImageSpec};
 use testkit::{run_ok, skopeo_digest, RegistryServer};
 
@@ -73,15 +73,15 @@ fn main() {
                     "  {:<42} {:<9} {:>6.2}s wall, {:>5.2} CPU-s client, {:>5.2} CPU-s registries",
                     m.scenario,
                     m.tool.name(),
-                    m.wall,
-                    m.client_cpu,
-                    m.registry_cpu
+                    m.cost.wall,
+                    m.cost.client_cpu,
+                    m.cost.registry_cpu
                 );
                 match best
                     .iter_mut()
                     .find(|b| b.scenario == m.scenario && b.tool == m.tool)
                 {
-                    Some(b) if b.wall <= m.wall => {}
+                    Some(b) if b.cost.wall <= m.cost.wall => {}
                     Some(b) => *b = m,
                     None => best.push(m),
                 }
@@ -98,7 +98,7 @@ fn main() {
                 .find(|b| b.scenario == scenario && b.tool == tool)
                 .expect("measured")
         };
-        let (ours, theirs) = (get(Tool::OkdForge), get(Tool::Skopeo));
+        let (ours, theirs) = (get(Tool::OkdForge).cost, get(Tool::Skopeo).cost);
         println!(
             "| {scenario} | {:.1} s, {:.0} MiB/s | {:.1} s, {:.0} MiB/s | **{:.2}x** | {:.1} / {:.1} CPU-s ({:.1}x less) | {:.1} / {:.1} CPU-s |",
             ours.wall,
@@ -153,9 +153,7 @@ impl Tool {
 struct Measurement {
     scenario: &'static str,
     tool: Tool,
-    wall: f64,
-    client_cpu: f64,
-    registry_cpu: f64,
+    cost: Cost,
 }
 
 /// Copy the set once, into a fresh destination, timing it and counting the CPU of both sides.
@@ -167,9 +165,7 @@ fn measure(
 ) -> Measurement {
     let dst = RegistryServer::start();
     let layout = tempfile::tempdir().expect("temp dir");
-    let registry_cpu = || source.cpu_seconds() + dst.cpu_seconds();
-    let (cpu0, reg0) = (children_cpu(), registry_cpu());
-    let wall = timed(|| match scenario {
+    let ((), cost) = bench::measure(&[source, &dst], || match scenario {
         "registry to registry, whole repository" => {
             let (from, to) = (source.docker(REPO), dst.docker(REPO));
             match tool {
@@ -204,9 +200,7 @@ fn measure(
     let m = Measurement {
         scenario,
         tool,
-        wall,
-        client_cpu: children_cpu() - cpu0,
-        registry_cpu: registry_cpu() - reg0,
+        cost,
     };
     // Every tag arrived with the source's digest, as skopeo sees it.
     for (t, digest) in expected {
@@ -218,24 +212,6 @@ fn measure(
         assert_eq!(&skopeo_digest(&r), digest, "{r}");
     }
     m
-}
-
-/// CPU seconds used by finished child processes (the copies; the registries are still running).
-fn children_cpu() -> f64 {
-    // SAFETY: getrusage writes into the struct we pass and has no other preconditions.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-fn timed(f: impl FnOnce()) -> f64 {
-    let start = Instant::now();
-    f();
-    start.elapsed().as_secs_f64()
 }
 
 fn skopeo() -> Command {
@@ -251,26 +227,12 @@ fn tag(i: usize) -> String {
 
 /// The image set as an OCI layout, generated once and reused.
 fn image_set() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-data/copy-v1");
-    let done = dir.join("complete");
-    if done.exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("generating the image set in {} (once)", dir.display());
-    let layout = oci::Layout::create(&dir).expect("layout");
-    for i in 0..IMAGES {
-        let seed = 1000 + 2 * i as u64;
-        let spec = ImageSpec::new(&[(1, BASE), (seed, OWN), (seed + 1, OWN)]);
-        images::write_image(&layout, &spec, Some(&tag(i)));
-    }
-    std::fs::write(&done, b"").expect("marker");
-    dir
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| e.expect("entry").metadata().expect("metadata").len())
-        .sum()
+    data_set("copy-v1", |dir| {
+        let layout = oci::Layout::create(dir).expect("layout");
+        for i in 0..IMAGES {
+            let seed = 1000 + 2 * i as u64;
+            let spec = ImageSpec::new(&[(1, BASE), (seed, OWN), (seed + 1, OWN)]);
+            images::write_image(&layout, &spec, Some(&tag(i)));
+        }
+    })
 }

@@ -40,10 +40,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use oci::{Digest, Layout, RawManifest, Selector};
 use serde_json::Value;
+use testkit::bench::{data_set, dir_bytes, measure, timed, Cost};
 use testkit::release::{self as fx, Entry, ImageBuilder, PLACEHOLDER};
 use testkit::{run_ok, skopeo_digest, RegistryServer};
 
@@ -273,19 +273,24 @@ fn main() -> ExitCode {
     let mapping_v2 = tmp.path().join("mapping-v2.txt");
     write_mapping(&mapping_v2, &v2);
 
+    // Push the changed operator's image in `layout` over its component tag.
+    let push_changed = |layout: &Path| {
+        run_ok(&mut forge(&[
+            "image",
+            "copy",
+            "-q",
+            &format!("oci:{}:{CHANGED}", layout.display()),
+            &registry.docker(&format!("{CONTENT}:{CHANGED}")),
+        ]));
+    };
+
     let mut results: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
     for round in 1..=rounds {
         let cache = tmp.path().join(format!("cache-{round}"));
         let repo = format!("okd/release-r{round}");
         let to = |tag: &str| registry.docker(&format!("{repo}:{tag}"));
         // The component tag points at the original image again, as before a rebuild.
-        run_ok(&mut forge(&[
-            "image",
-            "copy",
-            "-q",
-            &format!("oci:{}:{CHANGED}", components.display()),
-            &registry.docker(&format!("{CONTENT}:{CHANGED}")),
-        ]));
+        push_changed(&components);
 
         let full = release_new(&registry, &mapping_v1, &to("full"), &store, &cache);
         let extracted = cached_extractions(&cache);
@@ -297,13 +302,7 @@ fn main() -> ExitCode {
             "warm: nothing extracted"
         );
         // Rebuild: push the new image over the tag (untimed, as CI would before assembling).
-        run_ok(&mut forge(&[
-            "image",
-            "copy",
-            "-q",
-            &format!("oci:{}:{CHANGED}", rebuilt.display()),
-            &registry.docker(&format!("{CONTENT}:{CHANGED}")),
-        ]));
+        push_changed(&rebuilt);
         let incremental = release_new(&registry, &mapping_v2, &to("incremental"), &store, &cache);
         assert_eq!(
             cached_extractions(&cache),
@@ -312,10 +311,10 @@ fn main() -> ExitCode {
         );
         eprintln!(
             "round {round}/{rounds}: full {:.2}s, warm {:.2}s, incremental {:.2}s ({:.1}% of full)",
-            full.wall,
-            warm.wall,
-            incremental.wall,
-            100.0 * incremental.wall / full.wall
+            full.cost.wall,
+            warm.cost.wall,
+            incremental.cost.wall,
+            100.0 * incremental.cost.wall / full.cost.wall
         );
 
         let check_cache = tmp.path().join(format!("check-cache-{round}"));
@@ -362,8 +361,8 @@ fn main() -> ExitCode {
     }
 
     let med = |k: &str, f: fn(&Run) -> f64| median(results[k].iter().map(f).collect());
-    let full = med("full", |r| r.wall);
-    let incremental = med("incremental", |r| r.wall);
+    let full = med("full", |r| r.cost.wall);
+    let incremental = med("incremental", |r| r.cost.wall);
     let ratio = incremental / full;
     println!();
     println!(
@@ -377,14 +376,14 @@ fn main() -> ExitCode {
     ] {
         let rounds: Vec<String> = results[key]
             .iter()
-            .map(|r| format!("{:.2}", r.wall))
+            .map(|r| format!("{:.2}", r.cost.wall))
             .collect();
         println!(
             "| {label} | **{:.2} s** | {} s | {:.2} CPU-s | {:.2} CPU-s |",
-            med(key, |r| r.wall),
+            med(key, |r| r.cost.wall),
             rounds.join(", "),
-            med(key, |r| r.client_cpu),
-            med(key, |r| r.registry_cpu),
+            med(key, |r| r.cost.client_cpu),
+            med(key, |r| r.cost.registry_cpu),
         );
     }
     let verdict = if ratio <= TARGET_RATIO {
@@ -407,9 +406,7 @@ fn main() -> ExitCode {
 
 /// One timed `release new`.
 struct Run {
-    wall: f64,
-    client_cpu: f64,
-    registry_cpu: f64,
+    cost: Cost,
     digest: String,
 }
 
@@ -433,33 +430,11 @@ fn release_new(
     store: &Path,
     cache: &Path,
 ) -> Run {
-    let (mapping, store, cache) = (
-        mapping.display().to_string(),
-        store.display().to_string(),
-        cache.display().to_string(),
-    );
+    let cache = cache.display().to_string();
+    let extra = ["--tls-verify=false", "--cache", &cache, "-q"];
     let mut cmd = forge(&[]);
-    cmd.args([
-        "release",
-        "new",
-        "--name",
-        NAME,
-        "--mapping-file",
-        &mapping,
-        "--to",
-        to,
-        "--tls-verify=false",
-        "--store",
-        &store,
-        "--cache",
-        &cache,
-        "-q",
-    ]);
-    let (cpu0, reg0) = (children_cpu(), registry.cpu_seconds());
-    let start = Instant::now();
-    let out = cmd.output().expect("run okd-forge");
-    let wall = start.elapsed().as_secs_f64();
-    let (client_cpu, registry_cpu) = (children_cpu() - cpu0, registry.cpu_seconds() - reg0);
+    cmd.args(fx::new_args(NAME, to, mapping, store, &extra));
+    let (out, cost) = measure(&[registry], || cmd.output().expect("run okd-forge"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{cmd:?} failed:\n{stderr}");
     // No warnings: every generated manifest is valid and annotated.
@@ -470,12 +445,7 @@ fn release_new(
         .next()
         .expect("digest on stdout")
         .to_string();
-    Run {
-        wall,
-        client_cpu,
-        registry_cpu,
-        digest,
-    }
+    Run { cost, digest }
 }
 
 /// Operator manifest extractions in the cache (`CACHE/operator-manifests/<layer digest>.tar`).
@@ -543,14 +513,10 @@ enum Role {
 /// The generated layouts: `components` (150 images, tagged by component) and `rebuilt` (the changed
 /// operator), created once and reused.
 fn image_set() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-data/release-v1");
-    let done = dir.join("complete");
-    if done.exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("generating the image set in {} (once)", dir.display());
-    let start = Instant::now();
+    data_set("release-v1", generate_image_set)
+}
+
+fn generate_image_set(dir: &Path) {
     let mut jobs: Vec<(String, Role)> = vec![(CVO.to_string(), Role::Cvo)];
     jobs.extend(
         OPERATORS
@@ -576,9 +542,6 @@ fn image_set() -> PathBuf {
         .expect("changed operator");
     let m = image(CHANGED, Role::Operator(index), 2).write(&rebuilt, None);
     rebuilt.put_manifest(&m, Some(CHANGED), true).expect("tag");
-    std::fs::write(&done, b"").expect("marker");
-    eprintln!("generated in {:.1}s", start.elapsed().as_secs_f64());
-    dir
 }
 
 /// Build and write the images on every core; returns (tag, manifest) in job order.
@@ -872,24 +835,6 @@ fn expected_manifest_count() -> usize {
 // Measuring
 // ------------------------------------------------------------------------------------------------
 
-/// CPU seconds used by finished child processes.
-fn children_cpu() -> f64 {
-    // SAFETY: getrusage writes into the struct we pass and has no other preconditions.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-fn timed(f: impl FnOnce()) -> f64 {
-    let start = Instant::now();
-    f();
-    start.elapsed().as_secs_f64()
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -898,11 +843,4 @@ fn median(mut v: Vec<f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| e.expect("entry").metadata().expect("metadata").len())
-        .sum()
 }

@@ -12,35 +12,30 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::Forge;
+use common::{s, Forge, CREATED};
 use oci::{Digest, Layout};
 use serde_json::{json, Value};
 use testkit::release::{
-    self as fx, broken, image_parts, layer_entries, Entry, ImageParts, Inputs, LayerEntry,
-    ReleaseSet,
+    self as fx, broken, image_parts, layer_entries, new_args, Entry, ImageParts, Inputs,
+    LayerEntry, ReleaseSet,
 };
-use testkit::{skopeo, skopeo_digest, RegistryServer};
+use testkit::{file_names, skopeo, skopeo_digest, RegistryServer};
 
 /// The release name of most tests.
 const NAME: &str = "4.17.0-okd-scos.1";
-/// `SOURCE_DATE_EPOCH` for every build: 2026-01-01T00:00:00Z.
-const EPOCH: &str = "1767225600";
-const CREATED: &str = "2026-01-01T00:00:00Z";
 /// `--previous` as given (unsorted; `.10` sorts before `.9` as strings).
 const PREVIOUS: &str = "4.17.0-okd-scos.0,4.16.0-okd-scos.9,4.16.0-okd-scos.10";
 /// `--metadata` as given (keys not sorted).
 const METADATA: &str = r#"{"url":"https://github.com/okd-project/okd/releases/tag/4.17.0-okd-scos.1","io.openshift.upgrades.graph.release.channels":"stable-4"}"#;
-
-/// The tags a standard build with `--include installer` keeps: referenced by the MCO's
-/// image-references, operators, the base, and `installer`; `pod` is pruned.
-const KEPT: &[&str] = &[
-    "cli",
-    "cluster-network-operator",
-    "cluster-version-operator",
-    "hyperkube",
+/// The arguments of the standard build beyond the inputs: `--include installer`, `--previous`,
+/// `--metadata`.
+const STANDARD_ARGS: &[&str] = &[
+    "--include",
     "installer",
-    "machine-config-operator",
-    "stream-coreos",
+    "--previous",
+    PREVIOUS,
+    "--metadata",
+    METADATA,
 ];
 
 /// The files of release-manifests after the three leading entries, in layer order: operators by tag,
@@ -62,27 +57,14 @@ const MANIFEST_FILES: &[&str] = &[
 // Helpers
 // ------------------------------------------------------------------------------------------------
 
-fn forge() -> Forge {
-    Forge::new().with_env("SOURCE_DATE_EPOCH", EPOCH)
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-fn run_ok(f: &Forge, args: &[String]) -> String {
-    let v: Vec<&str> = args.iter().map(String::as_str).collect();
-    f.ok(&v)
-}
-
-fn run_json(f: &Forge, args: &[String]) -> Value {
-    let v: Vec<&str> = args.iter().map(String::as_str).collect();
-    f.json(&v)
-}
-
-fn run_fails(f: &Forge, args: &[String]) -> String {
-    let v: Vec<&str> = args.iter().map(String::as_str).collect();
-    f.fails(&v)
+/// The standard tags but `pruned`, in order. A standard build with `--include installer` keeps all
+/// but `pod` (referenced by the MCO's image-references, operators, the base, and `installer`).
+fn standard_tags_but(pruned: &[&str]) -> Vec<&'static str> {
+    fx::STANDARD_TAGS
+        .iter()
+        .copied()
+        .filter(|t| !pruned.contains(t))
+        .collect()
 }
 
 /// Write `set` into `f`'s store and a mapping file named `mapping`; returns the inputs and the
@@ -91,27 +73,6 @@ fn inputs(f: &Forge, set: &ReleaseSet, mapping: &str) -> (Inputs, String) {
     let inputs = set.write(&f.path("store"));
     let file = inputs.write_mapping(&f.path(mapping));
     (inputs, file)
-}
-
-/// `release new --name NAME --to TO --mapping-file M --store S` followed by `extra`.
-fn new_args(name: &str, to: &str, mapping: &str, store: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "release",
-        "new",
-        "--name",
-        name,
-        "--to",
-        to,
-        "--mapping-file",
-        mapping,
-        "--store",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.push(s(store));
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
 }
 
 /// A built payload in an OCI layout.
@@ -125,6 +86,18 @@ struct Built {
 }
 
 impl Built {
+    /// The payload `release new` wrote into `dir`, from its stdout (`DIGEST NAME CREATED`).
+    fn parse(dir: PathBuf, stdout: &str) -> Built {
+        let line = stdout.trim_end().to_string();
+        let digest: Digest = line
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|e| panic!("first field of {line:?} is not a digest: {e}"));
+        Built { dir, digest, line }
+    }
+
     fn layout(&self) -> Layout {
         Layout::open(&self.dir).expect("payload layout")
     }
@@ -148,44 +121,26 @@ impl Built {
 /// Run `release new` (with SOURCE_DATE_EPOCH) into `oci:<f>/<out>`, expecting one output line.
 fn build(f: &Forge, name: &str, out: &str, mapping: &str, extra: &[&str]) -> Built {
     let dir = f.path(out);
-    let stdout = run_ok(
-        f,
-        &new_args(
-            name,
-            &format!("oci:{}", dir.display()),
-            mapping,
-            &f.path("store"),
-            extra,
-        ),
-    );
-    let line = stdout.trim_end().to_string();
+    let to = format!("oci:{}", dir.display());
+    let stdout = f.ok(&new_args(name, &to, mapping, f.path("store"), extra));
     assert_eq!(stdout.lines().count(), 1, "one line expected: {stdout}");
-    let digest: Digest = line
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("first field of {line:?} is not a digest: {e}"));
-    Built { dir, digest, line }
+    Built::parse(dir, &stdout)
+}
+
+/// `release new` with `args` (the inputs and options) into `oci:<f>/<out>`, with `f`'s store.
+fn build_with(f: &Forge, out: &str, args: &[&str]) -> Built {
+    let dir = f.path(out);
+    let to = format!("oci:{}", dir.display());
+    let store = s(&f.path("store"));
+    let mut all = vec!["release", "new", "--to", &to, "--store", &store];
+    all.extend_from_slice(args);
+    Built::parse(dir, &f.ok(&all))
 }
 
 /// The standard build: all standard tags, `--include installer`, `--previous`, `--metadata`.
 fn standard_build(f: &Forge) -> (Inputs, Built) {
     let (inputs, mapping) = inputs(f, &ReleaseSet::standard("amd64"), "mapping.txt");
-    let built = build(
-        f,
-        NAME,
-        "payload",
-        &mapping,
-        &[
-            "--include",
-            "installer",
-            "--previous",
-            PREVIOUS,
-            "--metadata",
-            METADATA,
-        ],
-    );
+    let built = build(f, NAME, "payload", &mapping, STANDARD_ARGS);
     (inputs, built)
 }
 
@@ -347,7 +302,7 @@ fn names(v: &Value) -> Vec<String> {
 
 #[test]
 fn payload_contents_match_golden_files_and_the_spec() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (inputs, built) = standard_build(&f);
     let top = built.top();
 
@@ -377,10 +332,11 @@ fn payload_contents_match_golden_files_and_the_spec() {
     let refs_entry = entry(&top, "image-references");
     golden("image-references", &refs_entry.text());
     let refs = parse_json(refs_entry);
-    assert_eq!(tag_names(&refs), KEPT, "tags sorted by name, pod pruned");
+    let kept = standard_tags_but(&["pod"]);
+    assert_eq!(tag_names(&refs), kept, "tags sorted by name, pod pruned");
     assert_eq!(
         without_empty_is_annotations(refs.clone()),
-        expected_image_references(&inputs, KEPT, NAME)
+        expected_image_references(&inputs, &kept, NAME)
     );
     // Two-space indentation, as Go's json.MarshalIndent.
     assert!(
@@ -485,7 +441,7 @@ fn payload_contents_match_golden_files_and_the_spec() {
 
 #[test]
 fn payload_layer_and_config_are_built_like_oc() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (inputs, built) = standard_build(&f);
     let layout = built.layout();
     assert_eq!(built.line, format!("{} {NAME} {CREATED}", built.digest));
@@ -549,10 +505,7 @@ fn payload_layer_and_config_are_built_like_oc() {
     let base_cfg = &base.config;
     assert_eq!(
         cfg["config"]["Labels"],
-        json!({
-            "io.openshift.release": NAME,
-            "io.openshift.release.base-image-digest": inputs.digest("cluster-version-operator").to_string(),
-        }),
+        inputs.release_labels(NAME),
         "labels replaced by exactly the two release labels"
     );
     assert_eq!(
@@ -595,66 +548,25 @@ fn payload_layer_and_config_are_built_like_oc() {
 
 #[test]
 fn builds_are_reproducible_and_dry_run_writes_nothing() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (_, a) = standard_build(&f);
-    let b = build(
-        &f,
-        NAME,
-        "again",
-        &s(&f.path("mapping.txt")),
-        &[
-            "--include",
-            "installer",
-            "--previous",
-            PREVIOUS,
-            "--metadata",
-            METADATA,
-        ],
-    );
+    let mapping = f.path("mapping.txt");
+    let store = f.path("store");
+    let b = build(&f, NAME, "again", &s(&mapping), STANDARD_ARGS);
     assert_eq!(
         a.line, b.line,
         "same inputs and SOURCE_DATE_EPOCH, same digest"
     );
 
     let dry = f.path("dry");
-    let out = run_ok(
-        &f,
-        &new_args(
-            NAME,
-            &format!("oci:{}", dry.display()),
-            &s(&f.path("mapping.txt")),
-            &f.path("store"),
-            &[
-                "--include",
-                "installer",
-                "--previous",
-                PREVIOUS,
-                "--metadata",
-                METADATA,
-                "--dry-run",
-            ],
-        ),
-    );
+    let to = format!("oci:{}", dry.display());
+    let dry_run = [STANDARD_ARGS, &["--dry-run"]].concat();
+    let out = f.ok(&new_args(NAME, &to, &mapping, &store, &dry_run));
     assert_eq!(out.trim_end(), a.line, "--dry-run computes the same digest");
     assert_nothing_written(&dry);
 
-    let report = run_json(
-        &f,
-        &new_args(
-            NAME,
-            &format!("oci:{}", f.path("json").display()),
-            &s(&f.path("mapping.txt")),
-            &f.path("store"),
-            &[
-                "--include",
-                "installer",
-                "--previous",
-                PREVIOUS,
-                "--metadata",
-                METADATA,
-            ],
-        ),
-    );
+    let to = format!("oci:{}", f.path("json").display());
+    let report = f.json(&new_args(NAME, &to, &mapping, &store, STANDARD_ARGS));
     assert_eq!(report["digest"], a.digest.to_string());
     assert_eq!(report["name"], NAME);
     assert_eq!(report["created"], CREATED);
@@ -668,7 +580,7 @@ fn builds_are_reproducible_and_dry_run_writes_nothing() {
 
 #[test]
 fn overrides_replace_tags_and_are_annotated() {
-    let f = forge();
+    let f = Forge::reproducible();
     let alt_cli = fx::cli("amd64")
         .label(fx::LABEL_COMMIT_ID, &"a".repeat(40))
         .add_to_top(Entry::file("usr/share/cli/override", "override"));
@@ -726,7 +638,7 @@ fn overrides_replace_tags_and_are_annotated() {
 
 #[test]
 fn an_overridden_operator_contributes_manifests_from_all_layers() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (inputs, mapping) = inputs(&f, &ReleaseSet::standard("amd64"), "mapping.txt");
     let built = build(
         &f,
@@ -754,7 +666,7 @@ fn an_overridden_operator_contributes_manifests_from_all_layers() {
 
 #[test]
 fn round_trip_new_info_extract() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (inputs, built) = standard_build(&f);
     let reference = built.reference(NAME);
     let top = built.top();
@@ -799,7 +711,7 @@ fn round_trip_new_info_extract() {
         "{text}"
     );
     assert!(text.contains("Images:"), "{text}");
-    for t in KEPT {
+    for t in standard_tags_but(&["pod"]) {
         assert!(
             has_row(&[t, inputs.pullspec(t).as_str()]),
             "image row for {t}:\n{text}"
@@ -865,13 +777,8 @@ fn round_trip_new_info_extract() {
     );
 
     // extract: every file flat in DIR.
-    let dir = f.path("extracted");
-    f.ok(&["release", "extract", &reference, "--to", &s(&dir)]);
-    let mut found: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    found.sort();
+    let dir = f.extract_to(&reference, &[], "extracted");
+    let found = file_names(&dir);
     let mut want: Vec<String> = top[1..]
         .iter()
         .map(|e| e.path.trim_start_matches("release-manifests/").to_string())
@@ -897,23 +804,14 @@ fn round_trip_new_info_extract() {
     );
 
     // extract --file: one file to stdout.
-    let one = f
-        .cmd()
-        .args([
-            "release",
-            "extract",
-            &reference,
-            "--file",
-            "release-metadata",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        one.status.success(),
-        "{}",
-        String::from_utf8_lossy(&one.stderr)
-    );
-    assert_eq!(one.stdout, entry(&top, "release-metadata").contents);
+    let one = f.ok(&[
+        "release",
+        "extract",
+        &reference,
+        "--file",
+        "release-metadata",
+    ]);
+    assert_eq!(one.as_bytes(), entry(&top, "release-metadata").contents);
     let err = f.fails(&[
         "release",
         "extract",
@@ -926,7 +824,7 @@ fn round_trip_new_info_extract() {
 
 #[test]
 fn arm64_payload_reports_its_architecture() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (inputs, mapping) = inputs(&f, &ReleaseSet::standard("arm64"), "mapping.txt");
     let built = build(&f, NAME, "payload", &mapping, &[]);
     let cfg = built.parts().config;
@@ -939,17 +837,7 @@ fn arm64_payload_reports_its_architecture() {
     assert_eq!(field(&text, "OS/Arch:"), "linux/arm64");
     // Without --include, installer and pod are pruned; without --previous, previous is [].
     let refs = parse_json(entry(&built.top(), "image-references"));
-    assert_eq!(
-        tag_names(&refs),
-        [
-            "cli",
-            "cluster-network-operator",
-            "cluster-version-operator",
-            "hyperkube",
-            "machine-config-operator",
-            "stream-coreos"
-        ]
-    );
+    assert_eq!(tag_names(&refs), standard_tags_but(&["installer", "pod"]));
     let meta = parse_json(entry(&built.top(), "release-metadata"));
     assert_eq!(meta["previous"], json!([]));
     assert!(
@@ -964,33 +852,19 @@ fn arm64_payload_reports_its_architecture() {
 
 #[test]
 fn payload_pushed_to_a_registry_is_read_by_skopeo() {
-    let f = forge();
+    let f = Forge::reproducible();
     let reg = RegistryServer::start();
     let (inputs, mapping) = inputs(&f, &ReleaseSet::standard("amd64"), "mapping.txt");
     let to = reg.docker(&format!("okd/release:{NAME}"));
-    let out = run_ok(
-        &f,
-        &new_args(
-            NAME,
-            &to,
-            &mapping,
-            &f.path("store"),
-            &["--tls-verify=false"],
-        ),
-    );
+    let tls = ["--tls-verify=false"];
+    let out = f.ok(&new_args(NAME, &to, &mapping, f.path("store"), &tls));
     let digest = out.split(' ').next().unwrap().to_string();
     assert_eq!(out.trim_end(), format!("{digest} {NAME} {CREATED}"));
 
     let inspect: Value =
         serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", &to])).unwrap();
     assert_eq!(inspect["Digest"], digest.as_str());
-    assert_eq!(
-        inspect["Labels"],
-        json!({
-            "io.openshift.release": NAME,
-            "io.openshift.release.base-image-digest": inputs.digest("cluster-version-operator").to_string(),
-        })
-    );
+    assert_eq!(inspect["Labels"], inputs.release_labels(NAME));
     assert_eq!(inspect["Architecture"], "amd64");
     let raw: Value =
         serde_json::from_str(&skopeo(&["inspect", "--raw", "--tls-verify=false", &to])).unwrap();
@@ -1013,15 +887,7 @@ fn payload_pushed_to_a_registry_is_read_by_skopeo() {
     let info = f.json(&["release", "info", &to, "--tls-verify=false"]);
     assert_eq!(info["digest"], digest.as_str());
     assert_eq!(info["metadata"]["version"], NAME);
-    let dir = f.path("extracted");
-    f.ok(&[
-        "release",
-        "extract",
-        &to,
-        "--tls-verify=false",
-        "--to",
-        &s(&dir),
-    ]);
+    let dir = f.extract_to(&to, &["--tls-verify=false"], "extracted");
     assert!(dir
         .join("0000_80_machine-config_01_osimageurl.yaml")
         .is_file());
@@ -1029,7 +895,7 @@ fn payload_pushed_to_a_registry_is_read_by_skopeo() {
 
 #[test]
 fn multi_arch_inputs_give_a_manifest_list_payload() {
-    let f = forge();
+    let f = Forge::reproducible();
     let inputs = fx::standard_multi(&f.path("store"));
     let mapping = inputs.write_mapping(&f.path("mapping.txt"));
     let built = build(&f, NAME, "payload", &mapping, &[]);
@@ -1100,19 +966,11 @@ fn multi_arch_inputs_give_a_manifest_list_payload() {
 /// Build `set` with `extra` arguments, expecting failure; the one error line must contain every string
 /// of `all` and at least one of `any` (if given), and nothing may be written to the destination.
 fn new_fails(set: &ReleaseSet, name: &str, extra: &[&str], all: &[&str], any: &[&str]) -> String {
-    let f = forge();
+    let f = Forge::reproducible();
     let (_, mapping) = inputs(&f, set, "mapping.txt");
     let out = f.path("payload");
-    let err = run_fails(
-        &f,
-        &new_args(
-            name,
-            &format!("oci:{}", out.display()),
-            &mapping,
-            &f.path("store"),
-            extra,
-        ),
-    );
+    let to = format!("oci:{}", out.display());
+    let err = f.fails(&new_args(name, &to, &mapping, f.path("store"), extra));
     for s in all {
         assert!(err.contains(s), "error should name {s:?}: {err}");
     }
@@ -1162,7 +1020,7 @@ fn rejects_image_references_naming_a_tag_not_in_the_input() {
     new_fails(&set, NAME, &[], &[broken::MISSING_TAG], &[]);
 
     // --allow-missing-images builds it anyway, without the tag.
-    let f = forge();
+    let f = Forge::reproducible();
     let (_, mapping) = inputs(&f, &set, "mapping.txt");
     let built = build(&f, NAME, "payload", &mapping, &["--allow-missing-images"]);
     let refs = parse_json(entry(&built.top(), "image-references"));
@@ -1258,7 +1116,7 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 /// escaping link inside it.
 fn extract_refuses(bad: Vec<Entry>, culprit: &str) {
     use std::os::unix::fs::FileTypeExt;
-    let f = forge();
+    let f = Forge::reproducible();
     let store = f.path("store");
     broken::release_image(&store, "bad", bad);
     let work = f.path("work");
@@ -1322,30 +1180,21 @@ fn extract_refuses(bad: Vec<Entry>, culprit: &str) {
     }
 }
 
-fn evil_configmap() -> String {
-    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: evil\n  namespace: default\n".into()
+/// A read-only manifest at `path` (a ConfigMap named evil), as a release layer holds it.
+fn evil_file(path: &str) -> Entry {
+    let configmap =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: evil\n  namespace: default\n";
+    Entry::file(path, configmap).mode(0o444)
 }
 
 #[test]
 fn extract_of_the_hand_built_control_release_works() {
-    let f = forge();
+    let f = Forge::reproducible();
     let store = f.path("store");
     broken::release_image(&store, "good", vec![]);
-    let out = f.path("out");
-    f.ok(&[
-        "release",
-        "extract",
-        &format!("oci:{}:good", store.display()),
-        "--to",
-        &s(&out),
-    ]);
-    let mut found: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    found.sort();
+    let out = f.extract_to(&format!("oci:{}:good", store.display()), &[], "out");
     assert_eq!(
-        found,
+        file_names(&out),
         [
             "0000_50_fixture_config.yaml",
             "image-references",
@@ -1357,11 +1206,7 @@ fn extract_of_the_hand_built_control_release_works() {
 #[test]
 fn extract_refuses_absolute_paths() {
     extract_refuses(
-        vec![Entry::file(
-            "/release-manifests/0000_99_evil_absolute.yaml",
-            evil_configmap(),
-        )
-        .mode(0o444)],
+        vec![evil_file("/release-manifests/0000_99_evil_absolute.yaml")],
         "0000_99_evil_absolute.yaml",
     );
 }
@@ -1369,11 +1214,9 @@ fn extract_refuses_absolute_paths() {
 #[test]
 fn extract_refuses_parent_directory_components() {
     extract_refuses(
-        vec![Entry::file(
+        vec![evil_file(
             "release-manifests/../../0000_99_evil_dotdot.yaml",
-            evil_configmap(),
-        )
-        .mode(0o444)],
+        )],
         "0000_99_evil_dotdot.yaml",
     );
 }
@@ -1387,11 +1230,7 @@ fn extract_refuses_symlinks_escaping_the_directory() {
                 "release-manifests/0000_99_evil_symlink.yaml",
                 "../../../victim.yaml",
             ),
-            Entry::file(
-                "release-manifests/0000_99_evil_symlink.yaml",
-                evil_configmap(),
-            )
-            .mode(0o444),
+            evil_file("release-manifests/0000_99_evil_symlink.yaml"),
         ],
         "0000_99_evil_symlink.yaml",
     );
@@ -1439,7 +1278,7 @@ fn extract_refuses_oversized_entries() {
 
 #[test]
 fn extract_walks_all_layers_top_first_while_info_reads_only_the_top() {
-    let f = forge();
+    let f = Forge::reproducible();
     let store = f.path("store");
     // A lower layer with an older copy of the top layer's manifest and a file only it has (spec §1.1:
     // extract walks all layers, top first, first occurrence wins; info reads the last layer only).
@@ -1460,8 +1299,7 @@ fn extract_walks_all_layers_top_first_while_info_reads_only_the_top() {
         vec![],
     );
     let reference = format!("oci:{}:layered", store.display());
-    let out = f.path("out");
-    f.ok(&["release", "extract", &reference, "--to", &s(&out)]);
+    let out = f.extract_to(&reference, &[], "out");
     let config = std::fs::read_to_string(out.join("0000_50_fixture_config.yaml")).unwrap();
     assert!(
         config.contains("shared-from-fixture"),
@@ -1478,7 +1316,7 @@ fn extract_walks_all_layers_top_first_while_info_reads_only_the_top() {
 
 #[test]
 fn tampered_blobs_are_refused() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (inputs, built) = standard_build(&f);
     // A payload layer replaced on disk by another valid gzip tar (an image-references pointing
     // elsewhere): only the digest check can tell, and extract and info must not use it.
@@ -1539,16 +1377,14 @@ fn tampered_blobs_are_refused() {
     assert_ne!(tampered.as_bytes(), &mco.config_bytes[..]);
     std::fs::write(&config, tampered).unwrap();
     let out = f.path("again");
-    let err = run_fails(
-        &f,
-        &new_args(
-            NAME,
-            &format!("oci:{}", out.display()),
-            &s(&f.path("mapping.txt")),
-            &f.path("store"),
-            &[],
-        ),
-    );
+    let to = format!("oci:{}", out.display());
+    let err = f.fails(&new_args(
+        NAME,
+        &to,
+        f.path("mapping.txt"),
+        f.path("store"),
+        &[],
+    ));
     assert!(
         err.contains(
             mco.json["config"]["digest"]
@@ -1567,7 +1403,7 @@ fn tampered_blobs_are_refused() {
 
 #[test]
 fn diff_reports_components_and_new_removed_rebuilt_and_changed_images() {
-    let f = forge();
+    let f = Forge::reproducible();
     let from_name = "4.17.0-okd-scos.0";
     let (_, map_a) = inputs(&f, &ReleaseSet::standard("amd64"), "a.txt");
     let a = build(
@@ -1689,35 +1525,19 @@ fn diff_reports_components_and_new_removed_rebuilt_and_changed_images() {
 
 #[test]
 fn a_release_rebuilt_from_itself_is_reproduced_and_a_renamed_one_carries_its_inputs() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (inputs, built) = standard_build(&f);
     // The same name and SOURCE_DATE_EPOCH, and no changes: the tags, previous and metadata come from
     // the release and the base is found through io.openshift.release.base-image-digest, so the payload
     // is reproduced exactly (oc's "reproduce from its inputs") and records no from-release annotation.
-    let again = f.path("again");
-    let out = f.ok(&[
-        "release",
-        "new",
-        "--from-release",
-        &built.reference(NAME),
-        "--to",
-        &format!("oci:{}", again.display()),
-        "--store",
-        &s(&f.path("store")),
-        // Tags no operator references are pruned on every build, so --include is needed again.
-        "--include",
-        "installer",
-    ]);
+    let reference = built.reference(NAME);
+    // Tags no operator references are pruned on every build, so --include is needed again.
+    let args = ["--from-release", &reference, "--include", "installer"];
+    let rebuilt = build_with(&f, "again", &args);
     assert_eq!(
-        out.trim_end(),
-        built.line,
+        rebuilt.line, built.line,
         "a rebuild without changes reproduces the payload"
     );
-    let rebuilt = Built {
-        dir: again,
-        digest: built.digest.clone(),
-        line: out.trim_end().to_string(),
-    };
     let refs = parse_json(entry(&rebuilt.top(), "image-references"));
     assert!(
         refs["metadata"].get("annotations").is_none(),
@@ -1726,30 +1546,13 @@ fn a_release_rebuilt_from_itself_is_reproduced_and_a_renamed_one_carries_its_inp
     );
 
     // With a new name, the tags and release metadata carry over.
-    let next = f.path("next");
-    let line = f.ok(&[
-        "release",
-        "new",
-        "--from-release",
-        &built.reference(NAME),
-        "--name",
-        "4.17.0-okd-scos.2",
-        "--to",
-        &format!("oci:{}", next.display()),
-        "--store",
-        &s(&f.path("store")),
-    ]);
-    let digest: Digest = line.split(' ').next().unwrap().parse().unwrap();
-    let b = Built {
-        dir: next,
-        digest,
-        line,
-    };
+    let args = ["--from-release", &reference, "--name", "4.17.0-okd-scos.2"];
+    let b = build_with(&f, "next", &args);
     let top = b.top();
     let refs = parse_json(entry(&top, "image-references"));
     assert_eq!(refs["metadata"]["name"], "4.17.0-okd-scos.2");
     // Without --include, installer is pruned this time.
-    let kept: Vec<&str> = KEPT.iter().copied().filter(|t| *t != "installer").collect();
+    let kept = standard_tags_but(&["installer", "pod"]);
     assert_eq!(tag_names(&refs), kept);
     for t in kept {
         assert_eq!(tag(&refs, t)["from"]["name"], inputs.pullspec(t), "{t}");
@@ -1781,7 +1584,7 @@ fn a_release_rebuilt_from_itself_is_reproduced_and_a_renamed_one_carries_its_inp
 
 #[test]
 fn an_image_stream_file_is_an_input_like_a_mapping_file() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (inputs, built) = standard_build(&f);
     let tags: Vec<Value> = inputs
         .components
@@ -1796,27 +1599,9 @@ fn an_image_stream_file_is_an_input_like_a_mapping_file() {
     });
     let file = f.path("stream.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&stream).unwrap()).unwrap();
-    let dir = f.path("from-stream");
-    let line = f.ok(&[
-        "release",
-        "new",
-        "--name",
-        NAME,
-        "--from-image-stream-file",
-        &s(&file),
-        "--to",
-        &format!("oci:{}", dir.display()),
-        "--store",
-        &s(&f.path("store")),
-        "--include",
-        "installer",
-        "--previous",
-        PREVIOUS,
-        "--metadata",
-        METADATA,
-    ]);
-    let digest: Digest = line.split(' ').next().unwrap().parse().unwrap();
-    let b = Built { dir, digest, line };
+    let file = s(&file);
+    let source = ["--name", NAME, "--from-image-stream-file", &file];
+    let b = build_with(&f, "from-stream", &[&source[..], STANDARD_ARGS].concat());
     let refs = parse_json(entry(&b.top(), "image-references"));
     let mine = parse_json(entry(&built.top(), "image-references"));
     assert_eq!(refs["spec"], mine["spec"]);
@@ -1827,7 +1612,7 @@ fn an_image_stream_file_is_an_input_like_a_mapping_file() {
 
 #[test]
 fn the_manifest_cache_never_changes_the_result() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (_, mapping) = inputs(&f, &ReleaseSet::standard("amd64"), "mapping.txt");
     let cache = f.path("cache");
     let cached = ["--cache", &s(&cache)];

@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::cell::Cell;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use common::Forge;
+use common::{one_error, s, Forge, CREATED};
 use serde_json::{json, Value};
-use testkit::release::{self as fx, Entry, ReleaseSet};
+use testkit::git::Upstream;
+use testkit::release::{self as fx, new_args, Entry, ReleaseSet};
 
 /// The older release.
 const FROM: &str = "4.17.0-okd-scos.0";
@@ -20,9 +19,6 @@ const FROM: &str = "4.17.0-okd-scos.0";
 const TO: &str = "4.17.0-okd-scos.1";
 /// A newer release whose `cli` names a commit its repository does not have.
 const BROKEN: &str = "4.17.0-okd-scos.2";
-/// `SOURCE_DATE_EPOCH` for every build: 2026-01-01T00:00:00Z.
-const EPOCH: &str = "1767225600";
-const CREATED: &str = "2026-01-01T00:00:00Z";
 /// The `kubectl` version `cli` reports in the newer release.
 const KUBECTL_NEW: &str = "1.31.3";
 /// A commit id in no repository.
@@ -31,88 +27,6 @@ const MISSING: &str = "0123456789abcdef0123456789abcdef01234567";
 // ------------------------------------------------------------------------------------------------
 // Git repositories
 // ------------------------------------------------------------------------------------------------
-
-/// An upstream repository on disk, with deterministic commit dates and no user or system git
-/// configuration.
-struct Upstream {
-    dir: PathBuf,
-    clock: Cell<u64>,
-}
-
-impl Upstream {
-    /// A new repository at `dir` on branch `main`, with one commit "initial".
-    fn init(dir: PathBuf) -> Upstream {
-        std::fs::create_dir_all(&dir).unwrap();
-        let up = Upstream {
-            dir,
-            clock: Cell::new(1_700_000_000),
-        };
-        up.git(&["init", "--quiet", "-b", "main"]);
-        // Partial clones and fetching commits by id, as GitHub allows.
-        up.git(&["config", "uploadpack.allowFilter", "true"]);
-        up.git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
-        up.commit("initial");
-        up
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let time = self.clock.get() + 60;
-        self.clock.set(time);
-        let date = format!("{time} +0000");
-        let mut cmd = Command::new("git");
-        for var in [
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_INDEX_FILE",
-            "GIT_OBJECT_DIRECTORY",
-        ] {
-            cmd.env_remove(var);
-        }
-        let out = cmd
-            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
-            .args(["-c", "commit.gpgsign=false"])
-            .args(args)
-            .current_dir(&self.dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_DATE", &date)
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    /// An empty commit on the current branch; returns its id.
-    fn commit(&self, message: &str) -> String {
-        self.git(&["commit", "--quiet", "--allow-empty", "-m", message]);
-        self.git(&["rev-parse", "HEAD"])
-    }
-
-    /// A pull request: branch `name` off main with one commit, merged back with `--no-ff` as GitHub
-    /// does ("Merge pull request #N from org/NAME", then the `body` paragraphs); returns the merge.
-    fn pull_request(&self, number: u32, name: &str, body: &[&str]) -> String {
-        self.git(&["checkout", "--quiet", "-b", name, "main"]);
-        self.commit(&format!("work on {name}"));
-        self.git(&["checkout", "--quiet", "main"]);
-        let subject = format!("Merge pull request #{number} from org/{name}");
-        let mut args = vec!["merge", "--quiet", "--no-ff", "-m", &subject];
-        for p in body {
-            args.extend(["-m", p]);
-        }
-        args.push(name);
-        self.git(&args);
-        self.git(&["rev-parse", "HEAD"])
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.dir.display())
-    }
-}
 
 /// The two upstream repositories and the commits the payloads name.
 struct Repos {
@@ -144,7 +58,7 @@ fn repos(root: &Path) -> Repos {
     operand.pull_request(43, "after", &["OCPBUGS-999: after the range"]);
 
     let operator = Upstream::init(root.join("upstream/operator-repo"));
-    let operator_from = operator.git(&["rev-parse", "HEAD"]);
+    let operator_from = operator.head();
     let operator_to = operator.pull_request(7, "op-fix", &["Bug 1234567: operator fix"]);
     Repos {
         operand,
@@ -160,14 +74,6 @@ fn repos(root: &Path) -> Repos {
 // ------------------------------------------------------------------------------------------------
 // Payloads
 // ------------------------------------------------------------------------------------------------
-
-fn forge() -> Forge {
-    Forge::new().with_env("SOURCE_DATE_EPOCH", EPOCH)
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
 
 fn short(commit: &str) -> &str {
     &commit[..7]
@@ -224,12 +130,8 @@ fn build(f: &Forge, set: &ReleaseSet, name: &str, extra: &[&str]) -> Built {
     let mapping = inputs.write_mapping(&f.path(&format!("{name}.txt")));
     let dir = f.path("payload");
     let to = format!("oci:{}", dir.display());
-    let store = s(&f.path("store"));
-    let mut args = vec!["release", "new", "--name", name, "--to", &to];
-    args.extend(["--mapping-file", &mapping, "--store", &store]);
-    args.extend(["--include", "installer,pod"]);
-    args.extend_from_slice(extra);
-    let out = f.ok(&args);
+    let extra = [&["--include", "installer,pod"], extra].concat();
+    let out = f.ok(&new_args(name, &to, &mapping, f.path("store"), &extra));
     let digest = out.split(' ').next().unwrap().trim().to_string();
     assert!(digest.starts_with("sha256:"), "{out}");
     Built {
@@ -271,13 +173,6 @@ fn diff_ok(f: &Forge, from: &Built, to: &Built, cache: &Path, json: bool) -> Str
     let (ok, stdout, stderr) = diff(f, from, to, cache, json);
     assert!(ok, "release diff failed:\n{stderr}\nstdout:\n{stdout}");
     stdout
-}
-
-/// The `error:` lines of stderr, checked to be exactly one.
-fn one_error(stderr: &str) -> String {
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "expected one error line:\n{stderr}");
-    errors[0].to_string()
 }
 
 /// The Markdown of `FROM` → `to` (named `name`) up to and including the `cli` section's heading,
@@ -324,7 +219,7 @@ fn operator_commits(r: &Repos) -> Value {
 
 #[test]
 fn changelog_lists_merged_pull_requests_and_reuses_the_clone() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (r, from, to) = setup(&f);
     let cache = f.path("cache");
 
@@ -409,7 +304,7 @@ fn changelog_lists_merged_pull_requests_and_reuses_the_clone() {
     for up in [&r.operand, &r.operator] {
         let clone = cache
             .join("git/file")
-            .join(up.dir.strip_prefix("/").unwrap());
+            .join(up.dir().strip_prefix("/").unwrap());
         assert!(clone.join("HEAD").is_file(), "no clone at {clone:?}");
         assert!(!clone.join(".git").exists(), "{clone:?} is not bare");
     }
@@ -428,7 +323,7 @@ fn changelog_lists_merged_pull_requests_and_reuses_the_clone() {
 
 #[test]
 fn a_commit_missing_from_its_repository_fails_after_printing_the_rest() {
-    let f = forge();
+    let f = Forge::reproducible();
     let (r, from, _) = setup(&f);
     let broken = build(&f, &newer(&r, MISSING), BROKEN, &[]);
     let cache = f.path("cache");

@@ -19,18 +19,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::Forge;
 use serde_json::{json, Value};
-use testkit::release::{self as fx, Entry, ImageBuilder, ReleaseSet};
-use testkit::{require, skopeo, RegistryServer};
+use testkit::release::{self as fx, new_args, Entry, ImageBuilder, ReleaseSet};
+use testkit::{file_names, require, run_ok, skopeo, RegistryServer};
 
 /// The release name.
 const NAME: &str = "4.17.0-okd-scos.1";
-/// `SOURCE_DATE_EPOCH` for the build: 2026-01-01T00:00:00Z.
-const EPOCH: &str = "1767225600";
 
 /// The busybox applets the stand-in links in `/bin`: a shell and what the CVO's update pod and these
 /// tests run (`fetchUpdatePayloadToDir` uses sh, rm, mkdir, cp and mv).
@@ -70,24 +68,6 @@ exit 2
 // ------------------------------------------------------------------------------------------------
 // Helpers
 // ------------------------------------------------------------------------------------------------
-
-fn forge() -> Forge {
-    Forge::new().with_env("SOURCE_DATE_EPOCH", EPOCH)
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-/// The image architecture of this machine (the busybox binary runs natively).
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
 
 /// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header).
 fn has_interpreter(elf: &[u8]) -> bool {
@@ -211,15 +191,7 @@ impl Podman {
 
     /// Run `podman ARGS…`, expecting success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "podman {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8 output")
+        run_ok(self.cmd().args(args))
     }
 
     /// Blob digest → the uncompressed digest podman's storage measured while applying that layer
@@ -274,29 +246,18 @@ fn sorted_lines(text: &str) -> Vec<String> {
 #[test]
 fn podman_pulls_and_runs_the_payload_like_the_installer_bootstrap() {
     let podman = Podman::new();
-    let f = forge();
+    let f = Forge::reproducible();
     let reg = RegistryServer::start();
-    let arch = host_arch();
+    // The image architecture of this machine (the busybox binary runs natively).
+    let arch = oci::manifest::host_arch();
 
     // Inputs: the standard set with the busybox CVO; `release new` pushes to the registry.
     let set = ReleaseSet::standard(arch).set("cluster-version-operator", busybox_cvo(arch));
     let inputs = set.write(&f.path("store"));
     let mapping = inputs.write_mapping(&f.path("mapping.txt"));
     let to = reg.docker(&format!("okd/release:{NAME}"));
-    let store = s(&f.path("store"));
-    let out = f.ok(&[
-        "release",
-        "new",
-        "--name",
-        NAME,
-        "--mapping-file",
-        &mapping,
-        "--store",
-        &store,
-        "--to",
-        &to,
-        "--tls-verify=false",
-    ]);
+    let tls = ["--tls-verify=false"];
+    let out = f.ok(&new_args(NAME, &to, &mapping, f.path("store"), &tls));
     let digest = out.split(' ').next().expect("a digest").to_string();
     assert!(digest.starts_with("sha256:"), "release new printed {out:?}");
 
@@ -310,20 +271,7 @@ fn podman_pulls_and_runs_the_payload_like_the_installer_bootstrap() {
         tags.iter().any(|t| t["name"] == "machine-config-operator"),
         "{tags:?}"
     );
-    let extract_out = f.path("extracted");
-    f.ok(&[
-        "release",
-        "extract",
-        &to,
-        "--tls-verify=false",
-        "--to",
-        &s(&extract_out),
-    ]);
-    let mut extracted: Vec<String> = std::fs::read_dir(&extract_out)
-        .expect("extracted dir")
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    extracted.sort();
+    let extracted = file_names(&f.extract_to(&to, &tls, "extracted"));
     assert!(extracted.contains(&"image-references".to_string()));
     let metadata = f.ok(&[
         "release",
@@ -358,14 +306,7 @@ fn podman_pulls_and_runs_the_payload_like_the_installer_bootstrap() {
         serde_json::from_str(&podman.ok(&["image", "inspect", &image])).expect("inspect JSON");
     let inspect = &inspect[0];
     assert_eq!(inspect["Digest"], digest.as_str());
-    assert_eq!(
-        inspect["Labels"],
-        json!({
-            "io.openshift.release": NAME,
-            "io.openshift.release.base-image-digest":
-                inputs.digest("cluster-version-operator").to_string(),
-        })
-    );
+    assert_eq!(inspect["Labels"], inputs.release_labels(NAME));
     assert_eq!(
         inspect["Config"]["Entrypoint"],
         json!(["/usr/bin/cluster-version-operator"])

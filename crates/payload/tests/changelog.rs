@@ -6,104 +6,8 @@ use std::process::Command;
 use payload::changelog::{github_repo, ChangeCommit, ChangelogError, GitCache, GithubRepo};
 use serde_json::json;
 use tempfile::TempDir;
-
-/// An upstream repository on disk, with deterministic commit dates.
-struct Upstream {
-    dir: PathBuf,
-    clock: std::cell::Cell<u64>,
-}
-
-impl Upstream {
-    /// A new repository at `dir` on branch `main`, with one commit "initial".
-    fn init(dir: PathBuf) -> Self {
-        std::fs::create_dir_all(&dir).unwrap();
-        let up = Upstream {
-            dir,
-            clock: std::cell::Cell::new(1_700_000_000),
-        };
-        up.git(&["init", "--quiet", "-b", "main"]);
-        // Allow partial clones and fetching commits by id, as GitHub does.
-        up.git(&["config", "uploadpack.allowFilter", "true"]);
-        up.git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
-        up.commit("initial");
-        up
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let time = self.clock.get() + 60;
-        self.clock.set(time);
-        let date = format!("{time} +0000");
-        let mut cmd = Command::new("git");
-        for var in [
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_INDEX_FILE",
-            "GIT_OBJECT_DIRECTORY",
-        ] {
-            cmd.env_remove(var);
-        }
-        let out = cmd
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@e",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(&self.dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_DATE", &date)
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    /// An empty commit on the current branch; returns its id.
-    fn commit(&self, message: &str) -> String {
-        self.git(&["commit", "--quiet", "--allow-empty", "-m", message]);
-        self.head()
-    }
-
-    /// `git merge --no-ff` of `branch` into the current branch with the given message paragraphs.
-    fn merge(&self, branch: &str, paragraphs: &[&str]) -> String {
-        let mut args = vec!["merge", "--quiet", "--no-ff"];
-        for p in paragraphs {
-            args.extend(["-m", p]);
-        }
-        args.push(branch);
-        self.git(&args);
-        self.head()
-    }
-
-    /// A pull request: branch `name` off main with one commit, merged back like GitHub does.
-    fn pull_request(&self, number: u32, name: &str, body: &[&str]) -> String {
-        self.git(&["checkout", "--quiet", "-b", name, "main"]);
-        self.commit(&format!("work on {name}"));
-        self.git(&["checkout", "--quiet", "main"]);
-        let subject = format!("Merge pull request #{number} from org/{name}");
-        let paragraphs: Vec<&str> = std::iter::once(subject.as_str())
-            .chain(body.iter().copied())
-            .collect();
-        self.merge(name, &paragraphs)
-    }
-
-    fn head(&self) -> String {
-        self.git(&["rev-parse", "HEAD"])
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.dir.display())
-    }
-}
+use testkit::file_names;
+use testkit::git::Upstream;
 
 fn commit(pull: Option<u64>, subject: &str, id: &str) -> ChangeCommit {
     ChangeCommit {
@@ -128,21 +32,31 @@ fn issues(keys: &[&str]) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// A temp dir holding an upstream repository at `repo` (a path below it) and an empty cache at
+/// `cache`; returns them with the upstream's initial commit.
+fn upstream_and_cache(repo: &str) -> (TempDir, Upstream, GitCache, String) {
+    let tmp = TempDir::new().unwrap();
+    let up = Upstream::init(tmp.path().join(repo));
+    let initial = up.head();
+    let cache = GitCache::new(tmp.path().join("cache"));
+    (tmp, up, cache, initial)
+}
+
 /// A repository with pull requests merged before and inside the range, a direct commit, a merge
 /// that is not a pull request, and a pull request branch that itself merged main (a merge off the
 /// first parent).
 fn merging_repo(dir: PathBuf) -> (Upstream, String, Vec<String>) {
     let up = Upstream::init(dir);
     let from = up.pull_request(11, "before", &["OCPBUGS-11: outside the range"]);
-    up.git(&["checkout", "--quiet", "-b", "feat", "main"]);
+    up.branch("feat", "main");
     up.commit("feat work 1");
-    up.git(&["checkout", "--quiet", "main"]);
+    up.checkout("main");
     up.commit("direct push to main");
     let pr12 = up.pull_request(12, "fix", &["OCPBUGS-77: fix the thing", "Details here."]);
-    up.git(&["checkout", "--quiet", "feat"]);
+    up.checkout("feat");
     up.merge("main", &["Merge branch 'main' into feat"]);
     up.commit("feat work 2");
-    up.git(&["checkout", "--quiet", "main"]);
+    up.checkout("main");
     let pr13 = up.merge(
         "feat",
         &[
@@ -151,9 +65,9 @@ fn merging_repo(dir: PathBuf) -> (Upstream, String, Vec<String>) {
             "Longer text.",
         ],
     );
-    up.git(&["checkout", "--quiet", "-b", "upstream", "main"]);
+    up.branch("upstream", "main");
     up.commit("upstream change");
-    up.git(&["checkout", "--quiet", "main"]);
+    up.checkout("main");
     let other = up.merge("upstream", &["Merge branch 'upstream' into main"]);
     let pr14 = up.pull_request(14, "two", &["OCPBUGS-1,OCPBUGS-2: two bugs at once"]);
     let pr15 = up.pull_request(15, "nobody", &[]);
@@ -202,11 +116,8 @@ fn lists_first_parent_merges_in_range_newest_first() {
 
 #[test]
 fn reuses_the_clone_and_fetches_only_for_missing_commits() {
-    let tmp = TempDir::new().unwrap();
-    let up = Upstream::init(tmp.path().join("up/repo.git"));
-    let from = up.head();
+    let (tmp, up, cache, from) = upstream_and_cache("up/repo.git");
     let to1 = up.pull_request(1, "one", &["first"]);
-    let cache = GitCache::new(tmp.path().join("cache"));
 
     let log = cache.log(&up.url(), &from, &to1).unwrap();
     assert_eq!(log.commits, [commit(Some(1), "first", &to1)]);
@@ -224,11 +135,7 @@ fn reuses_the_clone_and_fetches_only_for_missing_commits() {
         git_in(&dir, &["config", "remote.origin.partialclonefilter"]),
         "blob:none"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(leftovers, ["repo"]);
+    assert_eq!(file_names(dir.parent().unwrap()), ["repo"]);
 
     // New upstream commits are fetched into the existing clone.
     let to2 = up.pull_request(2, "two", &["second"]);
@@ -282,11 +189,8 @@ fn reuses_the_clone_and_fetches_only_for_missing_commits() {
 
 #[test]
 fn missing_commit_is_a_clear_error_and_leaves_the_cache_usable() {
-    let tmp = TempDir::new().unwrap();
-    let up = Upstream::init(tmp.path().join("up"));
-    let from = up.head();
+    let (tmp, up, cache, from) = upstream_and_cache("up");
     let to = up.pull_request(5, "five", &["OCPBUGS-5: five"]);
-    let cache = GitCache::new(tmp.path().join("cache"));
     let missing = "0123456789abcdef0123456789abcdef01234567";
 
     let err = cache.log(&up.url(), &from, missing).unwrap_err();
@@ -322,12 +226,8 @@ fn missing_commit_is_a_clear_error_and_leaves_the_cache_usable() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let entries: Vec<_> = std::fs::read_dir(parent)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
     assert_eq!(
-        entries,
+        file_names(&parent),
         ["up"],
         "no clone and no staging directory for {nowhere}"
     );
@@ -339,14 +239,11 @@ fn missing_commit_is_a_clear_error_and_leaves_the_cache_usable() {
 
 #[test]
 fn squash_merging_repo_takes_pull_numbers_from_subjects() {
-    let tmp = TempDir::new().unwrap();
-    let up = Upstream::init(tmp.path().join("up"));
-    let from = up.head();
+    let (_tmp, up, cache, from) = upstream_and_cache("up");
     let c21 = up.commit("Fix the widget (#21)\n\nbody text");
     let c22 = up.commit("[release-4.17] OCPBUGS-5: tidy up (#22)");
     let direct = up.commit("direct commit without a pull request");
     let c23 = up.commit("Revert \"Fix the widget (#21)\" (#23)");
-    let cache = GitCache::new(tmp.path().join("cache"));
 
     let log = cache.log(&up.url(), &from, &c23).unwrap();
 
@@ -363,16 +260,13 @@ fn squash_merging_repo_takes_pull_numbers_from_subjects() {
 
 #[test]
 fn fetches_a_commit_that_only_a_pull_request_ref_holds() {
-    let tmp = TempDir::new().unwrap();
-    let up = Upstream::init(tmp.path().join("up"));
-    let from = up.head();
-    let cache = GitCache::new(tmp.path().join("cache"));
+    let (_tmp, up, cache, from) = upstream_and_cache("up");
     let to = up.pull_request(1, "one", &["first"]);
     cache.log(&up.url(), &from, &to).unwrap();
 
-    up.git(&["checkout", "--quiet", "-b", "pr", "main"]);
+    up.branch("pr", "main");
     let pr_head = up.commit("Try something (#7)");
-    up.git(&["checkout", "--quiet", "main"]);
+    up.checkout("main");
     up.git(&["update-ref", "refs/pull/7/head", &pr_head]);
     up.git(&["branch", "--quiet", "-D", "pr"]);
 
@@ -382,11 +276,8 @@ fn fetches_a_commit_that_only_a_pull_request_ref_holds() {
 
 #[test]
 fn concurrent_first_calls_share_one_clone() {
-    let tmp = TempDir::new().unwrap();
-    let up = Upstream::init(tmp.path().join("up"));
-    let from = up.head();
+    let (_tmp, up, cache, from) = upstream_and_cache("up");
     let to = up.pull_request(3, "three", &["third"]);
-    let cache = GitCache::new(tmp.path().join("cache"));
 
     let url = up.url();
     std::thread::scope(|s| {
@@ -401,11 +292,11 @@ fn concurrent_first_calls_share_one_clone() {
         }
     });
     let dir = cache.repo_dir(&up.url()).unwrap();
-    let entries: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(entries, ["up"], "losers' staging clones are removed");
+    assert_eq!(
+        file_names(dir.parent().unwrap()),
+        ["up"],
+        "losers' staging clones are removed"
+    );
 }
 
 #[test]
@@ -466,16 +357,7 @@ fn github_locations_give_pull_commit_and_compare_links() {
 
 /// Reads from a clone in the cache.
 fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    let mut cmd = Command::new("git");
+    cmd.arg("--git-dir").arg(dir).args(args);
+    testkit::run_ok(&mut cmd).trim().to_string()
 }

@@ -117,24 +117,46 @@ fn types(format: Format) -> (&'static str, &'static str, &'static str, &'static 
 /// Write the image's blobs and manifest into `layout`, tagging it `tag` if given (else it is stored
 /// by digest only, e.g. as a child of an index). Returns the manifest.
 pub fn write_image(layout: &Layout, spec: &ImageSpec, tag: Option<&str>) -> RawManifest {
-    let (manifest_type, config_type, layer_type, _) = types(spec.format);
-    let mut layers = Vec::new();
+    let layers = spec.layers.iter().map(|&(seed, size)| layer(seed, size));
+    write_manifest(
+        layout,
+        spec.format,
+        layers,
+        |diff_ids| {
+            let diff_ids: Vec<String> = diff_ids.iter().map(Digest::to_string).collect();
+            serde_json::to_vec(&json!({
+                "architecture": spec.arch,
+                "os": "linux",
+                "created": "2026-01-01T00:00:00Z",
+                "config": { "Labels": spec.labels, "Env": ["PATH=/usr/bin:/bin"] },
+                "rootfs": { "type": "layers", "diff_ids": diff_ids },
+            }))
+            .expect("config json")
+        },
+        tag,
+    )
+}
+
+/// Write `layers`, the config `config` makes from their diff_ids, and an image manifest over them
+/// with `format`'s media types into `layout`, tagged `tag` if given (else stored by digest only).
+/// Returns the manifest.
+pub fn write_manifest(
+    layout: &Layout,
+    format: Format,
+    layers: impl IntoIterator<Item = Layer>,
+    config: impl FnOnce(&[Digest]) -> Vec<u8>,
+    tag: Option<&str>,
+) -> RawManifest {
+    let (manifest_type, config_type, layer_type, _) = types(format);
+    let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
-    for &(seed, size) in &spec.layers {
-        let l = layer(seed, size);
+    for l in layers {
         let d = Digest::sha256_of(&l.gzip);
         layout.write_blob_bytes(&d, &l.gzip).expect("write layer");
-        layers.push(Descriptor::new(layer_type, d, l.gzip.len() as u64));
-        diff_ids.push(l.diff_id.to_string());
+        descriptors.push(Descriptor::new(layer_type, d, l.gzip.len() as u64));
+        diff_ids.push(l.diff_id);
     }
-    let config = serde_json::to_vec(&json!({
-        "architecture": spec.arch,
-        "os": "linux",
-        "created": "2026-01-01T00:00:00Z",
-        "config": { "Labels": spec.labels, "Env": ["PATH=/usr/bin:/bin"] },
-        "rootfs": { "type": "layers", "diff_ids": diff_ids },
-    }))
-    .expect("config json");
+    let config = config(&diff_ids);
     let config_digest = Digest::sha256_of(&config);
     layout
         .write_blob_bytes(&config_digest, &config)
@@ -143,7 +165,7 @@ pub fn write_image(layout: &Layout, spec: &ImageSpec, tag: Option<&str>) -> RawM
         "schemaVersion": 2,
         "mediaType": manifest_type,
         "config": Descriptor::new(config_type, config_digest, config.len() as u64),
-        "layers": layers,
+        "layers": descriptors,
     }))
     .expect("manifest json");
     put(layout, manifest, tag)

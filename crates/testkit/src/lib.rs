@@ -7,6 +7,8 @@
 //! - [`images`]: deterministic test images written into an OCI layout.
 //! - [`release`]: the component images of a small OKD release (real files, labels, `/manifests`), broken
 //!   variants, and readers for the payloads `okd-forge release new` writes.
+//! - [`git`]: git repositories on disk with fixed dates and no user configuration, for changelogs.
+//! - [`bench`]: the benchmarks' cached data sets and cost measurements.
 //! - [`FaultProxy`]: an HTTP proxy in front of a real registry that fails chosen requests, to exercise
 //!   retries (the only way to make a real registry answer 503 or drop a connection on demand).
 //!
@@ -17,6 +19,8 @@
 //! let out = testkit::skopeo(&["inspect", "--tls-verify=false", &registry.docker("okd/x:v1")]);
 //! ```
 
+pub mod bench;
+pub mod git;
 pub mod images;
 mod peers;
 mod pki;
@@ -25,7 +29,7 @@ mod registry;
 pub mod release;
 mod token;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use peers::{skopeo, skopeo_digest, skopeo_try, umoci, verify_blobs, verify_layout};
 pub use pki::Pki;
@@ -68,6 +72,21 @@ pub fn run_ok(cmd: &mut std::process::Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The names of the entries of `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| {
+            e.expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// Serve `app` on a free port of 127.0.0.1 from a runtime on its own thread (so it keeps answering

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use oci::{Descriptor, Digest, Layout, RawManifest};
 use serde_json::{json, Value};
 
-use crate::images::Format;
+use crate::images::{self, Format};
 
 /// The repository every fixture pull spec names (it does not exist; images are found by digest).
 pub const REPOSITORY: &str = "registry.example.com/okd/content";
@@ -272,9 +272,9 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A gzip layer of `entries` with its diff_id.
-pub fn layer(entries: &[Entry]) -> crate::images::Layer {
+pub fn layer(entries: &[Entry]) -> images::Layer {
     let tar = tar_bytes(entries);
-    crate::images::Layer {
+    images::Layer {
         diff_id: Digest::sha256_of(&tar),
         gzip: gzip(&tar),
     }
@@ -409,78 +409,9 @@ impl ImageBuilder {
     /// Write the blobs and manifest into `layout`, tagged `tag` if given (else reachable only by
     /// digest, e.g. as a list child). Returns the manifest.
     pub fn write(&self, layout: &Layout, tag: Option<&str>) -> RawManifest {
-        let (manifest_type, config_type, layer_type) = match self.format {
-            Format::Docker => (
-                oci::media_type::DOCKER_MANIFEST,
-                oci::media_type::DOCKER_CONFIG,
-                oci::media_type::DOCKER_LAYER_GZIP,
-            ),
-            Format::Oci => (
-                oci::media_type::OCI_MANIFEST,
-                oci::media_type::OCI_CONFIG,
-                oci::media_type::OCI_LAYER_GZIP,
-            ),
-        };
-        let mut layers = Vec::new();
-        let mut diff_ids = Vec::new();
-        for entries in &self.layers {
-            let l = layer(entries);
-            let d = Digest::sha256_of(&l.gzip);
-            layout.write_blob_bytes(&d, &l.gzip).expect("write layer");
-            layers.push(Descriptor::new(layer_type, d, l.gzip.len() as u64));
-            diff_ids.push(l.diff_id);
-        }
-        let config = self.config(&diff_ids);
-        let config_digest = Digest::sha256_of(&config);
-        layout
-            .write_blob_bytes(&config_digest, &config)
-            .expect("write config");
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": manifest_type,
-            "config": Descriptor::new(config_type, config_digest, config.len() as u64),
-            "layers": layers,
-        }))
-        .expect("manifest json");
-        put(layout, manifest, tag)
+        let layers = self.layers.iter().map(|entries| layer(entries));
+        images::write_manifest(layout, self.format, layers, |d| self.config(d), tag)
     }
-}
-
-/// Write a manifest list (Docker) or index (OCI) over `children` (manifest, architecture).
-pub fn write_list(
-    layout: &Layout,
-    format: Format,
-    children: &[(RawManifest, String)],
-    tag: Option<&str>,
-) -> RawManifest {
-    let list_type = match format {
-        Format::Docker => oci::media_type::DOCKER_LIST,
-        Format::Oci => oci::media_type::OCI_INDEX,
-    };
-    let manifests: Vec<Descriptor> = children
-        .iter()
-        .map(|(m, arch)| {
-            let mut d = m.descriptor();
-            d.platform = Some(json!({ "architecture": arch, "os": "linux" }));
-            d
-        })
-        .collect();
-    let list = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": list_type,
-        "manifests": manifests,
-    }))
-    .expect("list json");
-    put(layout, list, tag)
-}
-
-fn put(layout: &Layout, bytes: Vec<u8>, tag: Option<&str>) -> RawManifest {
-    let digest = Digest::sha256_of(&bytes);
-    let raw = RawManifest::new("fixture", bytes.into(), None, digest).expect("valid manifest");
-    layout
-        .put_manifest(&raw, tag, tag.is_some())
-        .expect("put manifest");
-    raw
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -498,6 +429,32 @@ fn binary(name: &str, arch: &str, size: usize) -> Vec<u8> {
     }
     out.truncate(size);
     out
+}
+
+/// `usr/`, `usr/bin/` and the program `usr/bin/<name>` (`size` bytes for `arch`, mode 0755).
+fn program(name: &str, arch: &str, size: usize) -> Vec<Entry> {
+    vec![
+        Entry::dir("usr/"),
+        Entry::dir("usr/bin/"),
+        Entry::file(&format!("usr/bin/{name}"), binary(name, arch, size)).mode(0o755),
+    ]
+}
+
+/// `image` as component `tag`: Entrypoint `/usr/bin/<tag>`, labelled with its commit id and source
+/// location.
+fn component(image: ImageBuilder, tag: &str) -> ImageBuilder {
+    image
+        .entrypoint(&[&format!("/usr/bin/{tag}")])
+        .label(LABEL_COMMIT_ID, &commit(tag))
+        .label(LABEL_SOURCE, &source(tag))
+}
+
+/// `image` as operator `tag`: a [`component`] labelled as an operator, with commit ref
+/// `release-4.17`.
+fn operator(image: ImageBuilder, tag: &str) -> ImageBuilder {
+    component(image, tag)
+        .label(LABEL_OPERATOR, "true")
+        .label(LABEL_COMMIT_REF, "release-4.17")
 }
 
 fn userland(arch: &str) -> Vec<Entry> {
@@ -683,43 +640,35 @@ fn shared_configmap(owner: &str) -> String {
 /// subdirectory (both ignored).
 pub fn machine_config_operator(arch: &str) -> ImageBuilder {
     let tag = "machine-config-operator";
-    ImageBuilder::new(arch)
-        .layer(vec![
-            Entry::dir("usr/"),
-            Entry::dir("usr/bin/"),
-            Entry::file("usr/bin/machine-config-operator", binary(tag, arch, 8192)).mode(0o755),
-            Entry::dir("manifests/"),
-            Entry::file("manifests/0000_80_stale.yaml", shared_configmap("stale"))
-                .mtime(MTIME_IGNORED),
-        ])
-        .layer(vec![
-            Entry::dir("manifests/"),
-            Entry::file("manifests/image-references", mco_image_references()),
-            Entry::file("manifests/0000_70_shared.yaml", shared_configmap("mco")),
-            Entry::file(
-                "manifests/0000_80_machine-config_00_namespace.yaml",
-                MCO_NAMESPACE,
-            ),
-            Entry::file(
-                "manifests/0000_80_machine-config_01_osimageurl.yaml",
-                mco_osimageurl(),
-            )
-            .mtime(MTIME_NEWEST),
-            Entry::symlink(
-                "manifests/0000_80_machine-config_99_link.yaml",
-                "0000_80_machine-config_00_namespace.yaml",
-            )
-            .mtime(MTIME_IGNORED),
-            Entry::file("manifests/README.md", MCO_README),
-            Entry::file("manifests/clusteroperator.yaml", MCO_CLUSTEROPERATOR),
-            Entry::dir("manifests/sub/"),
-            Entry::file("manifests/sub/ignored.yaml", shared_configmap("sub")).mtime(MTIME_IGNORED),
-        ])
-        .entrypoint(&["/usr/bin/machine-config-operator"])
-        .label(LABEL_OPERATOR, "true")
-        .label(LABEL_COMMIT_ID, &commit(tag))
-        .label(LABEL_COMMIT_REF, "release-4.17")
-        .label(LABEL_SOURCE, &source(tag))
+    let mut lower = program(tag, arch, 8192);
+    lower.extend([
+        Entry::dir("manifests/"),
+        Entry::file("manifests/0000_80_stale.yaml", shared_configmap("stale")).mtime(MTIME_IGNORED),
+    ]);
+    let image = ImageBuilder::new(arch).layer(lower).layer(vec![
+        Entry::dir("manifests/"),
+        Entry::file("manifests/image-references", mco_image_references()),
+        Entry::file("manifests/0000_70_shared.yaml", shared_configmap("mco")),
+        Entry::file(
+            "manifests/0000_80_machine-config_00_namespace.yaml",
+            MCO_NAMESPACE,
+        ),
+        Entry::file(
+            "manifests/0000_80_machine-config_01_osimageurl.yaml",
+            mco_osimageurl(),
+        )
+        .mtime(MTIME_NEWEST),
+        Entry::symlink(
+            "manifests/0000_80_machine-config_99_link.yaml",
+            "0000_80_machine-config_00_namespace.yaml",
+        )
+        .mtime(MTIME_IGNORED),
+        Entry::file("manifests/README.md", MCO_README),
+        Entry::file("manifests/clusteroperator.yaml", MCO_CLUSTEROPERATOR),
+        Entry::dir("manifests/sub/"),
+        Entry::file("manifests/sub/ignored.yaml", shared_configmap("sub")).mtime(MTIME_IGNORED),
+    ]);
+    operator(image, tag)
 }
 
 const CNO_NAMESPACE: &str = r#"apiVersion: v1
@@ -769,44 +718,29 @@ status:
 /// `0000_50_cluster-network-operator_clusteroperator.yaml`). One layer.
 pub fn cluster_network_operator(arch: &str) -> ImageBuilder {
     let tag = "cluster-network-operator";
-    ImageBuilder::new(arch)
-        .layer(vec![
-            Entry::dir("usr/"),
-            Entry::dir("usr/bin/"),
-            Entry::file("usr/bin/cluster-network-operator", binary(tag, arch, 4096)).mode(0o755),
-            Entry::dir("manifests/"),
-            Entry::file(
-                "manifests/0000_07_cluster-network-operator_01_namespace.yaml",
-                CNO_NAMESPACE,
-            )
-            .mtime(MTIME_CNO),
-            Entry::file(
-                "manifests/0000_07_cluster-network-operator_02_config.json",
-                CNO_CONFIG_JSON,
-            )
-            .mtime(MTIME_CNO),
-            Entry::file("manifests/0000_70_shared.yaml", shared_configmap("cno")).mtime(MTIME_CNO),
-            Entry::file("manifests/clusteroperator.yaml", CNO_CLUSTEROPERATOR).mtime(MTIME_CNO),
-        ])
-        .entrypoint(&["/usr/bin/cluster-network-operator"])
-        .label(LABEL_OPERATOR, "true")
-        .label(LABEL_COMMIT_ID, &commit(tag))
-        .label(LABEL_COMMIT_REF, "release-4.17")
-        .label(LABEL_SOURCE, &source(tag))
+    let mut layer = program(tag, arch, 4096);
+    layer.extend([
+        Entry::dir("manifests/"),
+        Entry::file(
+            "manifests/0000_07_cluster-network-operator_01_namespace.yaml",
+            CNO_NAMESPACE,
+        )
+        .mtime(MTIME_CNO),
+        Entry::file(
+            "manifests/0000_07_cluster-network-operator_02_config.json",
+            CNO_CONFIG_JSON,
+        )
+        .mtime(MTIME_CNO),
+        Entry::file("manifests/0000_70_shared.yaml", shared_configmap("cno")).mtime(MTIME_CNO),
+        Entry::file("manifests/clusteroperator.yaml", CNO_CLUSTEROPERATOR).mtime(MTIME_CNO),
+    ]);
+    operator(ImageBuilder::new(arch).layer(layer), tag)
 }
 
 /// An operand: one layer with `/usr/bin/<tag>`, labelled with its commit id and source location (no
 /// commit ref) and nothing else.
 pub fn operand(tag: &str, arch: &str) -> ImageBuilder {
-    ImageBuilder::new(arch)
-        .layer(vec![
-            Entry::dir("usr/"),
-            Entry::dir("usr/bin/"),
-            Entry::file(&format!("usr/bin/{tag}"), binary(tag, arch, 4096)).mode(0o755),
-        ])
-        .entrypoint(&[&format!("/usr/bin/{tag}")])
-        .label(LABEL_COMMIT_ID, &commit(tag))
-        .label(LABEL_SOURCE, &source(tag))
+    component(ImageBuilder::new(arch).layer(program(tag, arch, 4096)), tag)
 }
 
 /// `cli`: an operand reporting `kubectl=`[`KUBECTL`].
@@ -967,17 +901,17 @@ pub fn write_multi(store: &Path, sets: &[ReleaseSet]) -> Inputs {
     let first = sets.first().expect("at least one set");
     let mut components = BTreeMap::new();
     for tag in first.images.keys() {
-        let children: Vec<(RawManifest, String)> = sets
+        let children: Vec<(RawManifest, &str)> = sets
             .iter()
             .map(|s| {
                 let image = s
                     .images
                     .get(tag)
                     .unwrap_or_else(|| panic!("set for {} has no tag {tag}", s.arch));
-                (image.write(&layout, None), s.arch.clone())
+                (image.write(&layout, None), s.arch.as_str())
             })
             .collect();
-        let list = write_list(&layout, Format::Docker, &children, None);
+        let list = images::write_index(&layout, Format::Docker, &children, None);
         let layout_tag = format!("{tag}-multi-{}", &list.digest.hex()[..12]);
         layout
             .put_manifest(&list, Some(&layout_tag), true)
@@ -989,7 +923,7 @@ pub fn write_multi(store: &Path, sets: &[ReleaseSet]) -> Inputs {
                 digest: list.digest.clone(),
                 children: children
                     .into_iter()
-                    .map(|(m, arch)| (arch, m.digest))
+                    .map(|(m, arch)| (arch.to_string(), m.digest))
                     .collect(),
                 labels: first.images[tag].labels.clone(),
             },
@@ -1063,10 +997,38 @@ impl Inputs {
         path.to_string_lossy().into_owned()
     }
 
+    /// The config labels of a payload named `name` built on these inputs, exactly: the release name
+    /// and the digest of the base, `cluster-version-operator` (oc replaces the base's labels).
+    pub fn release_labels(&self, name: &str) -> Value {
+        json!({
+            "io.openshift.release": name,
+            "io.openshift.release.base-image-digest": self.digest("cluster-version-operator").to_string(),
+        })
+    }
+
     /// The store path as a string, for `--store`.
     pub fn store_arg(&self) -> String {
         self.store.to_string_lossy().into_owned()
     }
+}
+
+/// The arguments of `okd-forge release new --name NAME --to TO --mapping-file MAPPING --store STORE`
+/// followed by `extra`.
+pub fn new_args(
+    name: &str,
+    to: &str,
+    mapping: impl AsRef<Path>,
+    store: impl AsRef<Path>,
+    extra: &[&str],
+) -> Vec<String> {
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let mut args: Vec<String> = ["release", "new", "--name", name, "--to", to]
+        .map(String::from)
+        .into();
+    args.extend(["--mapping-file".into(), path(mapping.as_ref())]);
+    args.extend(["--store".into(), path(store.as_ref())]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1419,18 +1381,19 @@ mod tests {
         ));
     }
 
-    /// umoci reads only OCI media types: unpack the OCI twin of a fixture, whose layers are the same
-    /// blobs as the Docker image's.
-    fn umoci_unpack(
-        dir: &Path,
-        image: ImageBuilder,
-        docker_digest: &Digest,
-        docker_layout: &Layout,
-    ) -> PathBuf {
+    /// umoci reads only OCI media types: unpack the OCI twin of `image`, the standard set's `tag`,
+    /// after checking that its layers are the same blobs as the Docker image's. Returns the scratch
+    /// directory (keep it while using the bundle) and the bundle.
+    fn umoci_unpack(tag: &str, image: ImageBuilder) -> (tempfile::TempDir, PathBuf) {
+        let store = tempfile::tempdir().unwrap();
+        let inputs = ReleaseSet::standard("amd64").write(store.path());
+        let docker_layout = Layout::open(store.path()).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let layout = Layout::create(dir.join("oci")).unwrap();
         let twin = image.oci().write(&layout, Some("twin"));
         let ours = image_parts(&layout, &twin.digest);
-        let docker = image_parts(docker_layout, docker_digest);
+        let docker = image_parts(&docker_layout, &inputs.digest(tag));
         let digests = |p: &ImageParts| {
             p.layers
                 .iter()
@@ -1446,20 +1409,14 @@ mod tests {
             &format!("{}:twin", dir.join("oci").display()),
             bundle.to_str().unwrap(),
         ]);
-        bundle
+        (scratch, bundle)
     }
 
     #[test]
     fn umoci_unpacks_the_cvo_fixture() {
-        let dir = tempfile::tempdir().unwrap();
-        let inputs = ReleaseSet::standard("amd64").write(dir.path());
-        let layout = Layout::open(dir.path()).unwrap();
-        let scratch = tempfile::tempdir().unwrap();
-        let bundle = umoci_unpack(
-            scratch.path(),
+        let (_scratch, bundle) = umoci_unpack(
+            "cluster-version-operator",
             cluster_version_operator("amd64"),
-            &inputs.digest("cluster-version-operator"),
-            &layout,
         );
         let rootfs = bundle.join("rootfs");
         let script = rootfs.join("usr/bin/cluster-version-operator");
@@ -1487,16 +1444,8 @@ mod tests {
 
     #[test]
     fn umoci_unpacks_the_mco_with_both_layers() {
-        let dir = tempfile::tempdir().unwrap();
-        let inputs = ReleaseSet::standard("amd64").write(dir.path());
-        let layout = Layout::open(dir.path()).unwrap();
-        let scratch = tempfile::tempdir().unwrap();
-        let bundle = umoci_unpack(
-            scratch.path(),
-            machine_config_operator("amd64"),
-            &inputs.digest("machine-config-operator"),
-            &layout,
-        );
+        let (_scratch, bundle) =
+            umoci_unpack("machine-config-operator", machine_config_operator("amd64"));
         let manifests = bundle.join("rootfs/manifests");
         // The merged filesystem still has the stale file: only a top-layer reader misses it.
         assert!(manifests.join("0000_80_stale.yaml").is_file());

@@ -1,10 +1,17 @@
 //! Drives the real `okd-forge` binary with no credentials or settings from the machine's user.
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use testkit::images::{self, ImageSpec};
+
+/// `SOURCE_DATE_EPOCH` of [`Forge::reproducible`]: 2026-01-01T00:00:00Z.
+pub const EPOCH: &str = "1767225600";
+/// The `created` time of what a [`Forge::reproducible`] builds ([`EPOCH`]).
+pub const CREATED: &str = "2026-01-01T00:00:00Z";
 
 /// A clean environment for `okd-forge`: its own HOME, no auth files unless a test adds them.
 pub struct Forge {
@@ -19,6 +26,11 @@ impl Forge {
             home: tempfile::tempdir().expect("temp dir"),
             env: Vec::new(),
         }
+    }
+
+    /// A harness whose builds are reproducible: `SOURCE_DATE_EPOCH` is [`EPOCH`].
+    pub fn reproducible() -> Forge {
+        Forge::new().with_env("SOURCE_DATE_EPOCH", EPOCH)
     }
 
     /// The same harness with `key=value` in the environment of every command.
@@ -48,7 +60,7 @@ impl Forge {
     }
 
     /// Run and expect success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub fn ok<S: AsRef<OsStr> + Debug>(&self, args: &[S]) -> String {
         let out = self.cmd().args(args).output().expect("run okd-forge");
         assert!(
             out.status.success(),
@@ -59,9 +71,9 @@ impl Forge {
     }
 
     /// Run with `--output json` and expect success; returns the parsed document.
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
+    pub fn json<S: AsRef<OsStr> + Debug>(&self, args: &[S]) -> serde_json::Value {
+        let mut all: Vec<&OsStr> = vec!["--output".as_ref(), "json".as_ref()];
+        all.extend(args.iter().map(AsRef::as_ref));
         let out = self.ok(&all);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
@@ -81,23 +93,44 @@ impl Forge {
     }
 
     /// Run and expect failure; returns the one-line error, checked to be exactly one line.
-    pub fn fails(&self, args: &[&str]) -> String {
+    pub fn fails<S: AsRef<OsStr> + Debug>(&self, args: &[S]) -> String {
         let out = self.cmd().args(args).output().expect("run okd-forge");
         assert!(
             !out.status.success(),
             "okd-forge {args:?} should have failed; stdout:\n{}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
-        errors[0].to_string()
+        one_error(&String::from_utf8_lossy(&out.stderr))
+    }
+
+    /// `okd-forge release extract REFERENCE EXTRA… --to DIR` into `name` in the temp HOME, expected
+    /// to succeed; returns the directory.
+    pub fn extract_to(&self, reference: &str, extra: &[&str], name: &str) -> PathBuf {
+        let dir = self.path(name);
+        let mut args = vec!["release", "extract", reference];
+        args.extend_from_slice(extra);
+        let to = s(&dir);
+        args.extend(["--to", &to]);
+        self.ok(&args);
+        dir
     }
 
     /// A path inside the temp HOME.
     pub fn path(&self, name: &str) -> PathBuf {
         self.home.path().join(name)
     }
+}
+
+/// The one `error:` line of `stderr`, checked to be exactly one.
+pub fn one_error(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
+    errors[0].to_string()
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
 }
 
 /// The image `spec` describes, tagged `tag` in the layout at `dir` (created if needed).
