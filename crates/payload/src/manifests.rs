@@ -147,16 +147,7 @@ pub fn render(operators: &[Operator], ctx: &Context, validator: Validator) -> Re
             let data = match std::str::from_utf8(&file.data) {
                 Ok(text) => {
                     let text = match &rewrite {
-                        Some((re, to)) => {
-                            let out =
-                                re.replace_all(text.as_bytes(), |c: &regex::bytes::Captures| {
-                                    [&c[1], to[&c[2]].as_bytes(), &c[5]].concat()
-                                });
-                            // Only ASCII bytes matched and UTF-8 pull specs went in: still UTF-8.
-                            String::from_utf8(out.into_owned()).map_err(|_| {
-                                invalid(format!("{what}: rewriting image references broke UTF-8"))
-                            })?
-                        }
+                        Some(to) => rewrite_images(text, to),
                         None => text.to_string(),
                     };
                     substitute_versions(&what, &text, &version_re, &release, versions.as_ref())?
@@ -210,22 +201,16 @@ fn unique_name(name: &str, taken: &mut BTreeSet<String>) -> String {
     candidate
 }
 
-/// A pattern over an operator's image-references sources, and what each source becomes.
-type Rewrite = (regex::bytes::Regex, BTreeMap<Vec<u8>, String>);
-
-/// One operator's image-references as a single pattern over all its source strings, and what each
-/// source becomes. As in oc, a source matches only after a non-word character (or at the start), may
-/// carry a `:tag` or `@digest`, and must be followed by whitespace, a quote or the end. The classes
-/// are ASCII, as Go's `\w` and `\s` are (and much faster than Unicode classes). oc bounds the tag at
-/// 128 characters; longer tags are invalid anyway, and the unbounded form compiles far faster.
+/// What each source string of one operator's image-references becomes, longest source first (so
+/// that a source that is a prefix of another never shadows it).
 fn image_rewrite(
     op: &str,
     refs: &ImageStream,
     ctx: &Context,
     referenced: &mut BTreeSet<String>,
-) -> Result<Option<Rewrite>> {
+) -> Result<Option<Vec<(String, String)>>> {
     let mut by_source: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut to = BTreeMap::new();
+    let mut to = Vec::new();
     for tag in &refs.spec.tags {
         let Some(source) = tag
             .from
@@ -251,26 +236,77 @@ fn image_rewrite(
             )));
         };
         referenced.insert(tag.name.clone());
-        to.insert(source.as_bytes().to_vec(), pullspec.clone());
+        to.push((source.to_string(), pullspec.clone()));
     }
     if to.is_empty() {
         return Ok(None);
     }
-    // Longest first, so that a source that is a prefix of another never shadows it.
-    let mut sources: Vec<&str> = by_source
-        .keys()
-        .copied()
-        .filter(|s| to.contains_key(s.as_bytes()))
-        .collect();
-    sources.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let alternation: Vec<String> = sources.iter().map(|s| regex::escape(s)).collect();
-    // Byte-oriented and ASCII-only (`(?-u)`): a Unicode negated class compiles to a large automaton.
-    let pattern = format!(
-        r#"(?-u)(^|[^0-9A-Za-z_])({})(:[0-9A-Za-z_][0-9A-Za-z_.-]*)?(@[A-Za-z0-9_+.-]+:[0-9a-fA-F]+)?([\t\n\f\r "']|$)"#,
-        alternation.join("|")
-    );
-    let re = regex::bytes::Regex::new(&pattern).expect("escaped regex");
-    Ok(Some((re, to)))
+    to.sort_by_key(|(source, _)| std::cmp::Reverse(source.len()));
+    Ok(Some(to))
+}
+
+/// Replace image references in one pass, as oc's pattern
+/// `(^|\W)(SOURCE1|SOURCE2|…)(:tag)?(@algo:hex)?(\s|["']|$)` does with Go's ASCII classes: a source
+/// counts only after a non-word character not consumed by the previous match (or at the start), may
+/// carry a `:tag` or `@digest` (replaced too), and must be followed by whitespace, a quote or the end,
+/// which the match consumes. Hand-written because compiling that pattern per operator cost more than
+/// the whole rest of a rebuild.
+fn rewrite_images(text: &str, to: &[(String, String)]) -> String {
+    let b = text.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let span = |mut i: usize, ok: &dyn Fn(u8) -> bool| {
+        while i < b.len() && ok(b[i]) {
+            i += 1;
+        }
+        i
+    };
+    // For a reference that starts with `source` at `at`: where it ends, and where the match ends (after
+    // the terminator it consumes).
+    let matches_at = |at: usize, source: &str| -> Option<(usize, usize)> {
+        let mut i = at + source.len();
+        if b.get(i) == Some(&b':') && b.get(i + 1).copied().is_some_and(word) {
+            i = span(i + 1, &|c| word(c) || c == b'.' || c == b'-');
+        }
+        if b.get(i) == Some(&b'@') {
+            let alg = span(i + 1, &|c| word(c) || matches!(c, b'+' | b'.' | b'-'));
+            let hex = span(alg + 1, &|c| c.is_ascii_hexdigit());
+            if alg > i + 1 && b.get(alg) == Some(&b':') && hex > alg + 1 {
+                i = hex;
+            }
+        }
+        match b.get(i) {
+            None => Some((i, i)),
+            Some(b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'"' | b'\'') => Some((i, i + 1)),
+            Some(_) => None,
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut consumed, mut pos) = (0, 0, 0);
+    while pos < b.len() {
+        // The earliest occurrence of any source; at one position, the longest that matches.
+        let next = to
+            .iter()
+            .filter_map(|(source, _)| text[pos..].find(source.as_str()).map(|i| pos + i))
+            .min();
+        let Some(at) = next else { break };
+        let boundary = at == 0 || (at > consumed && !word(b[at - 1]));
+        let hit = to
+            .iter()
+            .filter(|(source, _)| boundary && text[at..].starts_with(source.as_str()))
+            .find_map(|(source, pullspec)| matches_at(at, source).map(|ends| (ends, pullspec)));
+        match hit {
+            Some(((reference_end, match_end), pullspec)) => {
+                out.push_str(&text[copied..at]);
+                out.push_str(pullspec);
+                copied = reference_end;
+                consumed = match_end;
+                pos = match_end;
+            }
+            None => pos = at + text[at..].chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// Component versions an operator's `0.0.1-snapshot-<key>` references resolve to: from the tags its
@@ -519,6 +555,33 @@ mod tests {
         assert!(warnings("my-operator").is_empty());
         let w = warnings("my_operator");
         assert!(w.len() == 1 && w[0].contains("'my_operator'"), "{w:?}");
+    }
+
+    #[test]
+    fn rewriting_follows_the_pattern_oc_uses() {
+        let to = [
+            ("p/x:ab".to_string(), "N2".to_string()),
+            ("p/x".to_string(), "N1".to_string()),
+        ];
+        for (input, want) in [
+            ("p/x", "N1"),
+            ("p/x\n", "N1\n"),
+            ("image: p/x:latest\n", "image: N1\n"),
+            ("image: 'p/x@sha256:0a1b'", "image: 'N1'"),
+            ("p/x:ab p/x:ab", "N2 p/x:ab"),
+            ("p/x:ab\np/x:ab", "N2\np/x:ab"),
+            ("p/x:ab\n p/x:ab", "N2\n N2"),
+            ("é p/x:ab é", "é N2 é"),
+            // Go's \W is ASCII: any other character, é included, is a boundary.
+            ("ép/x", "éN1"),
+            ("[p/x]", "[p/x]"),
+            ("p/x,", "p/x,"),
+            ("_p/x", "_p/x"),
+            ("p/xy", "p/xy"),
+            ("p/x@sha256:zz ", "p/x@sha256:zz "),
+        ] {
+            assert_eq!(rewrite_images(input, &to), want, "{input:?}");
+        }
     }
 
     #[test]
