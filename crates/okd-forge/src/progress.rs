@@ -1,10 +1,23 @@
-//! Copy progress for people: a bar on a terminal, plain log lines otherwise.
+//! Progress for people: a bar on a terminal, plain log lines otherwise.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use oci::{BlobOutcome, Descriptor, Progress, RawManifest};
+
+/// A bar drawn with `template` when stderr is a terminal and `quiet` is false.
+fn terminal_bar(quiet: bool, template: &str) -> Option<ProgressBar> {
+    (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    })
+}
 
 /// Draws one bar of bytes across all transfers (terminal), or prints a line per finished blob.
 pub struct CopyProgress {
@@ -19,19 +32,11 @@ impl CopyProgress {
     /// A bar when stderr is a terminal and `quiet` is false; plain lines when not a terminal; nothing
     /// when quiet.
     pub fn new(quiet: bool) -> CopyProgress {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar
-        });
         CopyProgress {
-            bar,
+            bar: terminal_bar(
+                quiet,
+                "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            ),
             quiet,
             copied: AtomicUsize::new(0),
             skipped: AtomicUsize::new(0),
@@ -107,15 +112,13 @@ pub struct AssembleBar {
 impl AssembleBar {
     /// A bar when stderr is a terminal and `quiet` is false; plain lines when not a terminal.
     pub fn new(quiet: bool) -> AssembleBar {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg} {pos}/{len}")
-                    .expect("valid template"),
-            );
-            bar
-        });
-        AssembleBar { bar, quiet }
+        AssembleBar {
+            bar: terminal_bar(
+                quiet,
+                "{spinner} [{elapsed_precise}] [{wide_bar}] {msg} {pos}/{len}",
+            ),
+            quiet,
+        }
     }
 
     /// Remove the bar.
