@@ -226,12 +226,24 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
         let info = payload::info::load(&sources, &parse_ref(r)?, None).await?;
         let (inputs, base_tag) = inputs::from_release(&info)?;
         tags.extend(inputs);
-        if let (Some(t), None) = (base_tag, &a.to_image_base) {
-            base = Base::Tag(t);
+        match (base_tag, &a.to_image_base) {
+            (_, Some(_)) => {}
+            (Some(t), None) => base = Base::Tag(t),
+            (None, None) => bail!(
+                "--from-release {r}: none of its tags is its base image (label {}); pass --to-image-base PULLSPEC",
+                is::BASE_DIGEST_LABEL
+            ),
         }
         if let Some(m) = &info.metadata {
             previous = m.previous.clone();
             metadata = m.metadata.clone();
+        }
+        // As oc, the release's own annotations carry over, and its component versions are the
+        // defaults for 0.0.1-snapshot-<key>.
+        annotations = info.references.metadata.annotations.clone();
+        annotations.remove(FROM_RELEASE);
+        if let Some(v) = annotations.get(is::VERSIONS) {
+            defaults = payload::version::parse_versions(r, v)?;
         }
         // A rebuild with changes records where it came from (oc's "Promoted from").
         let changed = a.name.as_deref().is_some_and(|n| n != info.name())
@@ -240,7 +252,8 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
             || a.from_image_stream_file.is_some()
             || a.metadata.is_some()
             || a.previous.is_some()
-            || !a.exclude.is_empty();
+            || !a.exclude.is_empty()
+            || a.to_image_base.is_some();
         if changed {
             annotations.insert(FROM_RELEASE.to_string(), info.pull_spec.clone());
         }
@@ -299,8 +312,11 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
         (Some(n), _) => n,
         (None, Some(n)) => ReleaseName::parse(&n)?,
         (None, None) => {
-            let stamp = payload::new::rfc3339(created).replace(['T', ':'], "-");
-            ReleaseName::parse(&format!("0.0.1-{}", stamp.trim_end_matches('Z')))?
+            // oc's default: 0.0.1-YYYY-MM-DD-HHMMSS.
+            let stamp = payload::new::rfc3339(created)
+                .replace('T', "-")
+                .replace([':', 'Z'], "");
+            ReleaseName::parse(&format!("0.0.1-{stamp}"))?
         }
     };
     let req = NewRelease {

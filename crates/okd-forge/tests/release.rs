@@ -1642,3 +1642,51 @@ fn the_manifest_cache_never_changes_the_result() {
         .iter()
         .any(|e| e.path == "release-manifests/0000_80_machine-config_05_new.yaml"));
 }
+
+#[test]
+fn without_a_name_the_release_is_named_as_oc_names_it() {
+    let f = Forge::reproducible();
+    let (_, mapping) = inputs(&f, &ReleaseSet::standard("amd64"), "mapping.txt");
+    let mut args = new_args("unused", "unused", &mapping, f.path("store"), &["--dry-run"]);
+    // Drop `--name unused --to unused`: a dry run needs neither.
+    args.drain(2..6);
+    let out = f.ok(&args);
+    // 0.0.1-YYYY-MM-DD-HHMMSS of SOURCE_DATE_EPOCH (2026-01-01T00:00:00Z).
+    assert_eq!(
+        out.split(' ').nth(1),
+        Some("0.0.1-2026-01-01-000000"),
+        "{out}"
+    );
+}
+
+#[test]
+fn from_release_needs_its_base_among_its_tags() {
+    let f = Forge::reproducible();
+    let (inputs, mapping) = inputs(&f, &ReleaseSet::standard("amd64"), "mapping.txt");
+    // A payload built on an explicit base that is not one of its tags.
+    let cvo = inputs.pullspec("cluster-version-operator");
+    let first = f.path("first");
+    let to = format!("oci:{}:{NAME}", first.display());
+    let extra = ["--to-image-base", &cvo, "--exclude", "cluster-version-operator"];
+    f.ok(&new_args(NAME, &to, &mapping, f.path("store"), &extra));
+    // Rebuilding it cannot find its base among its tags: oc asks for --to-image-base too.
+    let args = [
+        "release",
+        "new",
+        "--from-release",
+        &to,
+        "--name",
+        "4.17.0-okd-scos.2",
+        "--dry-run",
+        "--store",
+        &s(&f.path("store")),
+    ];
+    let err = f.fails(&args);
+    assert!(
+        err.contains("none of its tags is its base image") && err.contains("--to-image-base"),
+        "{err}"
+    );
+    // With it, the rebuild works.
+    let with_base = [&args[..], &["--to-image-base", &cvo]].concat();
+    f.ok(&with_base);
+}

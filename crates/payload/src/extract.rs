@@ -47,6 +47,8 @@ pub async fn extract(sources: &Sources, r: &ImageRef, arch: Option<&str>) -> Res
 
 /// The largest file `release-manifests/` may hold (real payloads' largest are a few MiB of CRDs).
 pub const MAX_ENTRY: u64 = 32 << 20;
+/// The most bytes `release-manifests/` may hold in all (real payloads hold tens of MiB).
+pub const MAX_TOTAL: u64 = 1 << 30;
 
 enum Entry {
     File(ManifestFile),
@@ -63,6 +65,7 @@ pub fn release_files(layers: Vec<Box<dyn Read + '_>>) -> Result<BTreeMap<String,
         reason,
     };
     let mut found: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut total = 0u64;
     for layer in layers {
         let mut archive = tar::Archive::new(layer);
         let entries = archive
@@ -75,10 +78,11 @@ pub fn release_files(layers: Vec<Box<dyn Read + '_>>) -> Result<BTreeMap<String,
                 .split('/')
                 .filter(|p| !p.is_empty() && *p != ".")
                 .collect();
-            if parts.contains(&"..") {
+            let inside = parts.first() == Some(&DIR);
+            if parts.contains(&"..") && parts.contains(&DIR) {
                 return Err(refuse(&raw, "the path contains '..'".into()));
             }
-            if parts.first() != Some(&DIR) {
+            if !inside || parts.contains(&"..") {
                 continue;
             }
             if raw.starts_with('/') {
@@ -121,6 +125,13 @@ pub fn release_files(layers: Vec<Box<dyn Read + '_>>) -> Result<BTreeMap<String,
                 continue;
             }
             let size = entry.size();
+            total += size;
+            if total > MAX_TOTAL {
+                return Err(refuse(
+                    &raw,
+                    format!("release-manifests would hold more than {MAX_TOTAL} bytes"),
+                ));
+            }
             if size > MAX_ENTRY {
                 return Err(refuse(
                     &raw,

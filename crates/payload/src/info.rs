@@ -164,11 +164,15 @@ fn build_info(
     })?;
     let references =
         ImageStream::parse("release-manifests/image-references", &refs.data).map_err(bad)?;
+    let mut warnings = Vec::new();
     let metadata = match files.get("release-metadata") {
-        Some(f) => Some(ReleaseMetadata::parse(&what, &f.data)?),
+        Some(f) => {
+            let (md, w) = ReleaseMetadata::parse(&what, &f.data)?;
+            warnings.extend(w);
+            Some(md)
+        }
         None => None,
     };
-    let mut warnings = Vec::new();
     if let Some(m) = &metadata {
         if m.version != references.metadata.name {
             warnings.push(format!(

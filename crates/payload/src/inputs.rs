@@ -98,6 +98,7 @@ pub fn from_release(info: &ReleaseInfo) -> Result<(BTreeMap<String, InputTag>, O
     let mut base_tag = None;
     for tag in &info.references.spec.tags {
         let what = format!("{}: tag '{}'", info.image, tag.name);
+        check_tag(&info.image, &tag.name)?;
         let Some(spec) = tag.pullspec() else { continue };
         let spec = PullSpec::parse(&what, spec)?;
         if !base.is_empty() && spec.digest().is_some_and(|d| d.to_string() == base) {

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use oci::Digest;
 
+use crate::error::{invalid, Result};
 use crate::manifests::ManifestFile;
 
 /// The directory the release layer holds.
@@ -29,7 +30,7 @@ pub fn build(
     release_metadata: &[u8],
     manifests: &[ManifestFile],
     fallback_mtime: u64,
-) -> ReleaseLayer {
+) -> Result<ReleaseLayer> {
     let newest = manifests
         .iter()
         .map(|f| f.mtime)
@@ -38,8 +39,9 @@ pub fn build(
     let size: usize = manifests.iter().map(|f| f.data.len() + 1024).sum();
     let mut tar = tar::Builder::new(Vec::with_capacity(size + 8192));
     let mut dir = header(tar::EntryType::Directory, 0o777, 0, newest);
+    let bad = |name: &str, e: std::io::Error| invalid(format!("release-manifests/{name}: {e}"));
     tar.append_data(&mut dir, DIR, std::io::empty())
-        .expect("in-memory tar");
+        .map_err(|e| bad("", e))?;
     let meta = [
         ("image-references", image_references, newest),
         ("release-metadata", release_metadata, newest),
@@ -52,9 +54,9 @@ pub fn build(
     for (name, data, mtime) in files {
         let mut h = header(tar::EntryType::Regular, 0o444, data.len() as u64, mtime);
         tar.append_data(&mut h, format!("{DIR}/{name}"), data)
-            .expect("in-memory tar");
+            .map_err(|e| bad(name, e))?;
     }
-    let tar = tar.into_inner().expect("in-memory tar");
+    let tar = tar.into_inner().map_err(|e| bad("", e))?;
     let diff_id = Digest::sha256_of(&tar);
     let mut gz = flate2::GzBuilder::new().mtime(0).write(
         Vec::with_capacity(tar.len() / 3 + 1024),
@@ -64,11 +66,11 @@ pub fn build(
     );
     gz.write_all(&tar).expect("in-memory gzip");
     let gzip = bytes::Bytes::from(gz.finish().expect("in-memory gzip"));
-    ReleaseLayer {
+    Ok(ReleaseLayer {
         digest: Digest::sha256_of(&gzip),
         gzip,
         diff_id,
-    }
+    })
 }
 
 fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
@@ -93,7 +95,7 @@ mod tests {
             data: b"kind: X\n".to_vec(),
             mtime: 1_700_000_000,
         }];
-        let layer = build(b"{}", b"{}", &files, 5);
+        let layer = build(b"{}", b"{}", &files, 5).unwrap();
         assert_eq!(&layer.gzip[4..8], &[0, 0, 0, 0], "gzip header mtime");
         let tar = flate2::read::GzDecoder::new(&layer.gzip[..]);
         let mut a = tar::Archive::new(tar);

@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use regex::Regex;
-
 use crate::error::{invalid, Result};
 use crate::imagestream::ImageStream;
 use crate::version::{ReleaseName, Versions, ALLOWED_KEYS};
@@ -24,13 +22,18 @@ pub struct ManifestFile {
 /// The operator's own image-references file, consumed by rewriting and not copied.
 pub const IMAGE_REFERENCES: &str = "image-references";
 
+/// The largest manifest file an operator may ship (real payloads' largest CRDs are a few MiB).
+pub const MAX_FILE: u64 = 32 << 20;
+/// The most bytes of manifests one operator may ship.
+pub const MAX_TOTAL: u64 = 256 << 20;
+
 /// Read the regular files directly under `manifests/` from an uncompressed layer tar. Subdirectories,
 /// links and whiteouts are ignored, as oc does. With several readers (layers, top first), the first
 /// occurrence of a name wins.
 pub fn files_in_layers(layers: Vec<Box<dyn Read + '_>>, what: &str) -> Result<Vec<ManifestFile>> {
     let mut out: BTreeMap<String, ManifestFile> = BTreeMap::new();
+    let mut total = 0u64;
     for layer in layers {
-        let mut seen = BTreeSet::new();
         let mut archive = tar::Archive::new(layer);
         let entries = archive
             .entries()
@@ -48,12 +51,20 @@ pub fn files_in_layers(layers: Vec<Box<dyn Read + '_>>, what: &str) -> Result<Ve
             if !entry.header().entry_type().is_file() || out.contains_key(name) {
                 continue;
             }
-            let mut data = Vec::with_capacity(entry.size() as usize);
+            let size = entry.size();
+            total += size;
+            if size > MAX_FILE || total > MAX_TOTAL {
+                return Err(invalid(format!(
+                    "{what}: manifests/{name} is {size} bytes ({total} in all so far); an operator's manifests may have at most {MAX_FILE} bytes per file and {MAX_TOTAL} in all"
+                )));
+            }
+            let mut data = Vec::with_capacity(size as usize);
             entry
+                .by_ref()
+                .take(size)
                 .read_to_end(&mut data)
                 .map_err(|e| invalid(format!("{what}: cannot read manifests/{name}: {e}")))?;
             let mtime = entry.header().mtime().unwrap_or(0);
-            seen.insert(name.to_string());
             out.insert(
                 name.to_string(),
                 ManifestFile {
@@ -109,9 +120,10 @@ pub type Validator<'a> = &'a (dyn Fn(&str, &[u8]) -> Result<Vec<String>> + Sync)
 pub fn render(operators: &[Operator], ctx: &Context, validator: Validator) -> Result<Rendered> {
     let mut out = Rendered::default();
     let mut names = BTreeSet::new();
-    // ASCII word boundary, as Go's `\b` (a Unicode one forces the slowest regex engine).
+    // oc's `([\W]|^)0\.0\.1-snapshot([a-z0-9\-]*)`, with Go's ASCII classes.
     let version_re =
-        Regex::new(r"(?-u:\b)0\.0\.1-snapshot(-[a-z0-9]+(?:-[a-z0-9]+)*)?").expect("regex");
+        regex::bytes::Regex::new(r"(?-u)(^|[^0-9A-Za-z_])0\.0\.1-snapshot([a-z0-9-]*)")
+            .expect("regex");
     let release = ctx.release.without_build();
     for op in operators {
         if !op
@@ -212,14 +224,17 @@ fn image_rewrite(
     let mut by_source: BTreeMap<&str, &str> = BTreeMap::new();
     let mut to = Vec::new();
     for tag in &refs.spec.tags {
-        let Some(source) = tag
-            .from
-            .as_ref()
-            .map(|f| f.name.as_str())
-            .filter(|s| !s.is_empty())
-        else {
+        // As oc: only DockerImage references are rewritten, and they must name something.
+        let Some(from) = tag.from.as_ref().filter(|f| f.kind == "DockerImage") else {
             continue;
         };
+        let source = from.name.as_str();
+        if source.is_empty() {
+            return Err(invalid(format!(
+                "operator '{op}': manifests/image-references tag '{}' has an empty from.name",
+                tag.name
+            )));
+        }
         if let Some(other) = by_source.insert(source, &tag.name) {
             return Err(invalid(format!(
                 "operator '{op}': manifests/image-references tags '{other}' and '{}' both have the source '{source}'; each source may name only one tag",
@@ -264,13 +279,20 @@ fn rewrite_images(text: &str, to: &[(String, String)]) -> String {
     // the terminator it consumes).
     let matches_at = |at: usize, source: &str| -> Option<(usize, usize)> {
         let mut i = at + source.len();
+        // oc: `(?:[:](TAG)|[@](DIGEST))?`, a tag of 1..128 characters or a digest whose algorithm
+        // starts with a letter and whose hex has at least 2 digits.
         if b.get(i) == Some(&b':') && b.get(i + 1).copied().is_some_and(word) {
-            i = span(i + 1, &|c| word(c) || c == b'.' || c == b'-');
-        }
-        if b.get(i) == Some(&b'@') {
-            let alg = span(i + 1, &|c| word(c) || matches!(c, b'+' | b'.' | b'-'));
+            let end = span(i + 1, &|c| word(c) || c == b'.' || c == b'-');
+            if end - (i + 1) > 128 {
+                return None;
+            }
+            i = end;
+        } else if b.get(i) == Some(&b'@') && b.get(i + 1).is_some_and(u8::is_ascii_alphabetic) {
+            let alg = span(i + 1, &|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-' | b'_')
+            });
             let hex = span(alg + 1, &|c| c.is_ascii_hexdigit());
-            if alg > i + 1 && b.get(alg) == Some(&b':') && hex > alg + 1 {
+            if b.get(alg) == Some(&b':') && hex >= alg + 3 {
                 i = hex;
             }
         }
@@ -343,39 +365,46 @@ fn operator_versions(op: &str, refs: &ImageStream, ctx: &Context) -> Result<Vers
 fn substitute_versions(
     what: &str,
     text: &str,
-    re: &Regex,
+    re: &regex::bytes::Regex,
     release: &str,
     versions: Option<&Versions>,
 ) -> Result<String> {
     let mut err = None;
-    let out = re.replace_all(text, |c: &regex::Captures| {
-        let Some(key) = c.get(1).map(|m| &m.as_str()[1..]) else {
-            return release.to_string();
+    let out = re.replace_all(text.as_bytes(), |c: &regex::bytes::Captures| {
+        let prefix = &c[1];
+        let suffix = String::from_utf8_lossy(&c[2]);
+        let value = match suffix.strip_prefix('-') {
+            // `0.0.1-snapshot` alone: the release name.
+            None if suffix.is_empty() => Ok(release.to_string()),
+            // `0.0.1-snapshot2` and the like are not references: left alone, as oc does.
+            None => return c[0].to_vec(),
+            Some("") => Err("empty version references are not allowed".to_string()),
+            Some(key) => match versions.and_then(|v| v.get(key)) {
+                Some(v) if ALLOWED_KEYS.contains(&key) => Ok(v.clone()),
+                _ if versions.is_none() => Err(format!(
+                    "unknown version reference '0.0.1-snapshot-{key}': this operator ships no image-references file to take component versions from"
+                )),
+                _ if ALLOWED_KEYS.contains(&key) => Err(format!(
+                    "unknown version reference '0.0.1-snapshot-{key}': no image its image-references lists reports a '{key}' version"
+                )),
+                _ => Err(format!(
+                    "unknown version reference '0.0.1-snapshot-{key}': known keys are {}",
+                    ALLOWED_KEYS.join(", ")
+                )),
+            },
         };
-        let value = versions.and_then(|v| v.get(key));
         match value {
-            Some(v) if ALLOWED_KEYS.contains(&key) => v.clone(),
-            _ => {
-                let why = if versions.is_none() {
-                    "this operator ships no image-references file to take component versions from"
-                        .to_string()
-                } else if ALLOWED_KEYS.contains(&key) {
-                    format!("no image its image-references lists reports a '{key}' version")
-                } else {
-                    format!("known keys are {}", ALLOWED_KEYS.join(", "))
-                };
-                err.get_or_insert_with(|| {
-                    invalid(format!(
-                        "{what}: unknown version reference '0.0.1-snapshot-{key}': {why}"
-                    ))
-                });
-                c[0].to_string()
+            Ok(v) => [prefix, v.as_bytes()].concat(),
+            Err(e) => {
+                err.get_or_insert_with(|| invalid(format!("{what}: {e}")));
+                c[0].to_vec()
             }
         }
     });
     match err {
         Some(e) => Err(e),
-        None => Ok(out.into_owned()),
+        None => String::from_utf8(out.into_owned())
+            .map_err(|_| invalid(format!("{what}: version substitution broke UTF-8"))),
     }
 }
 
@@ -417,15 +446,22 @@ pub fn validate(what: &str, data: &[u8]) -> Result<Vec<String>> {
         let s =
             |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).unwrap_or("").to_string();
         let meta = doc.get("metadata");
+        // The CVO's resource id: group (from apiVersion), kind, namespace, name.
+        let api_version = s(doc.get("apiVersion"));
+        let group = api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_string();
         let id = (
             s(doc.get("kind")),
             s(meta.and_then(|m| m.get("namespace"))),
             s(meta.and_then(|m| m.get("name"))),
+            group,
         );
         if !seen.insert(id.clone()) {
             return Err(invalid(format!(
-                "{what}: {} {}/{} appears twice in one file; the CVO rejects such a payload",
-                id.0, id.1, id.2
+                "{what}: {} {} {}/{} appears twice in one file; the CVO rejects such a payload",
+                api_version, id.0, id.1, id.2
             )));
         }
         let has_include = meta
@@ -579,9 +615,53 @@ mod tests {
             ("_p/x", "_p/x"),
             ("p/xy", "p/xy"),
             ("p/x@sha256:zz ", "p/x@sha256:zz "),
+            // A tag or a digest, not both; digests have at least two hex digits.
+            ("p/x:v1@sha256:ab ", "p/x:v1@sha256:ab "),
+            ("p/x@sha256:a ", "p/x@sha256:a "),
+            ("p/x@sha256:ab ", "N1 "),
         ] {
             assert_eq!(rewrite_images(input, &to), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn versions_and_duplicates_follow_oc_and_the_cvo() {
+        let re = regex::bytes::Regex::new(r"(?-u)(^|[^0-9A-Za-z_])0\.0\.1-snapshot([a-z0-9-]*)")
+            .unwrap();
+        let v = Versions::from([("kubernetes".to_string(), "1.31.1".to_string())]);
+        let sub = |t: &str| substitute_versions("f", t, &re, "4.17.0", Some(&v));
+        assert_eq!(
+            sub("a: 0.0.1-snapshot\nb: 0.0.1-snapshot-kubernetes").unwrap(),
+            "a: 4.17.0\nb: 1.31.1"
+        );
+        assert_eq!(
+            sub("0.0.1-snapshot2 x0.0.1-snapshot").unwrap(),
+            "0.0.1-snapshot2 x0.0.1-snapshot"
+        );
+        for bad in ["0.0.1-snapshot-", "0.0.1-snapshot-KUBE"] {
+            let e = sub(bad).unwrap_err().to_string();
+            assert!(e.contains("empty version references"), "{bad}: {e}");
+        }
+        // Same kind and name in two API groups are two objects (the CVO keys by group too).
+        let two = "apiVersion: config.openshift.io/v1\nkind: Network\nmetadata: {name: cluster}\n---\napiVersion: operator.openshift.io/v1\nkind: Network\nmetadata: {name: cluster}\n";
+        validate("n.yaml", two.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn oversized_operator_manifests_are_refused_before_reading() {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("manifests/huge.yaml").unwrap();
+        h.set_size(1 << 46);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        let bytes = h.as_bytes().to_vec();
+        let e = files_in_layers(vec![Box::new(&bytes[..])], "operator 'x'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("operator 'x': manifests/huge.yaml is 70368744177664 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -30,23 +30,32 @@ pub struct ReleaseMetadata {
 }
 
 impl ReleaseMetadata {
-    /// Parse release-metadata bytes of `what`, checking `kind` and that metadata values are strings
-    /// (Cincinnati drops a release whose metadata has any other value).
-    pub fn parse(what: &str, bytes: &[u8]) -> Result<ReleaseMetadata> {
-        let v: serde_json::Value = serde_json::from_slice(bytes)
+    /// Read release-metadata bytes of `what` as oc does: it must be JSON; anything the CVO or
+    /// Cincinnati would object to (another `kind`, non-string metadata values, an architecture other
+    /// than `multi`) is returned as a warning, with non-string values kept as their JSON text.
+    pub fn parse(what: &str, bytes: &[u8]) -> Result<(ReleaseMetadata, Vec<String>)> {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| invalid(format!("{what}: release-metadata is not JSON: {e}")))?;
-        if let Some(m) = v.get("metadata") {
-            metadata_from_json(&format!("{what}: release-metadata"), m)?;
+        let mut warnings = Vec::new();
+        if let Some(serde_json::Value::Object(m)) = v.get_mut("metadata") {
+            if let Err(e) =
+                metadata_from_json("release-metadata", &serde_json::Value::Object(m.clone()))
+            {
+                warnings.push(e.to_string());
+            }
+            for val in m.values_mut().filter(|val| !val.is_string()) {
+                *val = serde_json::Value::String(val.to_string());
+            }
         }
         let md: ReleaseMetadata = serde_json::from_value(v)
             .map_err(|e| invalid(format!("{what}: release-metadata: {e}")))?;
         if md.kind != KIND {
-            return Err(invalid(format!(
-                "{what}: release-metadata has kind '{}', expected {KIND}",
+            warnings.push(format!(
+                "release-metadata has kind '{}'; the CVO and Cincinnati accept only {KIND}",
                 md.kind
-            )));
+            ));
         }
-        Ok(md)
+        Ok((md, warnings))
     }
 
     /// The bytes oc writes (`json.MarshalIndent`, two-space indent, like image-references).
@@ -103,9 +112,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("'url'") && e.contains("string"), "{e}");
-        let e = ReleaseMetadata::parse("x", br#"{"kind":"v1","version":"1.0.0"}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("kind 'v1'"), "{e}");
+        // Reading is lenient, as oc's is: problems become warnings.
+        let (md, w) = ReleaseMetadata::parse(
+            "x",
+            br#"{"kind":"v1","version":"1.0.0","metadata":{"url":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(md.metadata["url"], "1");
+        assert!(
+            w.len() == 2 && w[0].contains("'url'") && w[1].contains("kind 'v1'"),
+            "{w:?}"
+        );
     }
 }

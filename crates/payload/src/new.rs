@@ -133,6 +133,10 @@ pub async fn assemble(
         progress.step(stage, item, n, total);
     };
     let name = req.name.to_string();
+    // Tags become file names in the layer (0000_50_<tag>_…): they must be valid tags.
+    for tag in req.inputs.keys() {
+        oci::reference::parse_tag(tag).map_err(|e| invalid(format!("input tag '{tag}': {e}")))?;
+    }
     // The base decides the architectures.
     let (base_what, base_spec) = match &req.base {
         Base::Tag(t) => {
@@ -278,8 +282,13 @@ pub async fn assemble(
         refs.spec.tags.push(t);
     }
     let mut metadata = req.metadata.clone();
+    let mut warnings = rendered.warnings;
     if !base_children.is_empty() {
         metadata.insert(ARCHITECTURE.into(), "multi".into());
+    } else if metadata.remove(ARCHITECTURE).is_some() {
+        warnings.push(format!(
+            "metadata '{ARCHITECTURE}' dropped: the base is a single-architecture image, and the CVO would take the payload for a multi-arch one"
+        ));
     }
     let md = ReleaseMetadata {
         kind: KIND.into(),
@@ -293,7 +302,7 @@ pub async fn assemble(
         &md.to_bytes(),
         &rendered.files,
         req.created.unix_timestamp().max(0) as u64,
-    );
+    )?;
 
     // One image per base image (per arch), all with the same layer.
     let mut blobs = vec![(
@@ -348,7 +357,7 @@ pub async fn assemble(
         image_references: refs,
         metadata: md,
         manifest_names: rendered.files.iter().map(|f| f.name.clone()).collect(),
-        warnings: rendered.warnings,
+        warnings,
         pruned,
     })
 }

@@ -62,20 +62,20 @@ pub type Versions = BTreeMap<String, String>;
 /// Parse `io.openshift.build.versions` (`key=semver,key=semver`) of image `what`.
 pub fn parse_versions(what: &str, label: &str) -> Result<Versions> {
     let mut out = Versions::new();
-    for item in label.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    // As oc: split on ',' and '=', nothing trimmed (a space is an error, not a separator).
+    for item in label.split(',').filter(|s| !s.is_empty()) {
         let Some((key, value)) = item.split_once('=') else {
             return Err(invalid(format!(
                 "{what}: label io.openshift.build.versions has '{item}', expected key=version"
             )));
         };
-        let key = key.trim();
         if !ALLOWED_KEYS.contains(&key) {
             return Err(invalid(format!(
                 "{what}: version key '{key}' in label io.openshift.build.versions is not in the allowed list ({})",
                 ALLOWED_KEYS.join(", ")
             )));
         }
-        let mut v = parse_semver(value.trim()).map_err(|reason| {
+        let mut v = parse_semver(value).map_err(|reason| {
             invalid(format!(
                 "{what}: version '{value}' of '{key}' in label io.openshift.build.versions is not semver: {reason}"
             ))
@@ -138,9 +138,13 @@ mod tests {
 
     #[test]
     fn versions_label() {
-        let v = parse_versions("cli", "kubectl=1.31.1+abc, kubernetes=1.31.1").unwrap();
+        let v = parse_versions("cli", "kubectl=1.31.1+abc,kubernetes=1.31.1").unwrap();
         assert_eq!(v["kubectl"], "1.31.1");
         assert_eq!(v["kubernetes"], "1.31.1");
+        let e = parse_versions("cli", "kubectl= 1.31.1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not semver"), "{e}");
         let e = parse_versions("cli", "foo=1.0.0").unwrap_err().to_string();
         assert!(e.contains("'foo'") && e.contains("allowed list"), "{e}");
         let e = parse_versions("os", "machine-os=39.20231101.3.0")
