@@ -1647,7 +1647,13 @@ fn the_manifest_cache_never_changes_the_result() {
 fn without_a_name_the_release_is_named_as_oc_names_it() {
     let f = Forge::reproducible();
     let (_, mapping) = inputs(&f, &ReleaseSet::standard("amd64"), "mapping.txt");
-    let mut args = new_args("unused", "unused", &mapping, f.path("store"), &["--dry-run"]);
+    let mut args = new_args(
+        "unused",
+        "unused",
+        &mapping,
+        f.path("store"),
+        &["--dry-run"],
+    );
     // Drop `--name unused --to unused`: a dry run needs neither.
     args.drain(2..6);
     let out = f.ok(&args);
@@ -1667,7 +1673,12 @@ fn from_release_needs_its_base_among_its_tags() {
     let cvo = inputs.pullspec("cluster-version-operator");
     let first = f.path("first");
     let to = format!("oci:{}:{NAME}", first.display());
-    let extra = ["--to-image-base", &cvo, "--exclude", "cluster-version-operator"];
+    let extra = [
+        "--to-image-base",
+        &cvo,
+        "--exclude",
+        "cluster-version-operator",
+    ];
     f.ok(&new_args(NAME, &to, &mapping, f.path("store"), &extra));
     // Rebuilding it cannot find its base among its tags: oc asks for --to-image-base too.
     let args = [
