@@ -1,6 +1,7 @@
 //! `okd-forge`: the OKD release pipeline. This binary only parses arguments and wires the stage crates
 //! together; see `docs/` for the user guide.
 
+mod config;
 mod image;
 mod progress;
 mod release;
@@ -38,6 +39,9 @@ pub enum Output {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Check the configuration file (forge.yaml) and print its JSON Schema.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Copy, inspect and list images in registries and OCI layouts.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Config(c) => config::run(c, cli.output),
             Command::Image(c) => image::run(c, cli.output).await,
             Command::Store(c) => image::run_store(c, cli.output).await,
             Command::Release(c) => release::run(c, cli.output).await,

@@ -1,0 +1,205 @@
+//! The raw `forge.yaml`: what the user wrote, deserialized as is. [`super::model`] validates it.
+//!
+//! Every type rejects unknown fields, and its doc comments become the descriptions of
+//! `okd-forge config schema`. Fields whose value a later check must point at are
+//! [`Spanned`], so that errors can name their line and column.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// An okd-forge configuration file (`forge.yaml`): where images and state live, how each source
+/// tree is built for each distribution (variants), what is built (components) and which
+/// integration streams the builds feed.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ForgeConfig", title = "okd-forge configuration (forge.yaml)")]
+pub struct RawConfig {
+    /// Where images live: an OCI image-layout directory (relative to this file), or a registry
+    /// repository as `docker://HOST[:PORT]/REPO`. Default: `./var/store`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub store: Option<Spanned<String>>,
+    /// The state database: an SQLite file (relative to this file). Default: `./var/forge.db`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// How many builds run at once (at least 1). Default: the number of CPUs.
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub parallelism: Option<Spanned<u64>>,
+    /// Where accepted releases and their content are published.
+    #[serde(default)]
+    pub publish: Option<RawPublish>,
+    /// How one source tree is built for one distribution (`okd-scos`, `okd`), by name.
+    #[serde(default)]
+    pub variants: IndexMap<String, RawVariant>,
+    /// The git repositories and the images each builds, by component name.
+    #[serde(default)]
+    pub components: IndexMap<String, RawComponent>,
+    /// The integration streams (one per minor and variant, e.g. `okd-scos-4.17`), by name.
+    #[serde(default)]
+    pub streams: IndexMap<String, RawStream>,
+}
+
+/// Publication targets.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Publish")]
+pub struct RawPublish {
+    /// The repository stable release payloads are pushed to (e.g. `quay.io/okd/scos-release`).
+    pub release: String,
+    /// The repository the component images of a release are pushed to (e.g.
+    /// `quay.io/okd/scos-content`).
+    pub content: String,
+}
+
+/// How a source tree is built for one distribution.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Variant")]
+pub struct RawVariant {
+    /// Build arguments added to every image build of this variant (e.g. `TAGS: scos`); an image's
+    /// own `build_args` win.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// Base-image substitutions: every `FROM` naming a key is built from the value instead.
+    #[serde(default)]
+    pub base_images: BTreeMap<String, String>,
+    /// Payload tag renames: an image promoted as the key is tagged as the value in this
+    /// variant's streams (e.g. the OS image tag).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub tag_renames: BTreeMap<String, Spanned<String>>,
+}
+
+/// A git repository and the images built from it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Component")]
+pub struct RawComponent {
+    /// The repository: an `https://`, `http://`, `ssh://` or `file://` URL, or scp-like
+    /// `git@host:path`.
+    #[schemars(with = "String")]
+    pub git: Spanned<String>,
+    /// Per-stream branch overrides (stream name → branch). Streams not listed build the stream's
+    /// own `branch`. Exclusive with `ref`.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub branch: Option<Spanned<BTreeMap<String, String>>>,
+    /// A fixed ref (tag or commit) built for every stream instead of a branch. Exclusive with
+    /// `branch`.
+    #[serde(default, rename = "ref")]
+    #[schemars(with = "Option<String>")]
+    pub git_ref: Option<Spanned<String>>,
+    /// The images this repository builds (at least one).
+    #[schemars(with = "Vec<RawImage>")]
+    pub images: Spanned<Vec<Spanned<RawImage>>>,
+}
+
+/// One image of a component: a Containerfile build or a native recipe (exactly one of the two).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Image")]
+pub struct RawImage {
+    /// The image's tag in the stream and the payload (e.g. `machine-config-operator`).
+    #[schemars(with = "String")]
+    pub to: Spanned<String>,
+    /// The Containerfile (or Dockerfile) to build, relative to `context`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub containerfile: Option<Spanned<String>>,
+    /// The build context, relative to the repository root. Default: `.`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub context: Option<Spanned<String>>,
+    /// Build arguments for this image; they override the variant's.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// Replaces the base image of the Containerfile's last stage with this image (a pull spec,
+    /// or the tag of another image in the same stream).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Images substituted into the Containerfile: key = the image to use (a pull spec or a
+    /// stream tag); `as` = the `FROM` names it replaces.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, RawInput>,
+    /// A native recipe: run a command in the checkout, then layer its outputs onto a base image.
+    #[serde(default)]
+    pub native: Option<RawNative>,
+}
+
+/// An image substituted into a Containerfile.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Input")]
+pub struct RawInput {
+    /// The `FROM` names (images or stage names) this input replaces.
+    #[serde(rename = "as")]
+    pub as_: Vec<String>,
+}
+
+/// A native, daemonless build.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Native")]
+pub struct RawNative {
+    /// The command run in the checkout (program and arguments; no shell).
+    #[schemars(with = "Vec<String>")]
+    pub command: Spanned<Vec<String>>,
+    /// What the command produced, as `CHECKOUT_PATH:IMAGE_PATH` (e.g.
+    /// `bin/installer:/usr/bin/installer`): the checkout path is relative, the image path absolute.
+    #[schemars(with = "Vec<String>")]
+    pub outputs: Spanned<Vec<Spanned<String>>>,
+    /// The image the outputs are layered onto (a pull spec, or the tag of another image in the
+    /// same stream).
+    pub base: String,
+}
+
+/// One integration stream: the images of one minor built for one variant.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Stream")]
+pub struct RawStream {
+    /// The variant the stream's images are built for (a key of `variants`).
+    #[schemars(with = "String")]
+    pub variant: Spanned<String>,
+    /// The branch built by default: `master` (or `main`) feeds the next minor, `release-4.y`
+    /// feeds 4.y. Default: `release-<minor>`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub branch: Option<Spanned<String>>,
+    /// The minor (`4.17`). Required with `master`/`main` or another branch not named
+    /// `release-X.Y`; must match a `release-X.Y` branch.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub minor: Option<Spanned<String>>,
+    /// Where successful builds are promoted. Default: every image, enabled.
+    #[serde(default)]
+    pub promotion: Option<RawPromotion>,
+    /// Payload cutting, verification and release promotion. Not interpreted yet (it belongs to
+    /// the release controller): any YAML value is accepted and kept as is.
+    #[serde(default)]
+    pub release: Option<serde_json::Value>,
+}
+
+/// The promotion target of a stream.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Promotion")]
+pub struct RawPromotion {
+    /// Build but do not promote (the stream's tags do not move).
+    #[serde(default)]
+    pub disabled: bool,
+    /// Image tags built but not promoted into this stream.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub excluded_images: Vec<Spanned<String>>,
+    /// Images promoted into this stream without being built: tag → pull spec.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub additional_images: BTreeMap<String, Spanned<String>>,
+}

@@ -1,0 +1,18 @@
+//! The build stage of okd-forge. For now: the `forge.yaml` configuration ([`config`]), parsed into
+//! raw types and validated into the model the rest of the program uses.
+//!
+//! ```
+//! let yaml = "
+//! variants: { okd-scos: { build_args: { TAGS: scos } } }
+//! components:
+//!   installer:
+//!     git: https://github.com/openshift/installer
+//!     images: [ { to: installer, containerfile: images/installer/Dockerfile.ci } ]
+//! streams:
+//!   okd-scos-4.17: { variant: okd-scos, branch: release-4.17 }
+//! ";
+//! let config = build::config::parse(yaml, "forge.yaml", std::path::Path::new(".")).unwrap();
+//! assert_eq!(config.streams["okd-scos-4.17"].minor.to_string(), "4.17");
+//! ```
+
+pub mod config;

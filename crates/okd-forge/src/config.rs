@@ -1,0 +1,118 @@
+//! `okd-forge config …`: check `forge.yaml` and print its JSON Schema.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::Output;
+
+/// Configuration commands.
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and validate the configuration, then print a summary (components, images, streams).
+    ///
+    /// Every problem is reported as FILE:LINE:COLUMN: FIELD: MESSAGE.
+    Check(ConfigFile),
+    /// Print the JSON Schema of forge.yaml (for editors and linters).
+    Schema,
+}
+
+/// Which configuration file to read.
+#[derive(Args)]
+pub struct ConfigFile {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE", env = "OKD_FORGE_CONFIG", default_value = build::config::DEFAULT_FILE)]
+    pub config: PathBuf,
+}
+
+impl ConfigFile {
+    /// Loads and validates the file.
+    pub fn load(&self) -> Result<build::config::Config> {
+        Ok(build::config::load(&self.config)?)
+    }
+}
+
+/// What `config check` reports.
+#[derive(Serialize)]
+struct Summary {
+    file: String,
+    components: usize,
+    images: usize,
+    variants: Vec<String>,
+    streams: Vec<StreamSummary>,
+}
+
+#[derive(Serialize)]
+struct StreamSummary {
+    name: String,
+    variant: String,
+    branch: String,
+    minor: String,
+    images: usize,
+    promoted: usize,
+}
+
+pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
+    match command {
+        ConfigCommand::Check(file) => {
+            let config = file.load()?;
+            let summary = Summary {
+                file: file.config.display().to_string(),
+                components: config.components.len(),
+                images: config.image_count(),
+                variants: config.variants.keys().cloned().collect(),
+                streams: config
+                    .streams
+                    .iter()
+                    .map(|(name, s)| StreamSummary {
+                        name: name.clone(),
+                        variant: s.variant.clone(),
+                        branch: s.branch.clone(),
+                        minor: s.minor.to_string(),
+                        images: s.images.len() + s.promotion.additional_images.len(),
+                        promoted: s.images.iter().filter(|i| i.promoted).count()
+                            + if s.promotion.disabled {
+                                0
+                            } else {
+                                s.promotion.additional_images.len()
+                            },
+                    })
+                    .collect(),
+            };
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+                return Ok(());
+            }
+            println!(
+                "{}: OK: {} components, {} images, {} variants, {} streams",
+                summary.file,
+                summary.components,
+                summary.images,
+                summary.variants.len(),
+                summary.streams.len()
+            );
+            let width = summary
+                .streams
+                .iter()
+                .map(|s| s.name.len())
+                .max()
+                .unwrap_or(0);
+            for s in &summary.streams {
+                println!(
+                    "  {:width$}  variant {}, branch {} ({}), {} images, {} promoted",
+                    s.name, s.variant, s.branch, s.minor, s.images, s.promoted
+                );
+            }
+            Ok(())
+        }
+        ConfigCommand::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&build::config::schema())?
+            );
+            Ok(())
+        }
+    }
+}
