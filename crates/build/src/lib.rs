@@ -16,3 +16,4 @@
 //! ```
 
 pub mod config;
+pub mod import;

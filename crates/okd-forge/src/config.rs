@@ -1,8 +1,8 @@
-//! `okd-forge config …`: check `forge.yaml` and print its JSON Schema.
+//! `okd-forge config …`: check `forge.yaml`, print its JSON Schema, import ci-operator configs.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
@@ -17,6 +17,24 @@ pub enum ConfigCommand {
     Check(ConfigFile),
     /// Print the JSON Schema of forge.yaml (for editors and linters).
     Schema,
+    /// Convert OpenShift CI (ci-operator) configuration files into forge.yaml.
+    ///
+    /// All files merge into one configuration: one component per org/repo, one variant per
+    /// ci-operator variant, one stream per variant and promotion target. The result is printed
+    /// (or written to --output-file); every field that could not be mapped is reported on stderr
+    /// as FILE: FIELD: not mapped (REASON).
+    ImportCiOperator(ImportArgs),
+}
+
+/// Arguments of `config import-ci-operator`.
+#[derive(Args)]
+pub struct ImportArgs {
+    /// ci-operator configuration files (openshift/release ci-operator/config/ORG/REPO/*.yaml).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Write forge.yaml here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
 }
 
 /// Which configuration file to read.
@@ -107,6 +125,7 @@ pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
             }
             Ok(())
         }
+        ConfigCommand::ImportCiOperator(args) => import(&args),
         ConfigCommand::Schema => {
             println!(
                 "{}",
@@ -115,4 +134,34 @@ pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn import(args: &ImportArgs) -> Result<()> {
+    let mut files = Vec::new();
+    for path in &args.paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        files.push((path.display().to_string(), text));
+    }
+    let imported = build::import::import(&files)?;
+    let yaml = imported.to_yaml();
+    // The result must be a valid forge.yaml; anything else is a bug of the importer.
+    let name = args
+        .output_file
+        .as_ref()
+        .map_or("<imported forge.yaml>".to_string(), |p| {
+            p.display().to_string()
+        });
+    build::config::parse(&yaml, &name, std::path::Path::new("."))
+        .context("the imported configuration does not validate (an importer bug)")?;
+    match &args.output_file {
+        Some(out) => {
+            std::fs::write(out, &yaml).with_context(|| format!("cannot write {}", out.display()))?
+        }
+        None => print!("{yaml}"),
+    }
+    for note in &imported.notes {
+        eprintln!("{note}");
+    }
+    Ok(())
 }

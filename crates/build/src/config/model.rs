@@ -134,6 +134,13 @@ pub enum Recipe {
         /// The Containerfile, relative to the context.
         containerfile: PathBuf,
     },
+    /// A Containerfile given inline (its text), built in `context`.
+    ContainerfileLiteral {
+        /// The build context, relative to the repository root.
+        context: PathBuf,
+        /// The Containerfile's text.
+        text: String,
+    },
     /// A native build.
     Native {
         /// Program and arguments, at least the program.
@@ -547,6 +554,8 @@ fn image(
         built.insert(to.value.clone(), field.to_string());
     }
 
+    let literal_with_other = img.containerfile_literal.is_some()
+        && (img.containerfile.is_some() || img.native.is_some());
     let recipe = match (img.containerfile, img.native) {
         (Some(cf), Some(_)) => {
             ck.at(
@@ -556,10 +565,57 @@ fn image(
             );
             None
         }
-        (None, None) => {
-            ck.at(at, field.to_string(), "give one of containerfile or native");
+        _ if literal_with_other => {
+            let lit = img
+                .containerfile_literal
+                .as_ref()
+                .map_or(at, |l| l.referenced);
+            ck.at(
+                lit,
+                field.to_string(),
+                "give only one of containerfile, containerfile_literal or native",
+            );
             None
         }
+        (None, None) => match img.containerfile_literal {
+            None => {
+                ck.at(
+                    at,
+                    field.to_string(),
+                    "give one of containerfile, containerfile_literal or native",
+                );
+                None
+            }
+            Some(lit) => {
+                if lit.value.trim().is_empty() {
+                    ck.at(
+                        lit.referenced,
+                        format!("{field}.containerfile_literal"),
+                        "empty Containerfile",
+                    );
+                }
+                let context = match img.context {
+                    None => PathBuf::from("."),
+                    Some(c) => {
+                        if !is_inside(&c.value) {
+                            ck.at(
+                                c.referenced,
+                                format!("{field}.context"),
+                                format!(
+                                    "'{}' must be a relative path inside the repository (no '..')",
+                                    c.value
+                                ),
+                            );
+                        }
+                        PathBuf::from(c.value)
+                    }
+                };
+                Some(Recipe::ContainerfileLiteral {
+                    context,
+                    text: lit.value,
+                })
+            }
+        },
         (Some(cf), None) => {
             if !is_inside(&cf.value) {
                 ck.at(
@@ -980,9 +1036,23 @@ components:
             one_error(&native.replace("native:", "containerfile: Dockerfile\n        native:")),
             "forge.yaml:6:24: components.cvo.images[0]: give either containerfile or native, not both"
         );
+        let literal = "components:\n  c:\n    git: https://h/r\n    images:\n      - to: x\n        containerfile_literal: FROM scratch\n";
+        let c = ok(literal);
+        assert!(matches!(
+            &c.components["c"].images[0].recipe,
+            Recipe::ContainerfileLiteral { text, context } if text == "FROM scratch" && context == Path::new(".")
+        ));
+        assert_eq!(
+            one_error(&format!("{literal}        containerfile: Dockerfile\n")),
+            "forge.yaml:6:32: components.c.images[0]: give only one of containerfile, containerfile_literal or native"
+        );
+        assert_eq!(
+            one_error(&literal.replace("FROM scratch", "''")),
+            "forge.yaml:6:32: components.c.images[0].containerfile_literal: empty Containerfile"
+        );
         assert_eq!(
             one_error("components:\n  c:\n    git: https://h/r\n    images:\n      - to: x\n"),
-            "forge.yaml:5:9: components.c.images[0]: give one of containerfile or native"
+            "forge.yaml:5:9: components.c.images[0]: give one of containerfile, containerfile_literal or native"
         );
         assert_eq!(
             one_error(&native.replace("bin/cvo:/usr/bin/cvo", "../cvo:usr/bin")),
@@ -1127,7 +1197,7 @@ components:
     fn parse_errors_name_file_line_column_and_field() {
         assert_eq!(
             one_error(&BASE.replace("        containerfile", "        bogus: 1\n        containerfile")),
-            "forge.yaml:9:9: components.mco.images[0].bogus: unknown field `bogus`, expected one of to, containerfile, context, build_args, from, inputs, native"
+            "forge.yaml:9:9: components.mco.images[0].bogus: unknown field `bogus`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native"
         );
         assert_eq!(
             one_error(&format!("{BASE}streams:\n  s: {{ variant: okd, minor: '4.17', promotion: {{ disabled: sure }} }}\n")),

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use indexmap::IndexMap;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 /// An okd-forge configuration file (`forge.yaml`): where images and state live, how each source
 /// tree is built for each distribution (variants), what is built (components) and which
 /// integration streams the builds feed.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "ForgeConfig", title = "okd-forge configuration (forge.yaml)")]
 pub struct RawConfig {
@@ -23,30 +23,37 @@ pub struct RawConfig {
     /// repository as `docker://HOST[:PORT]/REPO`. Default: `./var/store`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<Spanned<String>>,
     /// The state database: an SQLite file (relative to this file). Default: `./var/forge.db`.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// How many builds run at once (at least 1). Default: the number of CPUs.
     #[serde(default)]
     #[schemars(with = "Option<u64>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<Spanned<u64>>,
     /// Where accepted releases and their content are published.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub publish: Option<RawPublish>,
     /// How one source tree is built for one distribution (`okd-scos`, `okd`), by name.
     #[serde(default)]
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub variants: IndexMap<String, RawVariant>,
     /// The git repositories and the images each builds, by component name.
     #[serde(default)]
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub components: IndexMap<String, RawComponent>,
     /// The integration streams (one per minor and variant, e.g. `okd-scos-4.17`), by name.
     #[serde(default)]
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub streams: IndexMap<String, RawStream>,
 }
 
 /// Publication targets.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Publish")]
 pub struct RawPublish {
@@ -58,26 +65,29 @@ pub struct RawPublish {
 }
 
 /// How a source tree is built for one distribution.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Variant")]
 pub struct RawVariant {
     /// Build arguments added to every image build of this variant (e.g. `TAGS: scos`); an image's
     /// own `build_args` win.
     #[serde(default)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub build_args: BTreeMap<String, String>,
     /// Base-image substitutions: every `FROM` naming a key is built from the value instead.
     #[serde(default)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub base_images: BTreeMap<String, String>,
     /// Payload tag renames: an image promoted as the key is tagged as the value in this
     /// variant's streams (e.g. the OS image tag).
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tag_renames: BTreeMap<String, Spanned<String>>,
 }
 
 /// A git repository and the images built from it.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Component")]
 pub struct RawComponent {
@@ -89,19 +99,22 @@ pub struct RawComponent {
     /// own `branch`. Exclusive with `ref`.
     #[serde(default)]
     #[schemars(with = "Option<BTreeMap<String, String>>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<Spanned<BTreeMap<String, String>>>,
     /// A fixed ref (tag or commit) built for every stream instead of a branch. Exclusive with
     /// `branch`.
     #[serde(default, rename = "ref")]
     #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<Spanned<String>>,
     /// The images this repository builds (at least one).
     #[schemars(with = "Vec<RawImage>")]
     pub images: Spanned<Vec<Spanned<RawImage>>>,
 }
 
-/// One image of a component: a Containerfile build or a native recipe (exactly one of the two).
-#[derive(Debug, Deserialize, JsonSchema)]
+/// One image of a component: a Containerfile build (a file, or its text inline) or a native
+/// recipe (exactly one of `containerfile`, `containerfile_literal` and `native`).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Image")]
 pub struct RawImage {
@@ -111,29 +124,41 @@ pub struct RawImage {
     /// The Containerfile (or Dockerfile) to build, relative to `context`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub containerfile: Option<Spanned<String>>,
+    /// The Containerfile's text itself, given inline instead of a file (ci-operator's
+    /// `dockerfile_literal`); built in `context`. Exclusive with `containerfile` and `native`.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub containerfile_literal: Option<Spanned<String>>,
     /// The build context, relative to the repository root. Default: `.`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<Spanned<String>>,
     /// Build arguments for this image; they override the variant's.
     #[serde(default)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub build_args: BTreeMap<String, String>,
     /// Replaces the base image of the Containerfile's last stage with this image (a pull spec,
     /// or the tag of another image in the same stream).
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Images substituted into the Containerfile: key = the image to use (a pull spec or a
     /// stream tag); `as` = the `FROM` names it replaces.
     #[serde(default)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, RawInput>,
     /// A native recipe: run a command in the checkout, then layer its outputs onto a base image.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub native: Option<RawNative>,
 }
 
 /// An image substituted into a Containerfile.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Input")]
 pub struct RawInput {
@@ -143,7 +168,7 @@ pub struct RawInput {
 }
 
 /// A native, daemonless build.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Native")]
 pub struct RawNative {
@@ -160,7 +185,7 @@ pub struct RawNative {
 }
 
 /// One integration stream: the images of one minor built for one variant.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Stream")]
 pub struct RawStream {
@@ -171,35 +196,42 @@ pub struct RawStream {
     /// feeds 4.y. Default: `release-<minor>`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<Spanned<String>>,
     /// The minor (`4.17`). Required with `master`/`main` or another branch not named
     /// `release-X.Y`; must match a `release-X.Y` branch.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub minor: Option<Spanned<String>>,
     /// Where successful builds are promoted. Default: every image, enabled.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion: Option<RawPromotion>,
     /// Payload cutting, verification and release promotion. Not interpreted yet (it belongs to
     /// the release controller): any YAML value is accepted and kept as is.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<serde_json::Value>,
 }
 
 /// The promotion target of a stream.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Promotion")]
 pub struct RawPromotion {
     /// Build but do not promote (the stream's tags do not move).
     #[serde(default)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
     /// Image tags built but not promoted into this stream.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub excluded_images: Vec<Spanned<String>>,
     /// Images promoted into this stream without being built: tag → pull spec.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub additional_images: BTreeMap<String, Spanned<String>>,
 }
