@@ -39,7 +39,7 @@ pub enum Output {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Check the configuration file (forge.yaml) and print its JSON Schema.
+    /// Check the configuration (forge.yaml), print its JSON Schema, import ci-operator configs.
     #[command(subcommand)]
     Config(config::ConfigCommand),
     /// Copy, inspect and list images in registries and OCI layouts.

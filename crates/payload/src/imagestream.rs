@@ -21,8 +21,6 @@ pub const DISPLAY_NAMES: &str = "io.openshift.build.version-display-names";
 pub const OVERRIDE: &str = "io.openshift.release.override";
 /// Annotation: the release this one was built from.
 pub const FROM_RELEASE: &str = "release.openshift.io/from-release";
-/// Annotation: the image stream this release was built from.
-pub const FROM_IMAGE_STREAM: &str = "release.openshift.io/from-image-stream";
 /// Image label: marks an image whose `/manifests` go into the payload.
 pub const OPERATOR_LABEL: &str = "io.openshift.release.operator";
 /// Release image label: the release name.

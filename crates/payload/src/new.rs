@@ -103,13 +103,6 @@ pub trait AssembleProgress: Send + Sync {
     fn step(&self, stage: &str, item: &str, done: usize, total: usize);
 }
 
-/// Reports nothing.
-pub struct NoProgress;
-
-impl AssembleProgress for NoProgress {
-    fn step(&self, _: &str, _: &str, _: usize, _: usize) {}
-}
-
 /// A scanned input image.
 struct Scanned {
     tag: String,

@@ -23,11 +23,6 @@ impl ReleaseName {
         v.build = semver::BuildMetadata::EMPTY;
         v.to_string()
     }
-
-    /// The parsed version, for ordering.
-    pub fn version(&self) -> &semver::Version {
-        &self.0
-    }
 }
 
 impl fmt::Display for ReleaseName {

@@ -332,6 +332,24 @@ impl Checker<'_> {
     }
 }
 
+/// The build context of a Containerfile build: `.` by default, else a path inside the repository.
+fn build_context(ck: &mut Checker, field: &str, context: Option<Spanned<String>>) -> PathBuf {
+    let Some(c) = context else {
+        return PathBuf::from(".");
+    };
+    if !is_inside(&c.value) {
+        ck.at(
+            c.referenced,
+            format!("{field}.context"),
+            format!(
+                "'{}' must be a relative path inside the repository (no '..')",
+                c.value
+            ),
+        );
+    }
+    PathBuf::from(c.value)
+}
+
 /// Whether `p` is a relative path that stays inside its root (no `..`, not absolute).
 fn is_inside(p: &str) -> bool {
     !p.is_empty()
@@ -594,22 +612,7 @@ fn image(
                         "empty Containerfile",
                     );
                 }
-                let context = match img.context {
-                    None => PathBuf::from("."),
-                    Some(c) => {
-                        if !is_inside(&c.value) {
-                            ck.at(
-                                c.referenced,
-                                format!("{field}.context"),
-                                format!(
-                                    "'{}' must be a relative path inside the repository (no '..')",
-                                    c.value
-                                ),
-                            );
-                        }
-                        PathBuf::from(c.value)
-                    }
-                };
+                let context = build_context(ck, field, img.context);
                 Some(Recipe::ContainerfileLiteral {
                     context,
                     text: lit.value,
@@ -627,22 +630,7 @@ fn image(
                     ),
                 );
             }
-            let context = match img.context {
-                None => PathBuf::from("."),
-                Some(c) => {
-                    if !is_inside(&c.value) {
-                        ck.at(
-                            c.referenced,
-                            format!("{field}.context"),
-                            format!(
-                                "'{}' must be a relative path inside the repository (no '..')",
-                                c.value
-                            ),
-                        );
-                    }
-                    PathBuf::from(c.value)
-                }
-            };
+            let context = build_context(ck, field, img.context);
             Some(Recipe::Containerfile {
                 context,
                 containerfile: PathBuf::from(cf.value),
