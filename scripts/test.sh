@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 # The tests run these real peers: a Distribution registry, skopeo and umoci as independent clients,
 # openssl for test certificates, and podman (with runc: crun fails on these machines) to pull and run
 # release payloads built on a busybox-static CVO stand-in (tests/release_podman.rs; each run gets its
-# own containers.conf with default_ulimits = [], which these machines need). (Nothing uses buildah or
-# chromium yet.)
+# own containers.conf with default_ulimits = [], which these machines need), buildah (with runc) for
+# Containerfile component builds (crates/build/tests/buildah.rs, tests/build.rs), and git for the
+# component repositories the build tests create. (Nothing uses chromium yet.)
 . scripts/lib/packages.sh
-install_packages docker-registry skopeo umoci openssl ca-certificates podman runc busybox-static
-require_programs docker-registry skopeo umoci openssl podman runc busybox cargo cargo-nextest
+install_packages docker-registry skopeo umoci openssl ca-certificates podman buildah runc busybox-static git
+require_programs docker-registry skopeo umoci openssl podman buildah runc busybox git cargo cargo-nextest
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check

@@ -470,6 +470,7 @@ impl Importer {
             from: None,
             inputs: BTreeMap::new(),
             native: None,
+            versions: BTreeMap::new(),
         };
         for (k, v) in m {
             let field = format!("{path}.{k}");
@@ -690,6 +691,7 @@ impl Importer {
                     branch: Some(sp(s.branch)),
                     minor: s.minor.map(sp),
                     promotion: Some(promotion),
+                    rebuild: None,
                     release: None,
                 };
                 (name, stream)

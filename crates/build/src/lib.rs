@@ -15,5 +15,10 @@
 //! assert_eq!(config.streams["okd-scos-4.17"].minor.to_string(), "4.17");
 //! ```
 
+pub mod buildah;
 pub mod config;
+pub mod git;
 pub mod import;
+pub mod native;
+pub mod run;
+pub mod state;

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod auth;
+pub mod compose;
 pub mod copy;
 pub mod digest;
 mod error;

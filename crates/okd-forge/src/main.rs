@@ -1,6 +1,7 @@
 //! `okd-forge`: the OKD release pipeline. This binary only parses arguments and wires the stage crates
 //! together; see `docs/` for the user guide.
 
+mod build;
 mod config;
 mod image;
 mod progress;
@@ -39,6 +40,8 @@ pub enum Output {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Build the configured components from git and promote them into their streams.
+    Build(build::BuildArgs),
     /// Check the configuration (forge.yaml), print its JSON Schema, import ci-operator configs.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -51,6 +54,8 @@ enum Command {
     /// Maintain the embedded content store (an OCI image-layout directory).
     #[command(subcommand)]
     Store(image::StoreCommand),
+    /// Poll the components' branches and build what changed; rebuild streams on their schedule.
+    Watch(build::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,10 +83,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Build(a) => build::build(a, cli.output).await,
             Command::Config(c) => config::run(c, cli.output),
             Command::Image(c) => image::run(c, cli.output).await,
             Command::Store(c) => image::run_store(c, cli.output).await,
             Command::Release(c) => release::run(c, cli.output).await,
+            Command::Watch(a) => build::watch(a, cli.output).await,
         }
     });
     match result {

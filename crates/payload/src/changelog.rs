@@ -229,6 +229,15 @@ pub fn github_repo(location: &str) -> Option<GithubRepo> {
     }
 }
 
+/// The directory under `root` for a cache of the repository at `url`: `<root>/<host>/<path>`, the
+/// path without `.git` (`<root>/file/<path>` for `file://` URLs). `None` for transports other than
+/// http(s), git, ssh (also `USER@HOST:PATH`) and file, and for paths that could leave `root`. Shared
+/// with the build stage's git sources, which keep full clones under a root of their own.
+pub fn cache_dir(root: &Path, url: &str) -> Option<PathBuf> {
+    let (host, segments) = parse_location(url)?;
+    Some(segments.iter().fold(root.join(host), |dir, s| dir.join(s)))
+}
+
 /// Splits a git URL into the cache directory's host part and path segments (without `.git`).
 /// Refuses transports other than http(s), git, ssh and file, and paths that could leave the cache.
 fn parse_location(url: &str) -> Option<(String, Vec<String>)> {
@@ -303,11 +312,7 @@ impl GitCache {
 
     /// Where the clone of `url` lives: `<root>/<host>/<path>` (`<root>/file/<path>` for `file://`).
     pub fn repo_dir(&self, url: &str) -> Result<PathBuf, ChangelogError> {
-        let invalid = || ChangelogError::InvalidUrl { url: url.into() };
-        let (host, segments) = parse_location(url).ok_or_else(invalid)?;
-        Ok(segments
-            .iter()
-            .fold(self.root.join(host), |dir, s| dir.join(s)))
+        cache_dir(&self.root, url).ok_or_else(|| ChangelogError::InvalidUrl { url: url.into() })
     }
 
     /// The changes in `from..to` of the repository at `url`, newest first: its first-parent merge

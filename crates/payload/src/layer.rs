@@ -1,25 +1,12 @@
 //! The one place that writes the payload's release layer: a gzip tar of `release-manifests/`.
 
-use std::io::Write;
-
-use oci::Digest;
+use oci::compose::{tar_header as header, Layer};
 
 use crate::error::{invalid, Result};
 use crate::manifests::ManifestFile;
 
 /// The directory the release layer holds.
 pub const DIR: &str = "release-manifests";
-
-/// A built layer.
-#[derive(Debug, Clone)]
-pub struct ReleaseLayer {
-    /// The gzip blob.
-    pub gzip: bytes::Bytes,
-    /// sha256 of the gzip blob (the layer digest).
-    pub digest: Digest,
-    /// sha256 of the uncompressed tar (the config's diff_id).
-    pub diff_id: Digest,
-}
 
 /// Build the layer as oc's `writePayload` does: the directory `release-manifests` (no trailing slash, mode
 /// 0777), then `image-references`, `release-metadata` and the manifests in order, all mode 0444. Files
@@ -30,7 +17,7 @@ pub fn build(
     release_metadata: &[u8],
     manifests: &[ManifestFile],
     fallback_mtime: u64,
-) -> Result<ReleaseLayer> {
+) -> Result<Layer> {
     let newest = manifests
         .iter()
         .map(|f| f.mtime)
@@ -57,31 +44,7 @@ pub fn build(
             .map_err(|e| bad(name, e))?;
     }
     let tar = tar.into_inner().map_err(|e| bad("", e))?;
-    let diff_id = Digest::sha256_of(&tar);
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(
-        Vec::with_capacity(tar.len() / 3 + 1024),
-        // Level 1: the layer is small text, and its digest need not match oc's (no Rust encoder can
-        // reproduce Go's bytes anyway, spec §1.2); it is rebuilt on every assembly, so speed wins.
-        flate2::Compression::fast(),
-    );
-    gz.write_all(&tar).expect("in-memory gzip");
-    let gzip = bytes::Bytes::from(gz.finish().expect("in-memory gzip"));
-    Ok(ReleaseLayer {
-        digest: Digest::sha256_of(&gzip),
-        gzip,
-        diff_id,
-    })
-}
-
-fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(mtime);
-    h.set_uid(0);
-    h.set_gid(0);
-    h
+    Ok(Layer::from_tar(&tar))
 }
 
 #[cfg(test)]

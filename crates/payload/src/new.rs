@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use futures_util::future::try_join_all;
 use futures_util::{stream, StreamExt, TryStreamExt};
+use oci::compose::{self, Layer, NewImage};
 use oci::manifest::{media_type, Parsed};
 use oci::{Copier, Descriptor, Digest, RawManifest, Store};
 use serde_json::{json, Value};
@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::error::{invalid, Result};
 use crate::imagestream::{self as is, ImageStream, TagReference};
-use crate::layer::{self, ReleaseLayer};
+use crate::layer;
 use crate::manifests::{self, Context, Operator};
 use crate::metadata::{ReleaseMetadata, ARCHITECTURE, KIND};
 use crate::source::{child_arch, pick_child, Config, Found, PullSpec, Sources};
@@ -74,16 +74,8 @@ pub struct Built {
     pub created: String,
     /// The release digest (of the manifest list for multi-arch).
     pub digest: Digest,
-    /// The top manifest (image or list).
-    pub manifest: RawManifest,
-    /// Per-arch manifests under a list (empty for single-arch).
-    pub children: Vec<RawManifest>,
-    /// New blobs: the release layer and the configs.
-    pub blobs: Vec<(Descriptor, Bytes)>,
-    /// Base layers (of every arch) the payload references, to copy from `base_store`.
-    pub base_layers: Vec<Descriptor>,
-    /// Where the base lives.
-    pub base_store: Store,
+    /// The image: manifest (image or list), per-arch manifests, new blobs and base layers.
+    pub image: NewImage,
     /// The image-references written.
     pub image_references: ImageStream,
     /// The release-metadata written.
@@ -342,11 +334,13 @@ pub async fn assemble(
         name,
         created,
         digest: manifest.digest.clone(),
-        manifest,
-        children,
-        blobs,
-        base_layers,
-        base_store: base.store.clone(),
+        image: NewImage {
+            manifest,
+            children,
+            blobs,
+            base_layers,
+            base_store: base.store.clone(),
+        },
         image_references: refs,
         metadata: md,
         manifest_names: rendered.files.iter().map(|f| f.name.clone()).collect(),
@@ -403,85 +397,31 @@ fn tag_annotations(config: &Config, is_override: bool) -> BTreeMap<String, Strin
     a
 }
 
-/// The release image over one base image: (manifest, config blob, base layers).
+/// The release image over one base image: (manifest, config blob, base layers). Labels are exactly
+/// the two oc writes; history is oc's: one commented entry, padded to one per layer.
 async fn release_image(
     sources: &Sources,
     what: &str,
     base: &Found,
     name: &str,
     created: &str,
-    layer: &ReleaseLayer,
+    layer: &Layer,
 ) -> Result<(RawManifest, (Descriptor, Bytes), Vec<Descriptor>)> {
     let (config, layers) = sources.config(what, base).await?;
-    let mut cfg = config.0;
-    let obj = cfg.as_object_mut().expect("configs are objects");
-    for (k, default) in [("os", "linux"), ("architecture", "amd64")] {
-        if obj.get(k).and_then(Value::as_str).unwrap_or("").is_empty() {
-            obj.insert(k.into(), json!(default));
-        }
-    }
-    for k in ["container", "parent", "container_config"] {
-        obj.remove(k);
-    }
-    obj.insert("created".into(), json!(created));
-    let inner = obj.entry("config").or_insert_with(|| json!({}));
-    if !inner.is_object() {
-        *inner = json!({});
-    }
-    inner["Labels"] = json!({
-        is::RELEASE_LABEL: name,
-        is::BASE_DIGEST_LABEL: base.manifest.digest.to_string(),
-    });
-    let mut diff_ids: Vec<Value> = obj
-        .get("rootfs")
-        .and_then(|r| r.get("diff_ids"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    diff_ids.push(json!(layer.diff_id.to_string()));
-    obj.insert(
-        "rootfs".into(),
-        json!({ "type": "layers", "diff_ids": diff_ids }),
-    );
-    let mut history = vec![json!({ "created": created, "comment": "Release image for OpenShift" })];
-    while history.len() < layers.len() + 1 {
-        history.push(json!({ "created": created }));
-    }
-    obj.insert("history".into(), Value::Array(history));
-    let cfg_bytes = Bytes::from(serde_json::to_vec(&cfg).expect("config serialises"));
-    let cfg_desc = Descriptor::new(
-        media_type::DOCKER_CONFIG,
-        Digest::sha256_of(&cfg_bytes),
-        cfg_bytes.len() as u64,
-    );
-    let mut manifest_layers = Vec::new();
-    for l in &layers {
-        let mt = match l.media_type.as_str() {
-            media_type::DOCKER_LAYER_GZIP | media_type::OCI_LAYER_GZIP => media_type::DOCKER_LAYER_GZIP,
-            "application/vnd.docker.image.rootfs.diff.tar" | media_type::OCI_LAYER_TAR => {
-                "application/vnd.docker.image.rootfs.diff.tar"
+    let (manifest, cfg) =
+        compose::docker_image_on(what, config.0, &layers, layer, created, |obj| {
+            obj["config"]["Labels"] = json!({
+                is::RELEASE_LABEL: name,
+                is::BASE_DIGEST_LABEL: base.manifest.digest.to_string(),
+            });
+            let mut history =
+                vec![json!({ "created": created, "comment": "Release image for OpenShift" })];
+            while history.len() < layers.len() + 1 {
+                history.push(json!({ "created": created }));
             }
-            other => {
-                return Err(invalid(format!(
-                    "{what}: layer {} has media type '{other}', which a Docker schema 2 release image cannot carry; rebuild the base with gzip layers",
-                    l.digest
-                )))
-            }
-        };
-        manifest_layers.push(Descriptor::new(mt, l.digest.clone(), l.size));
-    }
-    manifest_layers.push(Descriptor::new(
-        media_type::DOCKER_LAYER_GZIP,
-        layer.digest.clone(),
-        layer.gzip.len() as u64,
-    ));
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::DOCKER_MANIFEST,
-        "config": cfg_desc,
-        "layers": manifest_layers,
-    });
-    Ok((raw(&manifest)?, (cfg_desc, cfg_bytes), layers))
+            obj.insert("history".into(), Value::Array(history));
+        })?;
+    Ok((manifest, cfg, layers))
 }
 
 fn raw(v: &Value) -> Result<RawManifest> {
@@ -504,25 +444,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     )
 }
 
-/// Push a built payload to `dst`, tagged `tag`: base layers (copied or mounted), then the new blobs, the
-/// per-arch manifests and the top manifest, so the tag appears only when everything it needs is there.
+/// Push a built payload to `dst`, tagged `tag`, so the tag appears only when everything it needs is there.
 pub async fn push(built: &Built, copier: &Copier, dst: &Store, tag: &str) -> Result<()> {
-    let _guard = dst.guard().await?;
-    let base = copier.copy_blobs(&built.base_store, dst, built.base_layers.clone());
-    let new = try_join_all(built.blobs.iter().map(|(desc, bytes)| async move {
-        if dst.has_blob(desc).await? {
-            return Ok(());
-        }
-        let body = bytes.clone();
-        let inner: oci::stream::BlobStream = Box::pin(stream::once(async move { Ok(body) }));
-        let what = format!("blob {}", desc.digest);
-        let verified = oci::stream::verified(what, &desc.digest, Some(desc.size), inner);
-        dst.put_blob(desc, verified).await
-    }));
-    tokio::try_join!(base, new)?;
-    for child in &built.children {
-        dst.put_manifest(child, None, false).await?;
-    }
-    dst.put_manifest(&built.manifest, Some(tag), true).await?;
-    Ok(())
+    Ok(compose::push(&built.image, copier, dst, Some(tag)).await?)
 }

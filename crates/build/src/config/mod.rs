@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Location;
 
 pub use model::{
-    Component, Config, GitScheme, GitUrl, Image, Minor, NativeOutput, Promotion, Publish, Recipe,
-    Revision, Store, Stream, StreamImage, Variant,
+    Component, Config, GitScheme, GitUrl, Image, Minor, NativeOutput, Promotion, Publish, Rebuild,
+    Recipe, Revision, Store, Stream, StreamImage, Variant,
 };
 pub use raw::RawConfig;
 

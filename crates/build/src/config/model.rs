@@ -121,6 +121,8 @@ pub struct Image {
     pub from: Option<String>,
     /// Substituted images: image → the `FROM` names it replaces.
     pub inputs: BTreeMap<String, Vec<String>>,
+    /// Component versions (`kubernetes` → `1.30.1`) for the `io.openshift.build.versions` label.
+    pub versions: BTreeMap<String, String>,
 }
 
 /// How an image is built.
@@ -213,8 +215,25 @@ pub struct Stream {
     pub promotion: Promotion,
     /// The images of the stream, in component then image order, with their final tags.
     pub images: Vec<StreamImage>,
+    /// When every image is rebuilt regardless of the cache (`rebuild:`, a cron expression in UTC).
+    pub rebuild: Option<Rebuild>,
     /// The `release:` block, not interpreted yet.
     pub release: Option<serde_json::Value>,
+}
+
+/// A periodic forced rebuild: a cron expression, checked.
+#[derive(Debug, Clone)]
+pub struct Rebuild {
+    /// The expression as written.
+    pub expression: String,
+    /// The parsed schedule.
+    pub cron: croner::Cron,
+}
+
+impl Serialize for Rebuild {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.expression)
+    }
 }
 
 /// One built image of a stream.
@@ -701,6 +720,7 @@ fn image(
         build_args: img.build_args,
         from: img.from,
         inputs: img.inputs.into_iter().map(|(k, v)| (k, v.as_)).collect(),
+        versions: img.versions,
     }
 }
 
@@ -863,6 +883,25 @@ fn stream(
         additional_images.insert(tag, spec.value);
     }
 
+    let rebuild = s
+        .rebuild
+        .and_then(|r| match r.value.parse::<croner::Cron>() {
+            Ok(cron) => Some(Rebuild {
+                expression: r.value,
+                cron,
+            }),
+            Err(e) => {
+                ck.at(
+                    r.referenced,
+                    format!("{field}.rebuild"),
+                    format!(
+                        "'{}' is not a cron expression ({e}); e.g. '0 3 * * *' for 03:00 UTC daily",
+                        r.value
+                    ),
+                );
+                None
+            }
+        });
     Some(Stream {
         variant: s.variant.value,
         branch,
@@ -873,6 +912,7 @@ fn stream(
             additional_images,
         },
         images,
+        rebuild,
         release: s.release,
     })
 }
@@ -1185,7 +1225,7 @@ components:
     fn parse_errors_name_file_line_column_and_field() {
         assert_eq!(
             one_error(&BASE.replace("        containerfile", "        bogus: 1\n        containerfile")),
-            "forge.yaml:9:9: components.mco.images[0].bogus: unknown field `bogus`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native"
+            "forge.yaml:9:9: components.mco.images[0].bogus: unknown field `bogus`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native, versions"
         );
         assert_eq!(
             one_error(&format!("{BASE}streams:\n  s: {{ variant: okd, minor: '4.17', promotion: {{ disabled: sure }} }}\n")),

@@ -155,6 +155,11 @@ pub struct RawImage {
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub native: Option<RawNative>,
+    /// Component versions the image carries (`kubernetes: 1.30.1`), stamped as the label
+    /// `io.openshift.build.versions` (`kubernetes=1.30.1`) that payloads read.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, String>,
 }
 
 /// An image substituted into a Containerfile.
@@ -208,6 +213,12 @@ pub struct RawStream {
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion: Option<RawPromotion>,
+    /// A cron expression (`0 3 * * *`, UTC) at which `okd-forge watch` rebuilds every image of
+    /// the stream even when nothing changed (the input-hash cache is bypassed).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<Spanned<String>>,
     /// Payload cutting, verification and release promotion. Not interpreted yet (it belongs to
     /// the release controller): any YAML value is accepted and kept as is.
     #[serde(default)]

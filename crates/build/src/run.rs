@@ -1,0 +1,1070 @@
+//! One reconcile of the build stage: for every selected stream image, resolve the component's revision to
+//! a commit, hash the build's inputs, build what changed (buildah or native), push the result to the store
+//! and promote it into the stream.
+//!
+//! A build's inputs are the commit, the recipe, the variant's build arguments and substitutions that
+//! apply, the digests of every image the build reads, and the okd-forge version. When their hash has been
+//! built before and the image is still in the store, the image is reused: nothing is fetched, checked out
+//! or built. A reconcile with nothing changed therefore only reads refs and the database.
+//!
+//! Images of a stream may build on each other (`from: installer`); such a build waits for the one it
+//! reads, and fails without running when that one fails. Every other build still completes and promotes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::{stream, StreamExt};
+use oci::compose::{self, Layer, NewImage};
+use oci::manifest::{media_type, Parsed};
+use oci::{Copier, Descriptor, Digest, ImageRef, Layout, Selector, Store};
+use payload::source::{pick_child, PullSpec, Sources};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::buildah::{self, BuildRequest, Buildah, ContainerfileSource, FromRules};
+use crate::config::{Config, Image, Rebuild, Recipe, Revision, Stream, StreamImage};
+use crate::git::{CommitId, GitSources};
+use crate::native;
+use crate::state::{NewBuild, Outcome, State};
+
+/// The labels every build stamps.
+pub const COMMIT_ID_LABEL: &str = "io.openshift.build.commit.id";
+/// The branch or ref built.
+pub const COMMIT_REF_LABEL: &str = "io.openshift.build.commit.ref";
+/// The repository URL.
+pub const SOURCE_LOCATION_LABEL: &str = "io.openshift.build.source-location";
+/// `name=version,...` of configured component versions.
+pub const VERSIONS_LABEL: &str = "io.openshift.build.versions";
+
+/// Part of every input hash: a new okd-forge may build differently, so it rebuilds.
+const HASH_VERSION: &str = concat!("okd-forge ", env!("CARGO_PKG_VERSION"), " build v1");
+
+/// Everything a reconcile needs.
+pub struct Forge {
+    /// The configuration.
+    pub config: Config,
+    /// The state database.
+    pub state: State,
+    /// Git caches.
+    pub git: GitSources,
+    /// The buildah builder.
+    pub buildah: Buildah,
+    /// Reads base images (the store first).
+    pub sources: Sources,
+    /// Where outputs go.
+    pub store: Store,
+    /// Moves images into the store.
+    pub copier: Copier,
+    /// Per-build logs: `<logs>/<build id>.log`.
+    pub logs: PathBuf,
+    /// Per-build workspaces (removed after each build).
+    pub work: PathBuf,
+    /// Let buildah pull from registries without TLS verification (`--tls-verify=false`).
+    pub insecure_registries: bool,
+}
+
+/// What to reconcile.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Streams (all when empty).
+    pub streams: Vec<String>,
+    /// Components (all when empty).
+    pub components: Vec<String>,
+    /// Builds at once (at least 1).
+    pub jobs: usize,
+    /// Build this ref (e.g. `refs/pull/7/head`) instead of the configured revision, without promoting.
+    pub git_ref: Option<String>,
+    /// Streams whose images are rebuilt even when their input hash was built before.
+    pub force: BTreeSet<String>,
+}
+
+/// One image of one stream.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ImageKey {
+    /// The stream.
+    pub stream: String,
+    /// The stream tag.
+    pub tag: String,
+}
+
+impl std::fmt::Display for ImageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.stream, self.tag)
+    }
+}
+
+/// What happened to one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "detail")]
+pub enum Status {
+    /// Nothing changed: the stream already has the image its inputs give.
+    Unchanged,
+    /// The inputs were built before: that image was reused.
+    Cached,
+    /// Built now.
+    Built,
+    /// The build failed (why).
+    Failed(String),
+    /// Not built because an image it reads failed (which).
+    Skipped(String),
+}
+
+/// The outcome for one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult {
+    /// Which image.
+    #[serde(flatten)]
+    pub key: ImageKey,
+    /// The component that builds it.
+    pub component: String,
+    /// The commit built (when resolved).
+    pub commit: Option<String>,
+    /// What happened.
+    pub status: Status,
+    /// The image digest (unless it failed).
+    pub digest: Option<String>,
+    /// Whether the stream tag now points at `digest` because of this run.
+    pub promoted: bool,
+    /// The build record, when something was built or reused.
+    pub build_id: Option<i64>,
+    /// The build log.
+    pub log: Option<PathBuf>,
+    /// How long it took, in seconds.
+    pub seconds: f64,
+}
+
+impl ImageResult {
+    /// Whether this counts as a failure of the run.
+    pub fn failed(&self) -> bool {
+        matches!(self.status, Status::Failed(_) | Status::Skipped(_))
+    }
+}
+
+/// Hears what a reconcile does, for progress bars and log lines.
+pub trait Events: Send + Sync {
+    /// The number of images that will be reconciled.
+    fn planned(&self, _total: usize) {}
+    /// An image entered a phase ("resolving", "fetching", "building", "pushing", ...).
+    fn phase(&self, _key: &ImageKey, _phase: &str) {}
+    /// An image is done.
+    fn finished(&self, _result: &ImageResult) {}
+}
+
+/// Events nobody listens to.
+pub struct Quiet;
+impl Events for Quiet {}
+
+/// The store tag a stream image is promoted to: `<stream>_<tag>`.
+pub fn store_tag(stream: &str, tag: &str) -> String {
+    format!("{stream}_{tag}")
+}
+
+type Dep = Shared<BoxFuture<'static, Option<Digest>>>;
+
+/// Branch heads resolved in this run, by (url, revision).
+type Heads = Mutex<HashMap<(String, String), Shared<BoxFuture<'static, Result<CommitId, String>>>>>;
+
+/// One planned image.
+struct Job {
+    key: ImageKey,
+    component: String,
+    image: Image,
+    promote: bool,
+    url: String,
+    revision: Revision,
+    /// Stream images this one reads, by the name it uses for them.
+    deps: BTreeMap<String, ImageKey>,
+}
+
+/// Reconciles the selected images; returns one result per image, in stream then image order. Only
+/// errors that stop the whole run (unknown stream or component) are returned as `Err`.
+pub async fn reconcile(
+    forge: Arc<Forge>,
+    req: &Request,
+    events: Arc<dyn Events>,
+) -> Result<Vec<ImageResult>, String> {
+    let cfg = &forge.config;
+    for s in &req.streams {
+        if !cfg.streams.contains_key(s) {
+            return Err(format!(
+                "no stream '{s}' in the configuration; streams: {}",
+                cfg.streams.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    for c in &req.components {
+        if !cfg.components.contains_key(c) {
+            return Err(format!(
+                "no component '{c}' in the configuration; components: {}",
+                cfg.components
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let mut jobs = Vec::new();
+    for (name, stream) in &cfg.streams {
+        if !req.streams.is_empty() && !req.streams.contains(name) {
+            continue;
+        }
+        for si in &stream.images {
+            if !req.components.is_empty() && !req.components.contains(&si.component) {
+                continue;
+            }
+            jobs.push(plan(cfg, name, stream, si, req));
+        }
+    }
+    events.planned(jobs.len());
+
+    let _ = forge.state.fail_interrupted();
+    // Every (url, revision) is resolved once per run, however many streams and images share it.
+    let heads: Arc<Heads> = Arc::default();
+    let builds = Arc::new(Semaphore::new(req.jobs.max(1)));
+    let mut tasks: BTreeMap<ImageKey, Dep> = BTreeMap::new();
+    let results: Arc<Mutex<Vec<ImageResult>>> = Arc::default();
+    // Jobs in dependency order: a job's dependencies are planned before it (cycles fail).
+    let ordered = order(jobs);
+    for (job, cycle) in ordered {
+        let deps: Vec<(String, ImageKey, Option<Dep>)> = job
+            .deps
+            .iter()
+            .map(|(n, k)| (n.clone(), k.clone(), tasks.get(k).cloned()))
+            .collect();
+        let key = job.key.clone();
+        let forge = forge.clone();
+        let events = events.clone();
+        let heads = heads.clone();
+        let builds = builds.clone();
+        let results = results.clone();
+        let force = req.force.contains(&job.key.stream);
+        let task = async move {
+            let started = Instant::now();
+            let mut r = match cycle {
+                Some(msg) => failed(&job, None, Status::Failed(msg)),
+                None => one(&forge, &job, deps, force, &heads, &builds, &*events).await,
+            };
+            r.seconds = started.elapsed().as_secs_f64();
+            events.finished(&r);
+            let digest = (!r.failed()).then(|| r.digest.clone()).flatten();
+            results.lock().expect("results").push(r);
+            digest.and_then(|d| d.parse().ok())
+        }
+        .boxed()
+        .shared();
+        tasks.insert(key, task);
+    }
+    // Run them all; the semaphore bounds builds, resolution runs alongside.
+    stream::iter(tasks.into_values())
+        .for_each_concurrent(None, |t| async move {
+            t.await;
+        })
+        .await;
+    let mut out = std::mem::take(&mut *results.lock().expect("results"));
+    let order: HashMap<(String, String), usize> = cfg
+        .streams
+        .iter()
+        .flat_map(|(n, s)| s.images.iter().map(move |i| (n.clone(), i.tag.clone())))
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect();
+    out.sort_by_key(|r| {
+        order
+            .get(&(r.key.stream.clone(), r.key.tag.clone()))
+            .copied()
+    });
+    Ok(out)
+}
+
+fn plan(cfg: &Config, stream_name: &str, stream: &Stream, si: &StreamImage, req: &Request) -> Job {
+    let component = &cfg.components[&si.component];
+    let image = component.images[si.image].clone();
+    let revision = match &req.git_ref {
+        Some(r) => Revision::Ref(r.clone()),
+        None => cfg
+            .revision(&si.component, stream_name)
+            .expect("stream and component exist"),
+    };
+    // Names that mean another image of this stream: its `to` or its stream tag.
+    let local: HashMap<&str, &StreamImage> = stream
+        .images
+        .iter()
+        .flat_map(|i| {
+            let to = cfg.components[&i.component].images[i.image].to.as_str();
+            [(to, i), (i.tag.as_str(), i)]
+        })
+        .collect();
+    let variant = &cfg.variants[&stream.variant];
+    let mut deps = BTreeMap::new();
+    for name in referenced(&image, &variant.base_images) {
+        if let Some(i) = local.get(name.as_str()) {
+            deps.insert(
+                name,
+                ImageKey {
+                    stream: stream_name.to_string(),
+                    tag: i.tag.clone(),
+                },
+            );
+        }
+    }
+    Job {
+        key: ImageKey {
+            stream: stream_name.to_string(),
+            tag: si.tag.clone(),
+        },
+        component: si.component.clone(),
+        promote: si.promoted && req.git_ref.is_none(),
+        url: component.git.url.clone(),
+        revision,
+        image,
+        deps,
+    }
+}
+
+/// Images the configuration names for a build (before reading its Containerfile): the native base,
+/// `from`, the inputs, and the variant's substitutes.
+fn referenced(image: &Image, base_images: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    match &image.recipe {
+        Recipe::Native { base, .. } => {
+            out.insert(base.clone());
+        }
+        _ => {
+            out.extend(image.from.iter().cloned());
+            out.extend(image.inputs.keys().cloned());
+            out.extend(base_images.values().cloned());
+        }
+    }
+    out
+}
+
+/// Orders jobs so dependencies come first; a job in a cycle, or depending on an image not planned
+/// in this run, keeps its place, with a message only for cycles.
+fn order(jobs: Vec<Job>) -> Vec<(Job, Option<String>)> {
+    let planned: BTreeSet<ImageKey> = jobs.iter().map(|j| j.key.clone()).collect();
+    let mut pending: Vec<Job> = jobs;
+    let mut done: BTreeSet<ImageKey> = BTreeSet::new();
+    let mut out = Vec::new();
+    loop {
+        let (ready, rest): (Vec<Job>, Vec<Job>) = pending.into_iter().partition(|j| {
+            j.deps
+                .values()
+                .all(|d| done.contains(d) || !planned.contains(d) || *d == j.key)
+        });
+        if ready.is_empty() {
+            for j in rest {
+                let names: Vec<String> = j.deps.values().map(ToString::to_string).collect();
+                let msg = format!(
+                    "{} is part of a dependency cycle ({}); fix `from`/`inputs`",
+                    j.key,
+                    names.join(", ")
+                );
+                out.push((j, Some(msg)));
+            }
+            return out;
+        }
+        for j in ready {
+            done.insert(j.key.clone());
+            out.push((j, None));
+        }
+        pending = rest;
+        if pending.is_empty() {
+            return out;
+        }
+    }
+}
+
+fn failed(job: &Job, commit: Option<&str>, status: Status) -> ImageResult {
+    ImageResult {
+        key: job.key.clone(),
+        component: job.component.clone(),
+        commit: commit.map(str::to_string),
+        status,
+        digest: None,
+        promoted: false,
+        build_id: None,
+        log: None,
+        seconds: 0.0,
+    }
+}
+
+fn revision_text(r: &Revision) -> String {
+    match r {
+        Revision::Branch(b) => b.clone(),
+        Revision::Ref(r) => r.clone(),
+    }
+}
+
+/// An image a build reads, resolved.
+struct Resolved {
+    digest: Digest,
+    /// Where it is, for buildah and for reading.
+    image: ImageRef,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one(
+    forge: &Arc<Forge>,
+    job: &Job,
+    deps: Vec<(String, ImageKey, Option<Dep>)>,
+    force: bool,
+    heads: &Heads,
+    builds: &Semaphore,
+    events: &dyn Events,
+) -> ImageResult {
+    events.phase(&job.key, "resolving");
+    let head = {
+        let k = (job.url.clone(), revision_text(&job.revision));
+        let mut map = heads.lock().expect("heads");
+        map.entry(k)
+            .or_insert_with(|| {
+                let forge = forge.clone();
+                let (url, rev) = (job.url.clone(), job.revision.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        forge.git.resolve(&url, &rev).map_err(|e| e.to_string())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                }
+                .boxed()
+                .shared()
+            })
+            .clone()
+    };
+    let commit = match head.await {
+        Ok(c) => c,
+        Err(e) => return failed(job, None, Status::Failed(e)),
+    };
+
+    // Stream images this one reads: this run's result, else what the stream has.
+    let mut local: BTreeMap<String, Digest> = BTreeMap::new();
+    for (name, key, dep) in deps {
+        let digest = match dep {
+            Some(d) => match d.await {
+                Some(d) => d,
+                None => {
+                    return failed(job, Some(&commit), Status::Skipped(format!("{key} failed")))
+                }
+            },
+            None => match current(&forge.state, &key) {
+                Some(d) => d,
+                None => {
+                    return failed(
+                        job,
+                        Some(&commit),
+                        Status::Failed(format!(
+                        "{key}, which this image builds on, has not been built yet; build it first"
+                    )),
+                    )
+                }
+            },
+        };
+        local.insert(name, digest);
+    }
+
+    match attempt(forge, job, &commit, &local, force, builds, events).await {
+        Ok(r) => r,
+        Err((e, build_id, log)) => {
+            if let Some(id) = build_id {
+                let _ = forge
+                    .state
+                    .finish_build(id, &Outcome::Failed { error: e.clone() });
+            }
+            let mut r = failed(job, Some(&commit), Status::Failed(e));
+            r.build_id = build_id;
+            r.log = log;
+            r
+        }
+    }
+}
+
+fn current(state: &State, key: &ImageKey) -> Option<Digest> {
+    state
+        .stream_tags(&key.stream)
+        .ok()?
+        .into_iter()
+        .find(|t| t.tag == key.tag)
+        .and_then(|t| t.digest.parse().ok())
+}
+
+type AttemptError = (String, Option<i64>, Option<PathBuf>);
+
+async fn attempt(
+    forge: &Arc<Forge>,
+    job: &Job,
+    commit: &str,
+    local: &BTreeMap<String, Digest>,
+    force: bool,
+    builds: &Semaphore,
+    events: &dyn Events,
+) -> Result<ImageResult, AttemptError> {
+    let plain = |e: String| (e, None, None);
+    let cfg = &forge.config;
+    let stream = &cfg.streams[&job.key.stream];
+    let variant = &cfg.variants[&stream.variant];
+    let mut build_args = variant.build_args.clone();
+    build_args.extend(job.image.build_args.clone());
+    let labels = labels(job, commit);
+
+    // The images the build reads, and (for Containerfiles) the rewritten text.
+    let mut containerfile = None;
+    let names: BTreeSet<String> = match &job.image.recipe {
+        Recipe::Native { base, .. } => BTreeSet::from([base.clone()]),
+        Recipe::Containerfile {
+            context,
+            containerfile: file,
+        } => {
+            let path = context.join(file);
+            events.phase(&job.key, "fetching");
+            fetch(forge, job, commit).await.map_err(plain)?;
+            let text = read_file(forge, &job.url, commit, &path)
+                .await
+                .map_err(plain)?;
+            containerfile = Some(text);
+            BTreeSet::new()
+        }
+        Recipe::ContainerfileLiteral { text, .. } => {
+            containerfile = Some(text.clone());
+            BTreeSet::new()
+        }
+    };
+    let rules = FromRules {
+        base_images: &variant.base_images,
+        inputs: &job.image.inputs,
+        last_stage: job.image.from.as_deref(),
+    };
+    let (names, rewritten) = match &containerfile {
+        Some(text) => {
+            let (rewritten, _) =
+                buildah::rewrite_from(text, &rules).map_err(|e| plain(e.to_string()))?;
+            (
+                buildah::from_images(&rewritten).into_iter().collect(),
+                Some(rewritten),
+            )
+        }
+        None => (names, None),
+    };
+    let mut resolved: BTreeMap<String, Resolved> = BTreeMap::new();
+    for name in &names {
+        let r = match local.get(name) {
+            Some(d) => Resolved {
+                digest: d.clone(),
+                image: store_ref(&forge.store, d),
+            },
+            None => resolve_image(&forge.sources, name).await.map_err(plain)?,
+        };
+        resolved.insert(name.clone(), r);
+    }
+
+    let hash = input_hash(
+        job,
+        commit,
+        &build_args,
+        &rules,
+        rewritten.as_deref(),
+        &resolved,
+    );
+    let current = current(&forge.state, &job.key);
+    if !force {
+        if let Some(d) = forge
+            .state
+            .cached(&hash)
+            .map_err(|e| plain(e.to_string()))?
+        {
+            if let Ok(digest) = d.parse::<Digest>() {
+                if has_manifest(&forge.store, &digest).await {
+                    if job.promote && current.as_ref() == Some(&digest) {
+                        let mut r = failed(job, Some(commit), Status::Unchanged);
+                        r.digest = Some(digest.to_string());
+                        return Ok(r);
+                    }
+                    let id = forge
+                        .state
+                        .start_build(&new_build(job, commit, &hash, None))
+                        .map_err(|e| plain(e.to_string()))?;
+                    let promoted = promote(forge, job, &digest, id)
+                        .await
+                        .map_err(|e| (e, Some(id), None))?;
+                    forge
+                        .state
+                        .finish_build(
+                            id,
+                            &Outcome::Cached {
+                                digest: digest.to_string(),
+                            },
+                        )
+                        .map_err(|e| (e.to_string(), Some(id), None))?;
+                    return Ok(ImageResult {
+                        status: Status::Cached,
+                        digest: Some(digest.to_string()),
+                        promoted,
+                        build_id: Some(id),
+                        ..failed(job, Some(commit), Status::Cached)
+                    });
+                }
+                let _ = forge.state.forget_cached(&hash);
+            }
+        }
+    }
+
+    let _permit = builds.acquire().await.expect("semaphore open");
+    let log = log_file(&forge.logs, job, commit).map_err(plain)?;
+    let id = forge
+        .state
+        .start_build(&new_build(job, commit, &hash, Some(&log)))
+        .map_err(|e| plain(e.to_string()))?;
+    let fail = |e: String| (e, Some(id), Some(log.clone()));
+    events.phase(&job.key, "fetching");
+    fetch(forge, job, commit).await.map_err(fail)?;
+    std::fs::create_dir_all(&forge.work)
+        .map_err(|e| fail(format!("{}: {e}", forge.work.display())))?;
+    let ws = tempfile::Builder::new()
+        .prefix(&format!("{id}-"))
+        .tempdir_in(&forge.work)
+        .map_err(|e| fail(format!("{}: {e}", forge.work.display())))?;
+    let checkout = ws.path().join("src");
+    {
+        let (forge, url, commit, dest) = (
+            forge.clone(),
+            job.url.clone(),
+            commit.to_string(),
+            checkout.clone(),
+        );
+        tokio::task::spawn_blocking(move || forge.git.checkout(&url, &commit, &dest))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    events.phase(&job.key, "building");
+    let digest = match &job.image.recipe {
+        Recipe::Native {
+            command, outputs, ..
+        } => {
+            let base = resolved.values().next().expect("a native build has a base");
+            let (command, outputs) = (command.clone(), outputs.clone());
+            let (dir, env, logp) = (checkout.clone(), build_args.clone(), log.clone());
+            let tar = tokio::task::spawn_blocking(move || {
+                native::run(&command, &dir, &env, &logp)?;
+                native::layer_tar(&dir, &outputs, 0)
+            })
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+            events.phase(&job.key, "pushing");
+            push_native(forge, base, &tar, &labels, &job.image.recipe)
+                .await
+                .map_err(fail)?
+        }
+        Recipe::Containerfile { context, .. } | Recipe::ContainerfileLiteral { context, .. } => {
+            let text = rewritten.as_deref().expect("read above");
+            let ctx = checkout.join(context);
+            let out = ws.path().join("out");
+            let image = BuildImage {
+                context: &ctx,
+                text,
+                resolved: &resolved,
+                build_args: &build_args,
+                labels: &labels,
+                log: &log,
+                out: &out,
+            };
+            run_buildah(forge, image, events, &job.key)
+                .await
+                .map_err(fail)?
+        }
+    };
+    drop(ws);
+    let promoted = promote(forge, job, &digest, id).await.map_err(fail)?;
+    forge
+        .state
+        .finish_build(
+            id,
+            &Outcome::Succeeded {
+                digest: digest.to_string(),
+            },
+        )
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(ImageResult {
+        status: Status::Built,
+        digest: Some(digest.to_string()),
+        promoted,
+        build_id: Some(id),
+        log: Some(log),
+        ..failed(job, Some(commit), Status::Built)
+    })
+}
+
+/// A new log file `<logs>/<stream>/<tag>/<UTC time>-<commit>.log` (its directory created).
+fn log_file(logs: &Path, job: &Job, commit: &str) -> Result<PathBuf, String> {
+    let dir = logs.join(&job.key.stream).join(&job.key.tag);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    );
+    Ok(dir.join(format!("{stamp}-{}.log", &commit[..commit.len().min(12)])))
+}
+
+fn new_build(job: &Job, commit: &str, hash: &str, logs: Option<&Path>) -> NewBuild {
+    NewBuild {
+        stream: job.key.stream.clone(),
+        component: job.component.clone(),
+        tag: job.key.tag.clone(),
+        git_url: job.url.clone(),
+        revision: revision_text(&job.revision),
+        commit: commit.to_string(),
+        input_hash: hash.to_string(),
+        builder: match job.image.recipe {
+            Recipe::Native { .. } => "native".into(),
+            _ => "buildah".into(),
+        },
+        log_path: logs.map(Path::to_path_buf),
+        promote: job.promote,
+    }
+}
+
+fn labels(job: &Job, commit: &str) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        (COMMIT_ID_LABEL.to_string(), commit.to_string()),
+        (COMMIT_REF_LABEL.to_string(), revision_text(&job.revision)),
+        (SOURCE_LOCATION_LABEL.to_string(), job.url.clone()),
+    ]);
+    if !job.image.versions.is_empty() {
+        let v: Vec<String> = job
+            .image
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        l.insert(VERSIONS_LABEL.to_string(), v.join(","));
+    }
+    l
+}
+
+/// sha256 over everything that decides the image.
+fn input_hash(
+    job: &Job,
+    commit: &str,
+    build_args: &BTreeMap<String, String>,
+    rules: &FromRules,
+    containerfile: Option<&str>,
+    resolved: &BTreeMap<String, Resolved>,
+) -> String {
+    let recipe = match &job.image.recipe {
+        Recipe::Native {
+            command, outputs, ..
+        } => json!({ "native": { "command": command, "outputs": outputs } }),
+        Recipe::Containerfile { context, .. } | Recipe::ContainerfileLiteral { context, .. } => {
+            // The rewritten text covers the file, the literal and every substitution that applied.
+            json!({ "containerfile": containerfile, "context": context, "from": rules.last_stage })
+        }
+    };
+    let doc = json!({
+        "version": HASH_VERSION,
+        "commit": commit,
+        "ref": revision_text(&job.revision),
+        "url": job.url,
+        "recipe": recipe,
+        "build_args": build_args,
+        "versions": job.image.versions,
+        "images": resolved.iter().map(|(n, r)| (n.clone(), Value::String(r.digest.to_string()))).collect::<serde_json::Map<_, _>>(),
+    });
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&doc).expect("hash input serialises"));
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+async fn fetch(forge: &Arc<Forge>, job: &Job, commit: &str) -> Result<(), String> {
+    let (forge, url, rev, commit) = (
+        forge.clone(),
+        job.url.clone(),
+        job.revision.clone(),
+        commit.to_string(),
+    );
+    tokio::task::spawn_blocking(move || forge.git.fetch(&url, &rev, &commit))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn read_file(
+    forge: &Arc<Forge>,
+    url: &str,
+    commit: &str,
+    path: &Path,
+) -> Result<String, String> {
+    let (f, u, c, p) = (
+        forge.clone(),
+        url.to_string(),
+        commit.to_string(),
+        path.to_path_buf(),
+    );
+    let bytes = tokio::task::spawn_blocking(move || f.git.read_file(&u, &c, &p))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let path = path.display();
+    match bytes {
+        None => Err(format!(
+            "{path} does not exist at commit {commit} of {url}; check the image's `containerfile` and `context`"
+        )),
+        Some(b) => {
+            String::from_utf8(b).map_err(|_| format!("{path} at {commit} of {url} is not UTF-8"))
+        }
+    }
+}
+
+/// The reference of a stored image by digest.
+fn store_ref(store: &Store, digest: &Digest) -> ImageRef {
+    match store {
+        Store::Layout(l) => ImageRef::Layout {
+            path: l.path().to_path_buf(),
+            selector: Some(Selector::Digest(digest.clone())),
+        },
+        Store::Registry(r) => ImageRef::Registry {
+            repo: oci::RegistryRepo {
+                registry: r.registry().host().to_string(),
+                repository: r.name().to_string(),
+            },
+            selector: Some(Selector::Digest(digest.clone())),
+        },
+    }
+}
+
+/// Resolves an image the build reads: `oci:DIR[:TAG|@DIGEST]`, `docker://…` or a bare pull spec.
+async fn resolve_image(sources: &Sources, name: &str) -> Result<Resolved, String> {
+    let image: ImageRef = if name.starts_with("oci:") || name.starts_with("docker://") {
+        name.parse()
+            .map_err(|e: oci::Error| format!("image '{name}': {e}"))?
+    } else {
+        PullSpec::parse(&format!("image '{name}'"), name)
+            .map_err(|e| e.to_string())?
+            .image_ref()
+    };
+    let found = sources
+        .find_ref(&format!("image '{name}'"), &image)
+        .await
+        .map_err(|e| e.to_string())?;
+    let digest = found.manifest.digest.clone();
+    let image = match image {
+        ImageRef::Layout { path, .. } => ImageRef::Layout {
+            path,
+            selector: Some(Selector::Digest(digest.clone())),
+        },
+        ImageRef::Registry { repo, .. } => ImageRef::Registry {
+            repo,
+            selector: Some(Selector::Digest(digest.clone())),
+        },
+    };
+    Ok(Resolved { digest, image })
+}
+
+async fn has_manifest(store: &Store, digest: &Digest) -> bool {
+    store
+        .get_manifest(Some(&Selector::Digest(digest.clone())))
+        .await
+        .is_ok()
+}
+
+/// Points the stream tag at `digest`: the store tag first, then the database, so a crash in between
+/// converges on the next run (the database still differs, so the promotion is redone).
+async fn promote(
+    forge: &Arc<Forge>,
+    job: &Job,
+    digest: &Digest,
+    build_id: i64,
+) -> Result<bool, String> {
+    if !job.promote {
+        return Ok(false);
+    }
+    let m = forge
+        .store
+        .get_manifest(Some(&Selector::Digest(digest.clone())))
+        .await
+        .map_err(|e| e.to_string())?;
+    let tag = store_tag(&job.key.stream, &job.key.tag);
+    forge
+        .store
+        .put_manifest(&m, Some(&tag), true)
+        .await
+        .map_err(|e| e.to_string())?;
+    forge
+        .state
+        .promote(
+            &job.key.stream,
+            &job.key.tag,
+            &digest.to_string(),
+            Some(build_id),
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// Layers a native build's tar onto its base and pushes the image (untagged) to the store.
+async fn push_native(
+    forge: &Arc<Forge>,
+    base: &Resolved,
+    tar: &[u8],
+    labels: &BTreeMap<String, String>,
+    recipe: &Recipe,
+) -> Result<Digest, String> {
+    let what = format!("base image {}", base.image);
+    let mut found = forge
+        .sources
+        .find_ref(&what, &base.image)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Parsed::Index { manifests } = found.manifest.parse().map_err(|e| e.to_string())? {
+        let arch = oci::manifest::host_arch();
+        let child = pick_child(&manifests, Some(arch))
+            .ok_or_else(|| format!("{what} has no image for {arch}"))?
+            .clone();
+        found = forge
+            .sources
+            .child(&what, &found, &child)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let (config, layers) = forge
+        .sources
+        .config(&what, &found)
+        .await
+        .map_err(|e| e.to_string())?;
+    let layer = Layer::from_tar(tar);
+    let created = "1970-01-01T00:00:00Z";
+    let comment = match recipe {
+        Recipe::Native { command, .. } => format!("okd-forge native build: {}", command.join(" ")),
+        _ => String::new(),
+    };
+    let (manifest, cfg) =
+        compose::docker_image_on(&what, config.0, &layers, &layer, created, |obj| {
+            let inner = obj["config"].as_object_mut().expect("config object");
+            let l = inner.entry("Labels").or_insert_with(|| json!({}));
+            if !l.is_object() {
+                *l = json!({});
+            }
+            for (k, v) in labels {
+                l[k] = json!(v);
+            }
+            if let Some(Value::Array(h)) = obj.get_mut("history") {
+                h.push(json!({ "created": created, "created_by": comment }));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let image = NewImage {
+        blobs: vec![
+            (
+                Descriptor::new(
+                    media_type::DOCKER_LAYER_GZIP,
+                    layer.digest.clone(),
+                    layer.gzip.len() as u64,
+                ),
+                layer.gzip,
+            ),
+            cfg,
+        ],
+        children: Vec::new(),
+        base_layers: layers,
+        base_store: found.store,
+        manifest,
+    };
+    compose::push(&image, &forge.copier, &forge.store, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(image.manifest.digest)
+}
+
+/// A Containerfile build, its text already rewritten.
+struct BuildImage<'a> {
+    context: &'a Path,
+    text: &'a str,
+    resolved: &'a BTreeMap<String, Resolved>,
+    build_args: &'a BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
+    log: &'a Path,
+    /// The temporary OCI layout buildah exports to.
+    out: &'a Path,
+}
+
+/// Runs buildah into a temporary layout, then copies the image into the store.
+async fn run_buildah(
+    forge: &Arc<Forge>,
+    b: BuildImage<'_>,
+    events: &dyn Events,
+    key: &ImageKey,
+) -> Result<Digest, String> {
+    let resolved: BTreeMap<String, String> = b
+        .resolved
+        .iter()
+        .map(|(n, r)| (n.clone(), buildah::buildah_ref(&r.image)))
+        .collect();
+    let (f, context, text, args, labels, log, out) = (
+        forge.clone(),
+        b.context.to_path_buf(),
+        b.text.to_string(),
+        b.build_args.clone(),
+        b.labels.clone(),
+        b.log.to_path_buf(),
+        b.out.to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || {
+        // The text is already rewritten: only the resolved references are substituted now.
+        let none = BTreeMap::new();
+        f.buildah.build(&BuildRequest {
+            context: &context,
+            containerfile: ContainerfileSource::Text(&text),
+            rules: FromRules {
+                base_images: &none,
+                inputs: &BTreeMap::new(),
+                last_stage: None,
+            },
+            resolved: &resolved,
+            build_args: &args,
+            labels: &labels,
+            timestamp: Some(0),
+            insecure_registries: f.insecure_registries,
+            log: &log,
+            out_layout: &out,
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    events.phase(key, "pushing");
+    let src = Store::Layout(Layout::open(b.out).map_err(|e| e.to_string())?);
+    let sel = Selector::Tag("image".into());
+    let root = src
+        .get_manifest(Some(&sel))
+        .await
+        .map_err(|e| e.to_string())?;
+    forge
+        .copier
+        .copy_resolved(&src, Some(&sel), &root, &forge.store, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(root.digest)
+}
+
+/// Whether a stream's `rebuild` schedule fired after `last_forced` and by `now` (unix seconds, UTC).
+pub fn rebuild_due(rebuild: &Rebuild, last_forced: i64, now: i64) -> bool {
+    let Some(from) = chrono::DateTime::from_timestamp(last_forced, 0) else {
+        return false;
+    };
+    rebuild
+        .cron
+        .find_next_occurrence(&from, false)
+        .is_ok_and(|next| next.timestamp() <= now)
+}
