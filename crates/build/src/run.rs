@@ -108,6 +108,8 @@ pub enum Status {
     Cached,
     /// Built now.
     Built,
+    /// An additional image (`promotion.additional_images`): copied into the store and promoted.
+    Imported,
     /// The build failed (why).
     Failed(String),
     /// Not built because an image it reads failed (which).
@@ -175,6 +177,8 @@ struct Job {
     component: String,
     image: Image,
     promote: bool,
+    /// Built from `--ref`, not the configured revision.
+    pull: bool,
     url: String,
     revision: Revision,
     /// Stream images this one reads, by the name it uses for them.
@@ -247,7 +251,7 @@ pub async fn reconcile(
         let task = async move {
             let started = Instant::now();
             let mut r = match cycle {
-                Some(msg) => failed(&job, None, Status::Failed(msg)),
+                Some(msg) => outcome(&job, None, Status::Failed(msg)),
                 None => one(&forge, &job, deps, force, &heads, &builds, &*events).await,
             };
             r.seconds = started.elapsed().as_secs_f64();
@@ -267,6 +271,20 @@ pub async fn reconcile(
         })
         .await;
     let mut out = std::mem::take(&mut *results.lock().expect("results"));
+    // Additional images follow their pull specs, when whole streams are reconciled.
+    if req.components.is_empty() && req.git_ref.is_none() {
+        for (name, stream) in &cfg.streams {
+            if (!req.streams.is_empty() && !req.streams.contains(name)) || stream.promotion.disabled
+            {
+                continue;
+            }
+            for (tag, spec) in &stream.promotion.additional_images {
+                let r = additional(&forge, name, tag, spec).await;
+                events.finished(&r);
+                out.push(r);
+            }
+        }
+    }
     let order: HashMap<(String, String), usize> = cfg
         .streams
         .iter()
@@ -320,6 +338,7 @@ fn plan(cfg: &Config, stream_name: &str, stream: &Stream, si: &StreamImage, req:
         },
         component: si.component.clone(),
         promote: si.promoted && req.git_ref.is_none(),
+        pull: req.git_ref.is_some(),
         url: component.git.url.clone(),
         revision,
         image,
@@ -342,6 +361,60 @@ fn referenced(image: &Image, base_images: &BTreeMap<String, String>) -> BTreeSet
         }
     }
     out
+}
+
+/// Copies an additional image into the store (when its digest changed) and promotes it.
+async fn additional(forge: &Forge, stream: &str, tag: &str, spec: &str) -> ImageResult {
+    let started = Instant::now();
+    let key = ImageKey {
+        stream: stream.to_string(),
+        tag: tag.to_string(),
+    };
+    let mut r = ImageResult {
+        key: key.clone(),
+        component: String::new(),
+        commit: None,
+        status: Status::Unchanged,
+        digest: None,
+        promoted: false,
+        build_id: None,
+        log: None,
+        seconds: 0.0,
+    };
+    let done = async {
+        let src = resolve_image(&forge.sources, spec).await?;
+        r.digest = Some(src.digest.to_string());
+        if current(&forge.state, &key).as_ref() == Some(&src.digest) {
+            return Ok(());
+        }
+        let from = forge
+            .sources
+            .stores()
+            .open(&src.image, false)
+            .map_err(|e| format!("image '{spec}': {e}"))?;
+        forge
+            .copier
+            .copy(
+                &from,
+                src.image.selector(),
+                &forge.store,
+                Some(&store_tag(stream, tag)),
+            )
+            .await
+            .map_err(|e| format!("image '{spec}': {e}"))?;
+        r.promoted = forge
+            .state
+            .promote(stream, tag, &src.digest.to_string(), None)
+            .map_err(|e| e.to_string())?;
+        r.status = Status::Imported;
+        Ok::<(), String>(())
+    }
+    .await;
+    if let Err(e) = done {
+        r.status = Status::Failed(e);
+    }
+    r.seconds = started.elapsed().as_secs_f64();
+    r
 }
 
 /// Orders jobs so dependencies come first; a job in a cycle, or depending on an image not planned
@@ -380,7 +453,8 @@ fn order(jobs: Vec<Job>) -> Vec<(Job, Option<String>)> {
     }
 }
 
-fn failed(job: &Job, commit: Option<&str>, status: Status) -> ImageResult {
+/// A result with nothing built (yet): the caller fills in the rest.
+fn outcome(job: &Job, commit: Option<&str>, status: Status) -> ImageResult {
     ImageResult {
         key: job.key.clone(),
         component: job.component.clone(),
@@ -440,7 +514,7 @@ async fn one(
     };
     let commit = match head.await {
         Ok(c) => c,
-        Err(e) => return failed(job, None, Status::Failed(e)),
+        Err(e) => return outcome(job, None, Status::Failed(e)),
     };
 
     // Stream images this one reads: this run's result, else what the stream has.
@@ -450,13 +524,13 @@ async fn one(
             Some(d) => match d.await {
                 Some(d) => d,
                 None => {
-                    return failed(job, Some(&commit), Status::Skipped(format!("{key} failed")))
+                    return outcome(job, Some(&commit), Status::Skipped(format!("{key} failed")))
                 }
             },
             None => match current(&forge.state, &key) {
                 Some(d) => d,
                 None => {
-                    return failed(
+                    return outcome(
                         job,
                         Some(&commit),
                         Status::Failed(format!(
@@ -477,7 +551,7 @@ async fn one(
                     .state
                     .finish_build(id, &Outcome::Failed { error: e.clone() });
             }
-            let mut r = failed(job, Some(&commit), Status::Failed(e));
+            let mut r = outcome(job, Some(&commit), Status::Failed(e));
             r.build_id = build_id;
             r.log = log;
             r
@@ -513,43 +587,42 @@ async fn attempt(
     build_args.extend(job.image.build_args.clone());
     let labels = labels(job, commit);
 
-    // The images the build reads, and (for Containerfiles) the rewritten text.
-    let mut containerfile = None;
-    let names: BTreeSet<String> = match &job.image.recipe {
-        Recipe::Native { base, .. } => BTreeSet::from([base.clone()]),
-        Recipe::Containerfile {
-            context,
-            containerfile: file,
-        } => {
-            let path = context.join(file);
-            events.phase(&job.key, "fetching");
-            fetch(forge, job, commit).await.map_err(plain)?;
-            let text = read_file(forge, &job.url, commit, &path)
-                .await
-                .map_err(plain)?;
-            containerfile = Some(text);
-            BTreeSet::new()
-        }
-        Recipe::ContainerfileLiteral { text, .. } => {
-            containerfile = Some(text.clone());
-            BTreeSet::new()
-        }
-    };
+    // The Containerfile, read at the commit with its FROMs rewritten, names the images a build
+    // reads; a native build reads its base.
     let rules = FromRules {
         base_images: &variant.base_images,
         inputs: &job.image.inputs,
         last_stage: job.image.from.as_deref(),
     };
-    let (names, rewritten) = match &containerfile {
-        Some(text) => {
-            let (rewritten, _) =
-                buildah::rewrite_from(text, &rules).map_err(|e| plain(e.to_string()))?;
-            (
-                buildah::from_images(&rewritten).into_iter().collect(),
-                Some(rewritten),
+    let containerfile = match &job.image.recipe {
+        Recipe::Native { .. } => None,
+        Recipe::Containerfile {
+            context,
+            containerfile,
+        } => {
+            events.phase(&job.key, "fetching");
+            fetch(forge, job, commit).await.map_err(plain)?;
+            let path = context.join(containerfile);
+            Some(
+                read_file(forge, &job.url, commit, &path)
+                    .await
+                    .map_err(plain)?,
             )
         }
-        None => (names, None),
+        Recipe::ContainerfileLiteral { text, .. } => Some(text.clone()),
+    };
+    let rewritten = match containerfile {
+        Some(text) => Some(
+            buildah::rewrite_from(&text, &rules)
+                .map_err(|e| plain(e.to_string()))?
+                .0,
+        ),
+        None => None,
+    };
+    let names = match (&rewritten, &job.image.recipe) {
+        (Some(text), _) => buildah::from_images(text),
+        (None, Recipe::Native { base, .. }) => vec![base.clone()],
+        (None, _) => unreachable!("Containerfile recipes have a text"),
     };
     let mut resolved: BTreeMap<String, Resolved> = BTreeMap::new();
     for name in &names {
@@ -580,8 +653,10 @@ async fn attempt(
         {
             if let Ok(digest) = d.parse::<Digest>() {
                 if has_manifest(&forge.store, &digest).await {
-                    if job.promote && current.as_ref() == Some(&digest) {
-                        let mut r = failed(job, Some(commit), Status::Unchanged);
+                    // Unchanged: the stream already has it, or (an image built but not promoted)
+                    // there is nothing to promote. A pull-request build reports the reuse.
+                    if current.as_ref() == Some(&digest) || (!job.promote && !job.pull) {
+                        let mut r = outcome(job, Some(commit), Status::Unchanged);
                         r.digest = Some(digest.to_string());
                         return Ok(r);
                     }
@@ -606,7 +681,7 @@ async fn attempt(
                         digest: Some(digest.to_string()),
                         promoted,
                         build_id: Some(id),
-                        ..failed(job, Some(commit), Status::Cached)
+                        ..outcome(job, Some(commit), Status::Cached)
                     });
                 }
                 let _ = forge.state.forget_cached(&hash);
@@ -697,7 +772,7 @@ async fn attempt(
         promoted,
         build_id: Some(id),
         log: Some(log),
-        ..failed(job, Some(commit), Status::Built)
+        ..outcome(job, Some(commit), Status::Built)
     })
 }
 

@@ -141,10 +141,11 @@ fn report(results: &[ImageResult], output: Output) -> Result<()> {
         println!("{}", table(results));
         let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
         println!(
-            "{} image(s): {} built, {} reused from the cache, {} unchanged, {} failed.",
+            "{} image(s): {} built, {} reused from the cache, {} imported, {} unchanged, {} failed.",
             results.len(),
             count(|s| matches!(s, Status::Built)),
             count(|s| matches!(s, Status::Cached)),
+            count(|s| matches!(s, Status::Imported)),
             count(|s| matches!(s, Status::Unchanged)),
             failed,
         );
@@ -166,6 +167,7 @@ fn table(results: &[ImageResult]) -> Table {
             Status::Unchanged => "unchanged".to_string(),
             Status::Cached => "cached".into(),
             Status::Built => "built".into(),
+            Status::Imported => "imported".into(),
             Status::Failed(e) => format!("FAILED: {e}"),
             Status::Skipped(e) => format!("skipped: {e}"),
         };
@@ -334,6 +336,7 @@ impl Events for BuildProgress {
             Status::Unchanged => None,
             Status::Cached => Some("reused from the cache".to_string()),
             Status::Built => Some(format!("built in {:.1}s", r.seconds)),
+            Status::Imported => Some("imported".to_string()),
             Status::Failed(e) => Some(format!("FAILED: {e}")),
             Status::Skipped(e) => Some(format!("skipped: {e}")),
         };
@@ -347,4 +350,82 @@ impl Events for BuildProgress {
             _ => {}
         }
     }
+}
+
+/// Arguments of `stream tags`.
+#[derive(Args)]
+pub struct StreamTagsArgs {
+    #[command(flatten)]
+    config: ConfigFile,
+    /// The stream.
+    stream: String,
+}
+
+/// Arguments of `stream history`.
+#[derive(Args)]
+pub struct StreamHistoryArgs {
+    #[command(flatten)]
+    config: ConfigFile,
+    /// The stream.
+    stream: String,
+    /// The tag.
+    tag: String,
+}
+
+/// `stream` subcommands.
+#[derive(clap::Subcommand)]
+pub enum StreamCommand {
+    /// The images a stream has now, one TAG=PULLSPEC line each: with a registry store, a mapping
+    /// file for `release new --mapping-file`.
+    Tags(StreamTagsArgs),
+    /// Every digest a stream tag has pointed at, newest first.
+    History(StreamHistoryArgs),
+}
+
+/// Run a `stream` command.
+pub fn stream(cmd: StreamCommand, output: Output) -> Result<()> {
+    let (config, name) = match &cmd {
+        StreamCommand::Tags(a) => (a.config.load()?, &a.stream),
+        StreamCommand::History(a) => (a.config.load()?, &a.stream),
+    };
+    if !config.streams.contains_key(name) {
+        bail!(
+            "no stream '{name}' in the configuration; streams: {}",
+            config
+                .streams
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let state = State::open(&config.state)?;
+    match &cmd {
+        StreamCommand::Tags(_) => {
+            let tags = state.stream_tags(name)?;
+            if output == Output::Json {
+                crate::image::print_json(&tags);
+                return Ok(());
+            }
+            let repo = match &config.store {
+                build::config::Store::Registry(repo) => repo.clone(),
+                build::config::Store::Layout(dir) => format!("oci:{}", dir.display()),
+            };
+            for t in tags {
+                println!("{}={repo}@{}", t.tag, t.digest);
+            }
+        }
+        StreamCommand::History(a) => {
+            let events = state.tag_history(name, &a.tag)?;
+            if output == Output::Json {
+                crate::image::print_json(&events);
+                return Ok(());
+            }
+            for e in events {
+                let build = e.build_id.map_or("-".to_string(), |b| format!("build {b}"));
+                println!("{}  {}  {build}", e.at, e.digest);
+            }
+        }
+    }
+    Ok(())
 }

@@ -54,6 +54,9 @@ enum Command {
     /// Maintain the embedded content store (an OCI image-layout directory).
     #[command(subcommand)]
     Store(image::StoreCommand),
+    /// Show what the build stage promoted into a stream, and each tag's history.
+    #[command(subcommand)]
+    Stream(build::StreamCommand),
     /// Poll the components' branches and build what changed; rebuild streams on their schedule.
     Watch(build::WatchArgs),
 }
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Image(c) => image::run(c, cli.output).await,
             Command::Store(c) => image::run_store(c, cli.output).await,
             Command::Release(c) => release::run(c, cli.output).await,
+            Command::Stream(c) => build::stream(c, cli.output),
             Command::Watch(a) => build::watch(a, cli.output).await,
         }
     });

@@ -554,3 +554,48 @@ streams:
     assert_eq!(result(&again["okd-scos-4.17/hello"]), "unchanged");
     let _ = s(site.dir());
 }
+
+#[test]
+fn additional_images_are_promoted_and_streams_list_their_tags() {
+    let site = Site::new(&NATIVE.replace(
+        "okd-scos-4.17: { variant: okd-scos, branch: release-4.17 }",
+        "okd-scos-4.17:\n    variant: okd-scos\n    branch: release-4.17\n    promotion: { additional_images: { must-gather: \"{base}\" }, excluded_images: [world] }",
+    ));
+
+    let first = site.build_ok(&["--stream", "okd-scos-4.17"]);
+    assert_eq!(result(&first["okd-scos-4.17/must-gather"]), "imported");
+    assert_eq!(first["okd-scos-4.17/must-gather"]["promoted"], true);
+    // Excluded: built, not promoted.
+    assert_eq!(result(&first["okd-scos-4.17/world"]), "built");
+    assert_eq!(first["okd-scos-4.17/world"]["promoted"], false);
+    let base = site
+        .store()
+        .get_manifest(Some(&Selector::Tag("okd-scos-4.17_must-gather".into())))
+        .unwrap();
+    assert_eq!(
+        first["okd-scos-4.17/must-gather"]["digest"],
+        base.digest.to_string().as_str()
+    );
+
+    let again = site.build_ok(&["--stream", "okd-scos-4.17"]);
+    for r in again.values() {
+        assert_eq!(result(r), "unchanged", "{r:#}");
+    }
+
+    // `stream tags`: one TAG=PULLSPEC line per promoted tag, the excluded one absent.
+    let store = "var/store";
+    let lines = site.forge.ok(&["stream", "tags", "okd-scos-4.17"]);
+    let want = format!(
+        "hello=oci:{store}@{}\nmust-gather=oci:{store}@{}\n",
+        first["okd-scos-4.17/hello"]["digest"].as_str().unwrap(),
+        base.digest
+    );
+    assert_eq!(lines, want);
+    let history = site
+        .forge
+        .json(&["stream", "history", "okd-scos-4.17", "hello"]);
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    assert_eq!(history[0]["digest"], first["okd-scos-4.17/hello"]["digest"]);
+    let e = site.forge.fails(&["stream", "tags", "nope"]);
+    assert!(e.contains("no stream 'nope'"), "{e}");
+}
