@@ -1,5 +1,8 @@
-//! The build stage of okd-forge. For now: the `forge.yaml` configuration ([`config`]), parsed into
-//! raw types and validated into the model the rest of the program uses.
+//! The build stage of okd-forge: the `forge.yaml` configuration ([`config`], parsed into raw types and
+//! validated into the model the rest of the program uses, and [`import`] from ci-operator configs),
+//! git sources ([`git`]), the two builders ([`buildah`], [`native`]), the state database ([`state`]),
+//! and one reconcile of the streams with their branches ([`run`]): resolve, hash, build what changed,
+//! promote.
 //!
 //! ```
 //! let yaml = "
