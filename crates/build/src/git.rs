@@ -58,16 +58,7 @@ use crate::config::Revision;
 /// A git object id, 40 hex chars (sha1), lowercase.
 pub type CommitId = String;
 
-/// Environment variables that would point git at another repository than the one it is given.
-const GIT_REPO_ENV: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-];
+use payload::changelog::GIT_REPO_ENV;
 
 /// Where commits fetched by id are kept in a cache, so that they stay referenced.
 const COMMIT_REFS: &str = "refs/okd-forge/commits/";
@@ -394,15 +385,7 @@ impl GitSources {
     /// gix walks the tree; the git CLI (`git read-tree` and `git checkout-index` with a throwaway
     /// index) takes over when gix fails.
     pub fn checkout(&self, url: &str, commit: &str, dest: &Path) -> Result<(), GitError> {
-        let id = parse_commit(commit)?;
-        let dir = self.repo_dir(url)?;
-        if !dir.join("HEAD").is_file() || !has_commit(&dir, id) {
-            return Err(GitError::NotFetched {
-                url: url.into(),
-                commit: id.to_string(),
-                dir,
-            });
-        }
+        let (id, dir) = self.fetched(url, commit)?;
         prepare_destination(dest)?;
         let mut gix_error = None;
         if self.backend == Backend::Gix {
@@ -442,15 +425,7 @@ impl GitSources {
         commit: &str,
         path: &Path,
     ) -> Result<Option<Vec<u8>>, GitError> {
-        let id = parse_commit(commit)?;
-        let dir = self.repo_dir(url)?;
-        if !dir.join("HEAD").is_file() || !has_commit(&dir, id) {
-            return Err(GitError::NotFetched {
-                url: url.into(),
-                commit: id.to_string(),
-                dir,
-            });
-        }
+        let (id, dir) = self.fetched(url, commit)?;
         let mut gix_error = None;
         if self.backend == Backend::Gix {
             match gix_read_file(&dir, id, path) {
@@ -467,6 +442,20 @@ impl GitSources {
             path: path.to_path_buf(),
             message: combine(gix_error, cli),
         })
+    }
+
+    /// The id of `commit` and the cache of `url`, which must have it.
+    fn fetched(&self, url: &str, commit: &str) -> Result<(ObjectId, PathBuf), GitError> {
+        let id = parse_commit(commit)?;
+        let dir = self.repo_dir(url)?;
+        if !dir.join("HEAD").is_file() || !has_commit(&dir, id) {
+            return Err(GitError::NotFetched {
+                url: url.into(),
+                commit: id.to_string(),
+                dir,
+            });
+        }
+        Ok((id, dir))
     }
 
     /// Lists the remote's refs with gix, filtered to `name`: its peeled id, `None` if the remote

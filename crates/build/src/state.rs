@@ -389,26 +389,9 @@ impl FromSql for BuildStatus {
 pub struct BuildRecord {
     /// Unique, increasing.
     pub id: i64,
-    /// See [`NewBuild::stream`].
-    pub stream: String,
-    /// See [`NewBuild::component`].
-    pub component: String,
-    /// See [`NewBuild::tag`].
-    pub tag: String,
-    /// See [`NewBuild::git_url`].
-    pub git_url: String,
-    /// See [`NewBuild::revision`].
-    pub revision: String,
-    /// See [`NewBuild::commit`].
-    pub commit: String,
-    /// See [`NewBuild::input_hash`].
-    pub input_hash: String,
-    /// See [`NewBuild::builder`].
-    pub builder: String,
-    /// See [`NewBuild::log_path`].
-    pub log_path: Option<PathBuf>,
-    /// See [`NewBuild::promote`].
-    pub promote: bool,
+    /// What was built.
+    #[serde(flatten)]
+    pub build: NewBuild,
     /// Where the build is.
     pub status: BuildStatus,
     /// The image digest, when [`BuildStatus::Succeeded`] or [`BuildStatus::Cached`].
@@ -905,16 +888,18 @@ impl State {
 fn build_record(r: &Row<'_>) -> rusqlite::Result<BuildRecord> {
     Ok(BuildRecord {
         id: r.get(0)?,
-        stream: r.get(1)?,
-        component: r.get(2)?,
-        tag: r.get(3)?,
-        git_url: r.get(4)?,
-        revision: r.get(5)?,
-        commit: r.get(6)?,
-        input_hash: r.get(7)?,
-        builder: r.get(8)?,
-        log_path: r.get::<_, Option<String>>(9)?.map(PathBuf::from),
-        promote: r.get(10)?,
+        build: NewBuild {
+            stream: r.get(1)?,
+            component: r.get(2)?,
+            tag: r.get(3)?,
+            git_url: r.get(4)?,
+            revision: r.get(5)?,
+            commit: r.get(6)?,
+            input_hash: r.get(7)?,
+            builder: r.get(8)?,
+            log_path: r.get::<_, Option<String>>(9)?.map(PathBuf::from),
+            promote: r.get(10)?,
+        },
         status: r.get(11)?,
         digest: r.get(12)?,
         error: r.get(13)?,
@@ -1157,21 +1142,14 @@ mod tests {
 
         let running = state.build(id).unwrap().unwrap();
         assert_eq!(running.status, BuildStatus::Running);
+        assert_eq!(running.build, b);
         assert_eq!(
             (
-                running.stream.as_str(),
-                running.component.as_str(),
-                running.tag.as_str()
+                running.build.stream.as_str(),
+                running.build.component.as_str()
             ),
-            ("okd-scos-4.17", "installer", "installer")
+            ("okd-scos-4.17", "installer")
         );
-        assert_eq!(running.git_url, b.git_url);
-        assert_eq!(running.revision, b.revision);
-        assert_eq!(running.commit, b.commit);
-        assert_eq!(running.input_hash, b.input_hash);
-        assert_eq!(running.builder, b.builder);
-        assert_eq!(running.log_path, b.log_path);
-        assert!(running.promote);
         assert_eq!(
             (running.digest, running.error, running.finished),
             (None, None, None)

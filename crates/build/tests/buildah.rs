@@ -16,7 +16,7 @@ use build::buildah::{
 };
 use oci::manifest::{host_arch, Parsed};
 use oci::{Layout, Selector};
-use testkit::release::{Entry, ImageBuilder};
+use testkit::release::{busybox_userland, Entry, ImageBuilder};
 use testkit::{require, run_ok, RegistryServer};
 
 const OCP_BASE: &str = "registry.ci.openshift.org/ocp/4.17:base-rhel9";
@@ -27,39 +27,9 @@ const BUILDER: &str = "quay.io/okd/builder:go1.22";
 /// The busybox applets the base links in `/bin`.
 const APPLETS: &[&str] = &["sh", "cat", "echo", "ls", "mkdir", "cp", "true", "false"];
 
-/// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header).
-fn has_interpreter(elf: &[u8]) -> bool {
-    assert!(
-        elf.len() > 64 && elf[..4] == *b"\x7fELF" && elf[4] == 2,
-        "not a 64-bit ELF"
-    );
-    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    (0..phnum).any(|i| {
-        let o = phoff + i * phentsize;
-        u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) == 3
-    })
-}
-
 /// A busybox-static userland: `/bin/busybox`, its applet links, and a `base` label.
 fn busybox_base() -> ImageBuilder {
-    let path = require("busybox");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    assert!(
-        !has_interpreter(&bytes),
-        "{} is dynamically linked; the base image needs busybox-static (apt-get install busybox-static)",
-        path.display()
-    );
-    let mut layer = vec![
-        Entry::dir("bin/"),
-        Entry::file("bin/busybox", bytes).mode(0o755),
-    ];
-    layer.extend(
-        APPLETS
-            .iter()
-            .map(|a| Entry::symlink(&format!("bin/{a}"), "busybox")),
-    );
+    let layer = busybox_userland(APPLETS);
     ImageBuilder::new(host_arch())
         .oci()
         .layer(layer)

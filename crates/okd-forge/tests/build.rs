@@ -14,7 +14,7 @@ use oci::manifest::Parsed;
 use oci::{Layout, Selector};
 use serde_json::Value;
 use testkit::git::Upstream;
-use testkit::release::{Entry, ImageBuilder};
+use testkit::release::{busybox_userland, ImageBuilder};
 
 /// A workspace: a forge.yaml, upstream repositories, and a busybox base image in `bases/`.
 struct Site {
@@ -25,16 +25,9 @@ struct Site {
 /// The host's busybox as a one-layer image tagged `busybox` in `<dir>/bases`.
 fn busybox_base(dir: &Path) -> String {
     let layout = Layout::create(dir.join("bases")).unwrap();
-    let busybox = std::fs::read("/bin/busybox").expect(
-        "/bin/busybox (Debian package busybox-static) is needed; scripts/test.sh installs it",
-    );
     ImageBuilder::new(oci::manifest::host_arch())
         .label("base", "busybox")
-        .layer(vec![
-            Entry::dir("bin"),
-            Entry::file("bin/busybox", busybox).mode(0o755),
-            Entry::symlink("bin/sh", "busybox"),
-        ])
+        .layer(busybox_userland(&["sh"]))
         .write(&layout, Some("busybox"));
     format!("oci:{}:busybox", dir.join("bases").display())
 }

@@ -24,7 +24,7 @@ use std::process::{Command, Output};
 
 use common::Forge;
 use serde_json::{json, Value};
-use testkit::release::{self as fx, new_args, Entry, ImageBuilder, ReleaseSet};
+use testkit::release::{self as fx, busybox_userland, new_args, Entry, ImageBuilder, ReleaseSet};
 use testkit::{file_names, require, run_ok, skopeo, RegistryServer};
 
 /// The release name.
@@ -69,47 +69,12 @@ exit 2
 // Helpers
 // ------------------------------------------------------------------------------------------------
 
-/// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header).
-fn has_interpreter(elf: &[u8]) -> bool {
-    assert!(
-        elf.len() > 64 && elf[..4] == *b"\x7fELF" && elf[4] == 2,
-        "not a 64-bit ELF"
-    );
-    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    (0..phnum).any(|i| {
-        let o = phoff + i * phentsize;
-        u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) == 3
-    })
-}
-
-/// The bytes of a statically linked busybox (Debian's busybox-static installs `/bin/busybox`).
-fn busybox_static() -> Vec<u8> {
-    let path = require("busybox");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    assert!(
-        !has_interpreter(&bytes),
-        "{} is dynamically linked; the image needs busybox-static (apt-get install busybox-static)",
-        path.display()
-    );
-    bytes
-}
-
 /// The CVO stand-in: a base layer with `/bin/busybox`, its applet links and the `image TAG` script
 /// as `/usr/bin/cluster-version-operator`, then the fixture CVO's `/manifests` + `/bootstrap` layer;
 /// the fixture's Entrypoint (`/usr/bin/cluster-version-operator`), labels and config fields.
 fn busybox_cvo(arch: &str) -> ImageBuilder {
     let fixture = fx::cluster_version_operator(arch);
-    let mut base = vec![
-        Entry::dir("bin/"),
-        Entry::file("bin/busybox", busybox_static()).mode(0o755),
-    ];
-    base.extend(
-        APPLETS
-            .iter()
-            .map(|a| Entry::symlink(&format!("bin/{a}"), "busybox")),
-    );
+    let mut base = busybox_userland(APPLETS);
     base.extend([
         Entry::dir("usr/"),
         Entry::dir("usr/bin/"),

@@ -41,7 +41,7 @@ const BUGZILLA_BROWSE_URL: &str = "https://bugzilla.redhat.com/show_bug.cgi?id="
 const JIRA_BROWSE_URL: &str = "https://issues.redhat.com/browse/";
 
 /// Environment variables that would point git at another repository than the one it is given.
-const GIT_REPO_ENV: &[&str] = &[
+pub const GIT_REPO_ENV: &[&str] = &[
     "GIT_DIR",
     "GIT_WORK_TREE",
     "GIT_INDEX_FILE",
