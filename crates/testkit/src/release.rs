@@ -1285,6 +1285,48 @@ pub fn layer_entries(layout: &Layout, desc: &Descriptor) -> Vec<LayerEntry> {
     read_layer(&layout.read_blob_bytes(&desc.digest).expect("layer blob"))
 }
 
+// ------------------------------------------------------------------------------------------------
+// A real userland: busybox-static
+// ------------------------------------------------------------------------------------------------
+
+/// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header).
+fn has_interpreter(elf: &[u8]) -> bool {
+    assert!(
+        elf.len() > 64 && elf[..4] == *b"\x7fELF" && elf[4] == 2,
+        "not a 64-bit ELF"
+    );
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) == 3
+    })
+}
+
+/// The entries of a busybox-static userland: `bin/`, `bin/busybox` (the host's, which must be
+/// statically linked: Debian's busybox-static) and a `bin/APPLET` link to it for each of `applets`.
+/// Containers run it, so tests that use it need the real binary.
+pub fn busybox_userland(applets: &[&str]) -> Vec<Entry> {
+    let path = crate::require("busybox");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        !has_interpreter(&bytes),
+        "{} is dynamically linked; the image needs busybox-static (apt-get install busybox-static)",
+        path.display()
+    );
+    let mut entries = vec![
+        Entry::dir("bin/"),
+        Entry::file("bin/busybox", bytes).mode(0o755),
+    ];
+    entries.extend(
+        applets
+            .iter()
+            .map(|a| Entry::symlink(&format!("bin/{a}"), "busybox")),
+    );
+    entries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1540,46 +1582,4 @@ mod tests {
         let back = read_layer(&gzip(&tar_bytes(&[Entry::file(&long, "x")])));
         assert_eq!(back[0].path, long);
     }
-}
-
-// ------------------------------------------------------------------------------------------------
-// A real userland: busybox-static
-// ------------------------------------------------------------------------------------------------
-
-/// Whether an ELF file asks for a dynamic loader (has a PT_INTERP program header).
-fn has_interpreter(elf: &[u8]) -> bool {
-    assert!(
-        elf.len() > 64 && elf[..4] == *b"\x7fELF" && elf[4] == 2,
-        "not a 64-bit ELF"
-    );
-    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    (0..phnum).any(|i| {
-        let o = phoff + i * phentsize;
-        u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) == 3
-    })
-}
-
-/// The entries of a busybox-static userland: `bin/`, `bin/busybox` (the host's, which must be
-/// statically linked: Debian's busybox-static) and a `bin/APPLET` link to it for each of `applets`.
-/// Containers run it, so tests that use it need the real binary.
-pub fn busybox_userland(applets: &[&str]) -> Vec<Entry> {
-    let path = crate::require("busybox");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    assert!(
-        !has_interpreter(&bytes),
-        "{} is dynamically linked; the image needs busybox-static (apt-get install busybox-static)",
-        path.display()
-    );
-    let mut entries = vec![
-        Entry::dir("bin/"),
-        Entry::file("bin/busybox", bytes).mode(0o755),
-    ];
-    entries.extend(
-        applets
-            .iter()
-            .map(|a| Entry::symlink(&format!("bin/{a}"), "busybox")),
-    );
-    entries
 }
