@@ -66,9 +66,9 @@ pub struct WatchArgs {
     access: Access,
 }
 
-/// Opens everything a reconcile needs, next to the state database: `cache/`, `logs/builds/`,
-/// `work/` and `buildah/` in its directory.
-fn forge(config: Config, access: &Access) -> Result<Forge> {
+/// The directory of the state database (`var/`), and the cache directory (`$OKD_FORGE_CACHE`, else
+/// `var/cache`).
+fn dirs(config: &Config) -> (PathBuf, PathBuf) {
     let var = config
         .state
         .parent()
@@ -77,6 +77,18 @@ fn forge(config: Config, access: &Access) -> Result<Forge> {
     let cache = std::env::var_os("OKD_FORGE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| var.join("cache"));
+    (var, cache)
+}
+
+/// The git sources `build` uses.
+pub fn git_sources(config: &Config) -> GitSources {
+    GitSources::new(dirs(config).1.join("build-git"))
+}
+
+/// Opens everything a reconcile needs, next to the state database: `cache/`, `logs/builds/`,
+/// `work/` and `buildah/` in its directory.
+fn forge(config: Config, access: &Access) -> Result<Forge> {
+    let (var, cache) = dirs(&config);
     let state = State::open(&config.state)?;
     let stores = Arc::new(Stores::new(access.options(None)?));
     let (store, local) = match &config.store {
@@ -91,7 +103,7 @@ fn forge(config: Config, access: &Access) -> Result<Forge> {
     };
     let sources = Sources::new(stores, local, Some(cache.clone()))?;
     Ok(Forge {
-        git: GitSources::new(cache.join("build-git")),
+        git: git_sources(&config),
         buildah: Buildah::new(var.join("buildah")),
         copier: Copier::new(4, access.retry_times, Arc::new(NoProgress)),
         logs: var.join("logs/builds"),

@@ -13,8 +13,9 @@ use crate::Output;
 pub enum ConfigCommand {
     /// Parse and validate the configuration, then print a summary (components, images, streams).
     ///
-    /// Every problem is reported as FILE:LINE:COLUMN: FIELD: MESSAGE.
-    Check(ConfigFile),
+    /// Every problem is reported as FILE:LINE:COLUMN: FIELD: MESSAGE. With --git, every
+    /// component's branch or ref is also looked up in its repository, for every stream.
+    Check(CheckArgs),
     /// Print the JSON Schema of forge.yaml (for editors and linters).
     Schema,
     /// Convert OpenShift CI (ci-operator) configuration files into forge.yaml.
@@ -24,6 +25,17 @@ pub enum ConfigCommand {
     /// (or written to --output-file); every field that could not be mapped is reported on stderr
     /// as FILE: FIELD: not mapped (REASON).
     ImportCiOperator(ImportArgs),
+}
+
+/// Arguments of `config check`.
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    file: ConfigFile,
+    /// Also resolve every component's branch or ref for every stream in its git repository
+    /// (reads the remotes, as `okd-forge build` does first).
+    #[arg(long)]
+    git: bool,
 }
 
 /// Arguments of `config import-ci-operator`.
@@ -74,8 +86,11 @@ struct StreamSummary {
 
 pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
     match command {
-        ConfigCommand::Check(file) => {
+        ConfigCommand::Check(CheckArgs { file, git }) => {
             let config = file.load()?;
+            if git {
+                check_git(&config)?;
+            }
             let summary = Summary {
                 file: file.config.display().to_string(),
                 components: config.components.len(),
@@ -134,6 +149,44 @@ pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Resolves every (stream, component) revision, a few remotes at a time; one error line each.
+fn check_git(config: &build::config::Config) -> Result<()> {
+    let sources = crate::build::git_sources(config);
+    let mut wanted = std::collections::BTreeSet::new();
+    for stream in config.streams.keys() {
+        for component in config.components.keys() {
+            let rev = config.revision(component, stream).expect("both exist");
+            wanted.insert((config.components[component].git.url.clone(), rev));
+        }
+    }
+    let queue = std::sync::Mutex::new(wanted.into_iter().collect::<Vec<_>>());
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| loop {
+                let Some((url, rev)) = queue.lock().expect("queue").pop() else {
+                    return;
+                };
+                if let Err(e) = sources.resolve(&url, &rev) {
+                    errors.lock().expect("errors").push(e.to_string());
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().expect("errors");
+    errors.sort();
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{} branch(es) or ref(s) could not be resolved",
+            errors.len()
+        );
+    }
+    Ok(())
 }
 
 fn import(args: &ImportArgs) -> Result<()> {

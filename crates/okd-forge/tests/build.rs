@@ -592,3 +592,29 @@ fn additional_images_are_promoted_and_streams_list_their_tags() {
     let e = site.forge.fails(&["stream", "tags", "nope"]);
     assert!(e.contains("no stream 'nope'"), "{e}");
 }
+
+#[test]
+fn config_check_with_git_names_every_missing_branch() {
+    let site = Site::new(&NATIVE.replace(
+        "    git: {world}\n",
+        "    git: {world}\n    branch: { okd-4.17: release-4.99 }\n",
+    ));
+    // Without --git, only the file is checked.
+    site.forge.ok(&["config", "check"]);
+    let out = site
+        .forge
+        .cmd()
+        .args(["config", "check", "--git"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "error: branch 'release-4.99' does not exist in {}; check the stream's branch or the component's `branch:` override\nerror: 1 branch(es) or ref(s) could not be resolved\n",
+        site.repos["world"].url()
+    );
+    assert_eq!(stderr, want);
+    // Once the branch exists, the check passes.
+    site.repos["world"].branch("release-4.99", "main");
+    site.forge.ok(&["config", "check", "--git"]);
+}

@@ -76,7 +76,7 @@ pub struct Component {
 }
 
 /// What a component is built from in one stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Revision {
     /// The head of a branch.
