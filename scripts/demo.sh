@@ -1,33 +1,25 @@
 #!/usr/bin/env bash
-# okd-forge's main job as it stands today, on the embedded defaults: component images move between a
-# registry and the embedded store (the OCI layout var/store), and release payloads are cut from them.
-#   1. build small images with umoci (no network needed): a CVO stand-in, an operator, an operand
-#   2. push them to a local Distribution registry
-#   3. pull one into the embedded store, inspect it, list tags
-#   4. cut a release payload into the store, show it, extract it; change the operand, cut another, diff
-#   5. garbage-collect the store
+# okd-forge's main job as it stands today, on the embedded defaults and without network access:
+#   1. start a local Distribution registry and push busybox base images to it (made with umoci)
+#   2. create three git repositories (a CVO stand-in, an operator with manifests, an operand)
+#   3. `okd-forge build`: build them with the native builder (no container engine), push the images
+#      to the registry, promote them into the stream okd-scos-4.17; a second run builds nothing
+#   4. cut a release payload from the stream's tags into the embedded store (var/store), show it,
+#      extract it
+#   5. merge a change into the operand, build again (only the operand), cut the next payload, diff
+#   6. garbage-collect the store
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
-install_packages docker-registry umoci busybox-static
-require_programs docker-registry umoci busybox cargo
+install_packages docker-registry umoci busybox-static git
+require_programs docker-registry umoci busybox git cargo
 
 cargo build --release --locked -q
 forge=target/release/okd-forge
 work=var/demo
 rm -rf "$work"
 mkdir -p "$work"
-
-echo "==> building a busybox image with umoci in $work/src"
-umoci init --layout "$work/src"
-umoci new --image "$work/src:busybox"
-umoci unpack --image "$work/src:busybox" "$work/bundle" >/dev/null
-mkdir -p "$work/bundle/rootfs/bin"
-cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
-umoci repack --image "$work/src:busybox" "$work/bundle"
-umoci config --image "$work/src:busybox" --config.cmd /bin/busybox \
-  --config.label org.opencontainers.image.title=busybox
 
 # A free loopback port: one nothing answers on.
 port=""
@@ -46,38 +38,41 @@ docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 registry_pid=$!
 trap 'kill $registry_pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-echo "==> local registry on 127.0.0.1:$port"
+registry=127.0.0.1:$port
+echo "==> local registry on $registry"
 
+echo "==> a base image: the host's busybox"
+umoci init --layout "$work/bases"
+umoci new --image "$work/bases:busybox"
+umoci unpack --image "$work/bases:busybox" "$work/bundle" >/dev/null
+mkdir -p "$work/bundle/rootfs/bin"
+cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
+ln -s busybox "$work/bundle/rootfs/bin/sh"
+umoci repack --image "$work/bases:busybox" "$work/bundle"
+umoci config --image "$work/bases:busybox" --config.cmd /bin/sh
 set -x
-$forge image copy "oci:$work/src:busybox" "docker://127.0.0.1:$port/okd/busybox:v1"
-$forge image copy "docker://127.0.0.1:$port/okd/busybox:v1" "docker://127.0.0.1:$port/okd/mirror:v1"
-$forge image copy "docker://127.0.0.1:$port/okd/busybox:v1" oci:var/store:busybox
-$forge image inspect oci:var/store:busybox
-$forge image tags "docker://127.0.0.1:$port/okd/busybox"
-set +x
+$forge image copy -q "oci:$work/bases:busybox" "docker://$registry/okd/base:busybox"
+{ set +x; } 2>/dev/null
 
-# image NAME: a copy of the busybox image whose top layer adds the files in $work/files/NAME (if any),
-# with labels from the remaining arguments; pushed to the registry, its pull spec by digest printed.
-image() {
-  local name=$1; shift
-  umoci tag --image "$work/src:busybox" "$name"
-  rm -rf "$work/b-$name"
-  umoci unpack --image "$work/src:$name" "$work/b-$name" >/dev/null
-  [ -d "$work/files/$name" ] && cp -r "$work/files/$name/." "$work/b-$name/rootfs/"
-  umoci repack --image "$work/src:$name" "$work/b-$name"
-  local labels=()
-  for l in "$@"; do labels+=(--config.label "$l"); done
-  umoci config --image "$work/src:$name" "${labels[@]}"
-  $forge image copy -q "oci:$work/src:$name" "docker://127.0.0.1:$port/okd/content:$name" \
-    --digestfile "$work/digest" >/dev/null
-  echo "127.0.0.1:$port/okd/content@$(cat "$work/digest")"
+echo "==> upstream repositories in $work/upstream, each with a release-4.17 branch"
+# git as a fresh machine has it: no identity configured.
+g() { git -C "$work/upstream/$1" -c user.name="OKD demo" -c user.email=demo@okd.invalid "${@:2}"; }
+repo() { # repo NAME: commit the files written into $work/upstream/NAME, branch release-4.17
+  g "$1" init -q -b main
+  g "$1" add -A
+  g "$1" commit -q -m "$1: initial import"
+  g "$1" branch release-4.17
 }
-
-echo "==> building component images: a CVO stand-in, an operator with manifests, an operand"
-mkdir -p "$work/files/cvo/usr/bin" "$work/files/operator/manifests"
-printf '#!/bin/sh\necho "cluster-version-operator stand-in: $*"\n' > "$work/files/cvo/usr/bin/cluster-version-operator"
-chmod 0755 "$work/files/cvo/usr/bin/cluster-version-operator"
-cat > "$work/files/operator/manifests/image-references" <<'YAML'
+mkdir -p "$work/upstream/"{cluster-version-operator,demo-operator/manifests,demo-operand}
+cat > "$work/upstream/cluster-version-operator/cluster-version-operator.sh" <<'SH'
+#!/bin/sh
+echo "cluster-version-operator stand-in: $*"
+SH
+cat > "$work/upstream/demo-operator/demo-operator.sh" <<'SH'
+#!/bin/sh
+echo "demo-operator: running $OPERAND_IMAGE"
+SH
+cat > "$work/upstream/demo-operator/manifests/image-references" <<'YAML'
 kind: ImageStream
 apiVersion: image.openshift.io/v1
 spec:
@@ -87,7 +82,7 @@ spec:
   - name: demo-operand
     from: { kind: DockerImage, name: "placeholder.url.oc.will.replace.this.org/placeholdernamespace:demo-operand" }
 YAML
-cat > "$work/files/operator/manifests/deployment.yaml" <<'YAML'
+cat > "$work/upstream/demo-operator/manifests/deployment.yaml" <<'YAML'
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -105,27 +100,80 @@ spec:
         - { name: OPERAND_IMAGE, value: "placeholder.url.oc.will.replace.this.org/placeholdernamespace:demo-operand" }
         - { name: RELEASE_VERSION, value: "0.0.1-snapshot" }
 YAML
-cvo=$(image cvo io.openshift.build.source-location=https://github.com/openshift/cluster-version-operator)
-operator=$(image operator io.openshift.release.operator=true \
-  io.openshift.build.source-location=https://github.com/openshift/demo-operator io.openshift.build.commit.id=1111111)
-operand=$(image operand io.openshift.build.source-location=https://github.com/openshift/demo-operand \
-  io.openshift.build.commit.id=2222222 io.openshift.build.versions=kubernetes=1.31.1)
-printf 'cluster-version-operator=%s\ndemo-operator=%s\ndemo-operand=%s\n' "$cvo" "$operator" "$operand" > "$work/images.txt"
-cat "$work/images.txt"
+cat > "$work/upstream/demo-operand/demo-operand.sh" <<'SH'
+#!/bin/sh
+echo "demo-operand for @TAGS@"
+SH
+chmod 0755 "$work"/upstream/*/*.sh
+for r in cluster-version-operator demo-operator demo-operand; do repo "$r"; done
 
+echo "==> $work/forge.yaml"
+up="file://$PWD/$work/upstream"
+cat > "$work/forge.yaml" <<YAML
+store: docker://$registry/okd/content   # built images go to the registry
+state: ./forge.db                   # relative to this file: var/demo/forge.db (logs, caches next to it)
+variants:
+  okd-scos: { build_args: { TAGS: scos } }   # the environment of native build commands
+components:
+  cluster-version-operator:
+    git: $up/cluster-version-operator
+    images:
+      - to: cluster-version-operator
+        native:
+          command: [sh, -c, 'mkdir -p _out && cp cluster-version-operator.sh _out/cluster-version-operator']
+          outputs: ["_out/cluster-version-operator:/usr/bin/cluster-version-operator"]
+          base: $registry/okd/base:busybox
+  demo-operator:
+    git: $up/demo-operator
+    images:
+      - to: demo-operator
+        labels: { io.openshift.release.operator: "true" }   # payloads take manifests from operators
+        native:
+          command: [sh, -c, 'mkdir -p _out && cp demo-operator.sh _out/demo-operator']
+          outputs: ["_out/demo-operator:/usr/bin/demo-operator", "manifests:/manifests"]
+          base: $registry/okd/base:busybox
+  demo-operand:
+    git: $up/demo-operand
+    images:
+      - to: demo-operand
+        versions: { kubernetes: 1.31.1 }
+        native:
+          command: [sh, -c, 'mkdir -p _out && sed "s/@TAGS@/\$TAGS/" demo-operand.sh > _out/demo-operand && chmod +x _out/demo-operand']
+          outputs: ["_out/demo-operand:/usr/bin/demo-operand"]
+          base: $registry/okd/base:busybox
+streams:
+  okd-scos-4.17: { variant: okd-scos, branch: release-4.17 }
+YAML
+cat "$work/forge.yaml"
+
+cfg=(--config "$work/forge.yaml")
 first=4.17.0-0.okd-scos-2026-11-24-100000
 second=4.17.0-0.okd-scos-2026-11-24-110000
 set -x
-$forge release new --name "$first" --mapping-file "$work/images.txt" --to oci:var/store
+$forge config check "${cfg[@]}"
+$forge build "${cfg[@]}"
+$forge build "${cfg[@]}"
+$forge image inspect "docker://$registry/okd/content:okd-scos-4.17_demo-operand"
+$forge stream tags okd-scos-4.17 "${cfg[@]}" > "$work/images-1.txt"
+cat "$work/images-1.txt"
+$forge release new --name "$first" --mapping-file "$work/images-1.txt" --to oci:var/store
 $forge release info "oci:var/store:$first"
 $forge release extract "oci:var/store:$first" --to "$work/manifests"
 cat "$work/manifests/0000_50_demo-operator_deployment.yaml"
-set +x
-echo "==> the operand changes (a new commit); cut the next payload and compare"
-operand2=$(image operand io.openshift.build.source-location=https://github.com/openshift/demo-operand \
-  io.openshift.build.commit.id=3333333 io.openshift.build.versions=kubernetes=1.31.2)
+{ set +x; } 2>/dev/null
+
+echo "==> a pull request to demo-operand merges into release-4.17; build again and cut the next payload"
+sed -i 's/^echo "demo-operand for/echo "demo-operand v2 for/' "$work/upstream/demo-operand/demo-operand.sh"
+g demo-operand checkout -q -b fix release-4.17
+g demo-operand commit -q -am "OCPBUGS-1234: demo-operand says which version it is"
+g demo-operand checkout -q release-4.17
+g demo-operand merge -q --no-ff fix -m "Merge pull request #2 from demo/fix" \
+  -m "OCPBUGS-1234: demo-operand says which version it is"
 set -x
-$forge release new --name "$second" --mapping-file "$work/images.txt" "demo-operand=$operand2" \
-  --previous "$first" --to oci:var/store
-$forge release diff "oci:var/store:$first" "oci:var/store:$second"
+$forge build "${cfg[@]}"
+$forge stream history okd-scos-4.17 demo-operand "${cfg[@]}"
+$forge stream tags okd-scos-4.17 "${cfg[@]}" > "$work/images-2.txt"
+$forge release new --name "$second" --mapping-file "$work/images-2.txt" --previous "$first" --to oci:var/store
+$forge release diff "oci:var/store:$first" "oci:var/store:$second" --changelog
 $forge store gc
+{ set +x; } 2>/dev/null

@@ -471,6 +471,7 @@ impl Importer {
             inputs: BTreeMap::new(),
             native: None,
             versions: BTreeMap::new(),
+            labels: BTreeMap::new(),
         };
         for (k, v) in m {
             let field = format!("{path}.{k}");

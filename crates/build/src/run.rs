@@ -812,8 +812,10 @@ fn new_build(job: &Job, commit: &str, hash: &str, logs: Option<&Path>) -> NewBui
     }
 }
 
+/// The image's configured labels, then the stamps (which win).
 fn labels(job: &Job, commit: &str) -> BTreeMap<String, String> {
-    let mut l = BTreeMap::from([
+    let mut l = job.image.labels.clone();
+    l.extend([
         (COMMIT_ID_LABEL.to_string(), commit.to_string()),
         (COMMIT_REF_LABEL.to_string(), revision_text(&job.revision)),
         (SOURCE_LOCATION_LABEL.to_string(), job.url.clone()),
@@ -856,6 +858,7 @@ fn input_hash(
         "recipe": recipe,
         "build_args": build_args,
         "versions": job.image.versions,
+        "labels": job.image.labels,
         "images": resolved.iter().map(|(n, r)| (n.clone(), Value::String(r.digest.to_string()))).collect::<serde_json::Map<_, _>>(),
     });
     let mut h = Sha256::new();

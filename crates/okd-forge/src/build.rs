@@ -200,8 +200,10 @@ fn table(results: &[ImageResult]) -> Table {
                 .as_deref()
                 .map_or("-".into(), |d| d.chars().take(19).collect()),
             format!("{:.1}s", r.seconds),
+            // The log of a failure; successful builds' logs are under var/logs/builds/.
             r.log
                 .as_ref()
+                .filter(|_| r.failed())
                 .map_or("-".into(), |l| l.display().to_string()),
         ]);
     }

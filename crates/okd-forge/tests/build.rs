@@ -163,6 +163,7 @@ components:
     images:
       - to: hello
         versions: { hello: "1.2.3" }
+        labels: { io.openshift.release.operator: "true", base: "overridden" }
         native:
           command: [sh, -c, 'mkdir -p _out && echo "$TAGS" > _out/tags && cp VERSION _out/']
           outputs: ["_out:/usr/share/hello"]
@@ -221,7 +222,18 @@ fn native_builds_per_variant_then_reuse_then_rebuild_what_changed() {
         site.repos["hello"].url()
     );
     assert_eq!(label(&scos, "io.openshift.build.versions"), "hello=1.2.3");
-    assert_eq!(label(&scos, "base"), "busybox", "base labels are kept");
+    assert_eq!(label(&scos, "io.openshift.release.operator"), "true");
+    assert_eq!(
+        label(&scos, "base"),
+        "overridden",
+        "configured labels win over the base's"
+    );
+    let (world_cfg, _) = image(&store, "okd-scos-4.17_world");
+    assert_eq!(
+        label(&world_cfg, "base"),
+        "overridden",
+        "labels of the base image are kept"
+    );
     assert_eq!(label(&fcos, "io.openshift.build.versions"), "hello=1.2.3");
     assert_ne!(
         first["okd-scos-4.17/hello"]["digest"],

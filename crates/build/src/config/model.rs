@@ -123,6 +123,8 @@ pub struct Image {
     pub inputs: BTreeMap<String, Vec<String>>,
     /// Component versions (`kubernetes` → `1.30.1`) for the `io.openshift.build.versions` label.
     pub versions: BTreeMap<String, String>,
+    /// Labels every build of the image gets (e.g. `io.openshift.release.operator: "true"`).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// How an image is built.
@@ -341,10 +343,23 @@ pub fn branch_minor(branch: &str) -> Option<Minor> {
 /// Collects problems of one file.
 struct Checker<'a> {
     file: &'a str,
+    /// The file's directory: relative paths are relative to it.
+    base: &'a Path,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
+    /// An image reference with a relative `oci:` layout path made relative to the file's directory,
+    /// as `store` and `state` are; anything else as written.
+    fn image_ref(&self, image: String) -> String {
+        match image.strip_prefix("oci:") {
+            Some(path) if !path.starts_with('/') => {
+                format!("oci:{}", self.base.join(path).display())
+            }
+            _ => image,
+        }
+    }
+
     fn at(&mut self, at: Location, field: impl Into<String>, message: impl Into<String>) {
         self.problems
             .push(Problem::new(self.file, at, field.into(), message.into()));
@@ -390,6 +405,7 @@ fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
 pub(crate) fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config, ConfigError> {
     let mut ck = Checker {
         file,
+        base,
         problems: Vec::new(),
     };
 
@@ -487,7 +503,11 @@ fn variant(ck: &mut Checker, name: &str, v: RawVariant) -> Variant {
     }
     Variant {
         build_args: v.build_args,
-        base_images: v.base_images,
+        base_images: v
+            .base_images
+            .into_iter()
+            .map(|(k, image)| (k, ck.image_ref(image)))
+            .collect(),
         tag_renames,
     }
 }
@@ -705,7 +725,7 @@ fn image(
             Some(Recipe::Native {
                 command: n.command.value,
                 outputs,
-                base: n.base,
+                base: ck.image_ref(n.base),
             })
         }
     };
@@ -718,8 +738,13 @@ fn image(
             base: String::new(),
         }),
         build_args: img.build_args,
-        from: img.from,
-        inputs: img.inputs.into_iter().map(|(k, v)| (k, v.as_)).collect(),
+        from: img.from.map(|f| ck.image_ref(f)),
+        inputs: img
+            .inputs
+            .into_iter()
+            .map(|(k, v)| (ck.image_ref(k), v.as_))
+            .collect(),
+        labels: img.labels,
         versions: img.versions,
     }
 }
@@ -880,7 +905,7 @@ fn stream(
         } else if spec.value.trim().is_empty() {
             ck.at(spec.referenced, at, "empty pull spec");
         }
-        additional_images.insert(tag, spec.value);
+        additional_images.insert(tag, ck.image_ref(spec.value));
     }
 
     let rebuild = s
@@ -945,6 +970,45 @@ components:
             Ok(_) => panic!("should fail:\n{yaml}"),
             Err(e) => e.problems().iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn relative_layout_images_are_relative_to_the_file() {
+        let c = ok("\
+variants:
+  v: { base_images: { \"registry.ci.openshift.org/ocp/4.17:base\": \"oci:bases:centos\" } }
+components:
+  cvo:
+    git: file:///src/cvo
+    images:
+      - to: cvo
+        labels: { io.openshift.release.operator: \"true\" }
+        native: { command: [make], outputs: [\"bin/cvo:/usr/bin/cvo\"], base: \"oci:bases:busybox\" }
+      - to: cvo-tests
+        containerfile: Containerfile
+        from: oci:/abs/layout:x
+        inputs: { \"oci:bases:golang\": { as: [builder] } }
+streams:
+  s-4.17:
+    variant: v
+    branch: release-4.17
+    promotion: { additional_images: { must-gather: \"oci:bases:must-gather\", cli: quay.io/okd/cli:4.17 } }
+");
+        let img = &c.components["cvo"].images;
+        let Recipe::Native { base, .. } = &img[0].recipe else {
+            panic!("native")
+        };
+        assert_eq!(base, "oci:/cfg/bases:busybox");
+        assert_eq!(img[0].labels["io.openshift.release.operator"], "true");
+        assert_eq!(img[1].from.as_deref(), Some("oci:/abs/layout:x"));
+        assert!(img[1].inputs.contains_key("oci:/cfg/bases:golang"));
+        assert_eq!(
+            c.variants["v"].base_images["registry.ci.openshift.org/ocp/4.17:base"],
+            "oci:/cfg/bases:centos"
+        );
+        let extra = &c.streams["s-4.17"].promotion.additional_images;
+        assert_eq!(extra["must-gather"], "oci:/cfg/bases:must-gather");
+        assert_eq!(extra["cli"], "quay.io/okd/cli:4.17");
     }
 
     fn one_error(yaml: &str) -> String {
@@ -1225,7 +1289,7 @@ components:
     fn parse_errors_name_file_line_column_and_field() {
         assert_eq!(
             one_error(&BASE.replace("        containerfile", "        bogus: 1\n        containerfile")),
-            "forge.yaml:9:9: components.mco.images[0].bogus: unknown field `bogus`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native, versions"
+            "forge.yaml:9:9: components.mco.images[0].bogus: unknown field `bogus`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native, versions, labels"
         );
         assert_eq!(
             one_error(&format!("{BASE}streams:\n  s: {{ variant: okd, minor: '4.17', promotion: {{ disabled: sure }} }}\n")),

@@ -160,6 +160,12 @@ pub struct RawImage {
     #[serde(default)]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, String>,
+    /// Labels set on the image by every build, after the base's and the Containerfile's, before
+    /// okd-forge's `io.openshift.build.*` (e.g. `io.openshift.release.operator: "true"` for an
+    /// operator built natively).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// An image substituted into a Containerfile.
