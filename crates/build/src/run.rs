@@ -561,11 +561,11 @@ async fn one(
 
 fn current(state: &State, key: &ImageKey) -> Option<Digest> {
     state
-        .stream_tags(&key.stream)
-        .ok()?
-        .into_iter()
-        .find(|t| t.tag == key.tag)
-        .and_then(|t| t.digest.parse().ok())
+        .stream_tag(&key.stream, &key.tag)
+        .ok()??
+        .digest
+        .parse()
+        .ok()
 }
 
 type AttemptError = (String, Option<i64>, Option<PathBuf>);
@@ -951,11 +951,17 @@ async fn resolve_image(sources: &Sources, name: &str) -> Result<Resolved, String
     Ok(Resolved { digest, image })
 }
 
+/// Whether the store still has the image. A layout only needs its manifest blob (every image built
+/// is a root of the index, and gc keeps what a root reaches); reading the index per image would make
+/// a reconcile quadratic in the store's size.
 async fn has_manifest(store: &Store, digest: &Digest) -> bool {
-    store
-        .get_manifest(Some(&Selector::Digest(digest.clone())))
-        .await
-        .is_ok()
+    match store {
+        Store::Layout(l) => l.blob_path(digest).is_file(),
+        Store::Registry(_) => store
+            .get_manifest(Some(&Selector::Digest(digest.clone())))
+            .await
+            .is_ok(),
+    }
 }
 
 /// Points the stream tag at `digest`: the store tag first, then the database, so a crash in between

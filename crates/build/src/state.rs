@@ -708,17 +708,23 @@ impl State {
                 "SELECT stream, tag, digest, build_id, updated FROM stream_tags \
                  WHERE stream = ?1 ORDER BY tag",
             )?;
-            let rows = s.query_map([stream], |r| {
-                Ok(StreamTag {
-                    stream: r.get(0)?,
-                    tag: r.get(1)?,
-                    digest: r.get(2)?,
-                    build_id: r.get(3)?,
-                    updated: r.get(4)?,
-                })
-            })?;
+            let rows = s.query_map([stream], stream_tag_row)?;
             rows.collect()
         })
+    }
+
+    /// One tag of a stream, if it was ever promoted.
+    pub fn stream_tag(&self, stream: &str, tag: &str) -> Result<Option<StreamTag>, StateError> {
+        Ok(self
+            .read(|c| {
+                let mut s = c.prepare_cached(
+                    "SELECT stream, tag, digest, build_id, updated FROM stream_tags \
+                     WHERE stream = ?1 AND tag = ?2",
+                )?;
+                let rows = s.query_map([stream, tag], stream_tag_row)?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })?
+            .pop())
     }
 
     /// The history of one stream tag, newest first.
@@ -905,6 +911,17 @@ fn build_record(r: &Row<'_>) -> rusqlite::Result<BuildRecord> {
         error: r.get(13)?,
         started: r.get(14)?,
         finished: r.get(15)?,
+    })
+}
+
+/// A `stream, tag, digest, build_id, updated` row.
+fn stream_tag_row(r: &rusqlite::Row) -> rusqlite::Result<StreamTag> {
+    Ok(StreamTag {
+        stream: r.get(0)?,
+        tag: r.get(1)?,
+        digest: r.get(2)?,
+        build_id: r.get(3)?,
+        updated: r.get(4)?,
     })
 }
 

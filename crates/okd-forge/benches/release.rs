@@ -43,7 +43,7 @@ use std::sync::Mutex;
 
 use oci::{Digest, Layout, RawManifest, Selector};
 use serde_json::Value;
-use testkit::bench::{data_set, dir_bytes, measure, timed, Cost};
+use testkit::bench::{data_set, dir_bytes, measure, median, timed, Cost};
 use testkit::release::{self as fx, Entry, ImageBuilder, PLACEHOLDER};
 use testkit::{run_ok, skopeo_digest, RegistryServer};
 
@@ -834,13 +834,3 @@ fn expected_manifest_count() -> usize {
 // ------------------------------------------------------------------------------------------------
 // Measuring
 // ------------------------------------------------------------------------------------------------
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}

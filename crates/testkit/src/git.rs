@@ -18,6 +18,22 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `git` with no user or system configuration and no inherited `GIT_DIR` and friends.
+pub fn command() -> Command {
+    let mut cmd = Command::new("git");
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    cmd
+}
+
 /// An upstream repository on disk, on branch `main`, with deterministic commit dates.
 pub struct Upstream {
     dir: PathBuf,
@@ -56,21 +72,11 @@ impl Upstream {
         let time = self.clock.get() + 60;
         self.clock.set(time);
         let date = format!("{time} +0000");
-        let mut cmd = Command::new("git");
-        for var in [
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_INDEX_FILE",
-            "GIT_OBJECT_DIRECTORY",
-        ] {
-            cmd.env_remove(var);
-        }
+        let mut cmd = command();
         cmd.args(["-c", "user.name=t", "-c", "user.email=t@e"])
             .args(["-c", "commit.gpgsign=false"])
             .args(args)
             .current_dir(&self.dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_AUTHOR_DATE", &date)
             .env("GIT_COMMITTER_DATE", &date);
         crate::run_ok(&mut cmd).trim().to_string()

@@ -320,6 +320,11 @@ pub fn parse_git_url(text: &str) -> Result<GitUrl, String> {
             ))
         }
     };
+    if url.path().split('/').any(|seg| seg == "." || seg == "..") || text.contains("/../") {
+        return Err(format!(
+            "'{text}' has '.' or '..' in its path; write the repository's path without them"
+        ));
+    }
     if scheme == GitScheme::File {
         if url.path().is_empty() || url.path() == "/" {
             return Err(format!("'{text}' names no repository path"));
@@ -1259,6 +1264,10 @@ components:
         ] {
             assert!(parse_git_url(url).is_err(), "{url}");
         }
+        assert_eq!(
+            parse_git_url("file:///srv/bench/../git/x").unwrap_err(),
+            "'file:///srv/bench/../git/x' has '.' or '..' in its path; write the repository's path without them"
+        );
     }
 
     #[test]
