@@ -1152,3 +1152,97 @@ pub fn rebuild_due(rebuild: &Rebuild, last_forced: i64, now: i64) -> bool {
         .find_next_occurrence(&from, false)
         .is_ok_and(|next| next.timestamp() <= now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rebuild(expression: &str) -> Rebuild {
+        Rebuild {
+            expression: expression.into(),
+            cron: expression.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_rebuild_is_due_once_its_next_occurrence_has_passed() {
+        let daily = rebuild("0 3 * * *");
+        // 2026-11-24T02:00:00Z: the next occurrence is 03:00 the same day.
+        let last = 1_795_917_600;
+        assert!(!rebuild_due(&daily, last, last + 3_599), "02:59:59");
+        assert!(rebuild_due(&daily, last, last + 3_600), "03:00:00");
+        assert!(
+            rebuild_due(&daily, last, last + 10 * 86_400),
+            "days later: once, not skipped"
+        );
+        // Forced at 03:00: the next is tomorrow's.
+        let forced = last + 3_600;
+        assert!(!rebuild_due(&daily, forced, forced + 86_399));
+        assert!(rebuild_due(&daily, forced, forced + 86_400));
+    }
+
+    #[test]
+    fn jobs_are_ordered_after_what_they_read_and_cycles_are_named() {
+        let job = |tag: &str, deps: &[&str]| Job {
+            key: ImageKey {
+                stream: "s".into(),
+                tag: tag.into(),
+            },
+            component: tag.into(),
+            image: Image {
+                to: tag.into(),
+                recipe: Recipe::Native {
+                    command: vec!["true".into()],
+                    outputs: Vec::new(),
+                    base: String::new(),
+                },
+                build_args: BTreeMap::new(),
+                from: None,
+                inputs: BTreeMap::new(),
+                versions: BTreeMap::new(),
+                labels: BTreeMap::new(),
+            },
+            promote: true,
+            pull: false,
+            url: String::new(),
+            revision: Revision::Branch("main".into()),
+            deps: deps
+                .iter()
+                .map(|d| {
+                    (
+                        d.to_string(),
+                        ImageKey {
+                            stream: "s".into(),
+                            tag: d.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let ordered = order(vec![
+            job("installer-artifacts", &["installer"]),
+            job("installer", &["base"]),
+            job("base", &[]),
+            job("a", &["b"]),
+            job("b", &["a"]),
+        ]);
+        let got: Vec<(&str, bool)> = ordered
+            .iter()
+            .map(|(j, cycle)| (j.key.tag.as_str(), cycle.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("base", false),
+                ("installer", false),
+                ("installer-artifacts", false),
+                ("a", true),
+                ("b", true)
+            ]
+        );
+        assert_eq!(
+            ordered[3].1.as_deref(),
+            Some("s/a is part of a dependency cycle (s/b); fix `from`/`inputs`")
+        );
+    }
+}
