@@ -157,10 +157,6 @@ pub trait Events: Send + Sync {
     fn finished(&self, _result: &ImageResult) {}
 }
 
-/// Events nobody listens to.
-pub struct Quiet;
-impl Events for Quiet {}
-
 /// The store tag a stream image is promoted to: `<stream>_<tag>`.
 pub fn store_tag(stream: &str, tag: &str) -> String {
     format!("{stream}_{tag}")

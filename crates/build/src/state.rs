@@ -76,7 +76,6 @@ pub const INTERRUPTED: &str = "interrupted";
 /// - `builds`: one row per build, `status` one of `running`, `succeeded`, `cached`, `failed`;
 /// - `build_cache`: input hash → the digest last built for it;
 /// - `stream_tags`: the current digest of each (stream, tag), and `tag_history`, one row per change;
-/// - `seen_heads`: the head commit last seen per (git url, revision text);
 /// - `stream_schedule`: per stream, the unix time of the last forced (cron) rebuild.
 pub const MIGRATIONS: &[M<'static>] = &[M::up(
     "CREATE TABLE builds (
@@ -129,14 +128,6 @@ pub const MIGRATIONS: &[M<'static>] = &[M::up(
         at          TEXT NOT NULL
     ) STRICT;
     CREATE INDEX tag_history_by_tag ON tag_history (stream, tag, id);
-
-    CREATE TABLE seen_heads (
-        url         TEXT NOT NULL,
-        revision    TEXT NOT NULL,
-        git_commit  TEXT NOT NULL,
-        seen        TEXT NOT NULL,
-        PRIMARY KEY (url, revision)
-    ) STRICT;
 
     CREATE TABLE stream_schedule (
         stream      TEXT PRIMARY KEY,
@@ -793,31 +784,6 @@ impl State {
         })
     }
 
-    /// Records `commit` as the head last seen for (`url`, `revision` text), now.
-    pub fn set_seen_head(&self, url: &str, revision: &str, commit: &str) -> Result<(), StateError> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO seen_heads (url, revision, git_commit, seen) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (url, revision) DO UPDATE SET \
-                 git_commit = excluded.git_commit, seen = excluded.seen",
-                params![url, revision, commit, now()],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// The head commit last seen for (`url`, `revision` text).
-    pub fn seen_head(&self, url: &str, revision: &str) -> Result<Option<String>, StateError> {
-        self.read(|c| {
-            c.query_row(
-                "SELECT git_commit FROM seen_heads WHERE url = ?1 AND revision = ?2",
-                [url, revision],
-                |r| r.get(0),
-            )
-            .optional()
-        })
-    }
-
     /// Records the last forced (cron) rebuild of `stream`, in unix seconds.
     pub fn set_last_forced(&self, stream: &str, at_unix: i64) -> Result<(), StateError> {
         self.write(|tx| {
@@ -1405,30 +1371,8 @@ mod tests {
     }
 
     #[test]
-    fn state_seen_heads_and_last_forced() {
+    fn state_last_forced() {
         let state = State::open_in_memory().unwrap();
-        let url = "https://github.com/openshift/installer";
-        assert_eq!(state.seen_head(url, "branch release-4.17").unwrap(), None);
-        state
-            .set_seen_head(url, "branch release-4.17", "aaa")
-            .unwrap();
-        state
-            .set_seen_head(url, "branch release-4.17", "bbb")
-            .unwrap();
-        state.set_seen_head(url, "branch master", "ccc").unwrap();
-        assert_eq!(
-            state
-                .seen_head(url, "branch release-4.17")
-                .unwrap()
-                .as_deref(),
-            Some("bbb")
-        );
-        assert_eq!(
-            state.seen_head(url, "branch master").unwrap().as_deref(),
-            Some("ccc")
-        );
-        assert_eq!(count(&state, "seen_heads"), 2);
-
         assert_eq!(state.last_forced("s").unwrap(), None);
         state.set_last_forced("s", 1_700_000_000).unwrap();
         state.set_last_forced("s", 1_700_086_400).unwrap();

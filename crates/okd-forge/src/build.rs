@@ -386,6 +386,18 @@ pub struct StreamHistoryArgs {
     tag: String,
 }
 
+/// Arguments of `stream builds`.
+#[derive(Args)]
+pub struct StreamBuildsArgs {
+    #[command(flatten)]
+    config: ConfigFile,
+    /// The stream.
+    stream: String,
+    /// At most this many, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    limit: usize,
+}
+
 /// `stream` subcommands.
 #[derive(clap::Subcommand)]
 pub enum StreamCommand {
@@ -394,6 +406,8 @@ pub enum StreamCommand {
     Tags(StreamTagsArgs),
     /// Every digest a stream tag has pointed at, newest first.
     History(StreamHistoryArgs),
+    /// The stream's builds, newest first: what, from which commit, the outcome and the log.
+    Builds(StreamBuildsArgs),
 }
 
 /// Run a `stream` command.
@@ -401,6 +415,7 @@ pub fn stream(cmd: StreamCommand, output: Output) -> Result<()> {
     let (config, name) = match &cmd {
         StreamCommand::Tags(a) => (a.config.load()?, &a.stream),
         StreamCommand::History(a) => (a.config.load()?, &a.stream),
+        StreamCommand::Builds(a) => (a.config.load()?, &a.stream),
     };
     if !config.streams.contains_key(name) {
         bail!(
@@ -428,6 +443,37 @@ pub fn stream(cmd: StreamCommand, output: Output) -> Result<()> {
             for t in tags {
                 println!("{}={repo}@{}", t.tag, t.digest);
             }
+        }
+        StreamCommand::Builds(a) => {
+            let builds = state.builds(Some(name), a.limit)?;
+            if output == Output::Json {
+                crate::image::print_json(&builds);
+                return Ok(());
+            }
+            let mut t = Table::new();
+            t.load_preset(presets::NOTHING);
+            t.set_header([
+                "ID", "STARTED", "IMAGE", "COMMIT", "STATUS", "DIGEST", "LOG",
+            ]);
+            for b in builds {
+                let status = match &b.error {
+                    Some(e) => format!("{}: {e}", b.status),
+                    None => b.status.to_string(),
+                };
+                t.add_row([
+                    b.id.to_string(),
+                    b.started,
+                    b.build.tag,
+                    b.build.commit.chars().take(12).collect(),
+                    status,
+                    b.digest
+                        .map_or("-".into(), |d| d.chars().take(19).collect()),
+                    b.build
+                        .log_path
+                        .map_or("-".into(), |l| l.display().to_string()),
+                ]);
+            }
+            println!("{t}");
         }
         StreamCommand::History(a) => {
             let events = state.tag_history(name, &a.tag)?;

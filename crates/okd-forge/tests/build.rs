@@ -601,6 +601,26 @@ fn additional_images_are_promoted_and_streams_list_their_tags() {
         .json(&["stream", "history", "okd-scos-4.17", "hello"]);
     assert_eq!(history.as_array().unwrap().len(), 1);
     assert_eq!(history[0]["digest"], first["okd-scos-4.17/hello"]["digest"]);
+    // `stream builds`: the excluded world and hello were built; the additional image was not.
+    let builds = site.forge.json(&["stream", "builds", "okd-scos-4.17"]);
+    let tags: Vec<&str> = builds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags.len(), 2, "{builds:#}");
+    assert!(
+        tags.contains(&"hello") && tags.contains(&"world"),
+        "{tags:?}"
+    );
+    assert!(builds
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["status"] == "succeeded"));
+    let text = site.forge.ok(&["stream", "builds", "okd-scos-4.17"]);
+    assert!(text.contains("succeeded"), "{text}");
     let e = site.forge.fails(&["stream", "tags", "nope"]);
     assert!(e.contains("no stream 'nope'"), "{e}");
 }
