@@ -733,7 +733,10 @@ impl Buildah {
                 reference: reference.clone(),
                 reason,
             };
-            let source = pull_source(reference, &work.0, &format!("input-{n}")).map_err(bad)?;
+            // buildah names an oci: pull `localhost/<dir name>`: unique per build, so concurrent
+            // builds never take each other's name.
+            let pin = format!("input-{}-{n}", unique());
+            let source = pull_source(reference, &work.0, &pin).map_err(bad)?;
             let mut pull = self.command();
             pull.current_dir(&work.0).args(["pull", "--quiet"]);
             if reference.starts_with("docker://") {
@@ -772,6 +775,12 @@ impl Buildah {
             let out = log.run(tag, &step, false)?;
             if !out.status.success() {
                 return Err(fail(step, out.status_text(), out.error_line));
+            }
+            if source.starts_with("oci:") {
+                // Drop the pull's own name (the image keeps the one by id).
+                let mut untag = self.command();
+                untag.args(["rmi", &format!("localhost/{pin}:latest")]);
+                let _ = log.run(untag, "buildah rmi (the pull's name)", false);
             }
             local.insert(image.clone(), tagged);
         }
