@@ -720,6 +720,7 @@ impl Importer {
                 variants: self.variants,
                 components,
                 streams,
+                leases: IndexMap::new(),
             },
             notes: self.notes,
         }

@@ -3,6 +3,7 @@
 
 pub mod model;
 pub mod raw;
+pub mod release;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -15,6 +16,7 @@ pub use model::{
     Recipe, Revision, Store, Stream, StreamImage, Variant,
 };
 pub use raw::RawConfig;
+pub use release::{Release, UpgradeFrom, Verify};
 
 /// The configuration file used when none is given.
 pub const DEFAULT_FILE: &str = "forge.yaml";

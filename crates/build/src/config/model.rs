@@ -30,6 +30,8 @@ pub struct Config {
     pub components: IndexMap<String, Component>,
     /// Streams by name, in file order.
     pub streams: IndexMap<String, Stream>,
+    /// Lease pools: name → capacity.
+    pub leases: IndexMap<String, usize>,
 }
 
 /// Where images live.
@@ -219,8 +221,8 @@ pub struct Stream {
     pub images: Vec<StreamImage>,
     /// When every image is rebuilt regardless of the cache (`rebuild:`, a cron expression in UTC).
     pub rebuild: Option<Rebuild>,
-    /// The `release:` block, not interpreted yet.
-    pub release: Option<serde_json::Value>,
+    /// Payload cutting and verification, if the stream has any.
+    pub release: Option<super::release::Release>,
 }
 
 /// A periodic forced rebuild: a cron expression, checked.
@@ -346,7 +348,7 @@ pub fn branch_minor(branch: &str) -> Option<Minor> {
 }
 
 /// Collects problems of one file.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     file: &'a str,
     /// The file's directory: relative paths are relative to it.
     base: &'a Path,
@@ -365,7 +367,12 @@ impl Checker<'_> {
         }
     }
 
-    fn at(&mut self, at: Location, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn at(
+        &mut self,
+        at: Location,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.problems
             .push(Problem::new(self.file, at, field.into(), message.into()));
     }
@@ -471,9 +478,26 @@ pub(crate) fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config
         components.insert(name, c);
     }
 
+    let mut leases = IndexMap::new();
+    for (pool, n) in raw.leases {
+        if n.value == 0 {
+            ck.at(
+                n.referenced,
+                format!("leases.{pool}"),
+                "a pool needs at least 1 lease",
+            );
+        }
+        leases.insert(pool, n.value as usize);
+    }
+
     let mut streams = IndexMap::new();
     for (name, s) in raw.streams {
-        if let Some(s) = stream(&mut ck, &name, s, &variants, &components) {
+        let release = s
+            .release
+            .map(|r| super::release::release(&mut ck, &name, r, &stream_names, &leases));
+        let raw_stream = RawStream { release: None, ..s };
+        if let Some(mut s) = stream(&mut ck, &name, raw_stream, &variants, &components) {
+            s.release = release;
             streams.insert(name, s);
         }
     }
@@ -491,6 +515,7 @@ pub(crate) fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config
         variants,
         components,
         streams,
+        leases,
     })
 }
 
@@ -943,7 +968,7 @@ fn stream(
         },
         images,
         rebuild,
-        release: s.release,
+        release: None,
     })
 }
 

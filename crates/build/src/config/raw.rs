@@ -50,6 +50,12 @@ pub struct RawConfig {
     #[serde(default)]
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub streams: IndexMap<String, RawStream>,
+    /// Lease pools that cap concurrent verification jobs per scarce resource (cloud quota), like
+    /// Prow's boskos: pool name → how many leases it has (at least 1).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, u64>")]
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub leases: IndexMap<String, Spanned<u64>>,
 }
 
 /// Publication targets.
@@ -225,11 +231,10 @@ pub struct RawStream {
     #[schemars(with = "Option<String>")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<Spanned<String>>,
-    /// Payload cutting, verification and release promotion. Not interpreted yet (it belongs to
-    /// the release controller): any YAML value is accepted and kept as is.
+    /// Payload cutting, verification and acceptance (read by the release controller).
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub release: Option<serde_json::Value>,
+    pub release: Option<super::release::RawRelease>,
 }
 
 /// The promotion target of a stream.

@@ -1,0 +1,484 @@
+//! A stream's `release:` block: how payloads are cut from the stream, verified and accepted. Read by
+//! the release controller. Raw types as written, the validated model, and the checks between them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use super::model::Checker;
+
+/// Payload cutting and verification for one stream.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Release")]
+pub struct RawRelease {
+    /// The payload name prefix, e.g. `4.17.0-0.okd-scos`: payloads are named
+    /// `<name>-<UTC YYYY-MM-DD-HHMMSS>`, which must be a valid semantic version.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// No new payload while this many are Pending or Ready (0: no limit). Default 0.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_unready: Option<u32>,
+    /// The least time between two payloads, e.g. `1h`. Default: none.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_interval: Option<Spanned<String>>,
+    /// Accepted payloads beyond the newest 5 are removed once older than this, e.g. `72h`.
+    /// Default: kept.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Spanned<String>>,
+    /// Verification jobs that gate acceptance, by name.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub verify: IndexMap<String, RawVerify>,
+    /// Promotion to stable releases. Not interpreted yet: any value is kept as is.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote: Option<serde_json::Value>,
+}
+
+/// One verification job.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Verify")]
+pub struct RawVerify {
+    /// Program and arguments (no shell), run with ci-operator's environment
+    /// (`RELEASE_IMAGE_LATEST`, `RELEASE_IMAGE_INITIAL`, `ARTIFACT_DIR`, `SHARED_DIR`, `JOB_NAME`,
+    /// `BUILD_ID`).
+    #[schemars(with = "Vec<String>")]
+    pub command: Spanned<Vec<String>>,
+    /// Run the command in this container image (with podman) instead of on the host.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Informing only: runs, but never rejects the payload.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    /// Not run at all.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// An upgrade test: `RELEASE_IMAGE_INITIAL` is the release it upgrades from (see
+    /// `upgrade_from`, default `previous`).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub upgrade: bool,
+    /// Where an upgrade test starts: `previous` (the newest Accepted payload of this stream),
+    /// `previous_minor`, `all_previous_stable`, or the name of another stream. Implies `upgrade`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade_from: Option<Spanned<String>>,
+    /// Relaunch a failed run up to this many times, with exponential backoff. Default 0.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// How long one run may take, e.g. `4h` (the default).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<String>>,
+    /// Lease pools (keys of the top-level `leases`) the job takes one lease from while it runs.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<Spanned<String>>,
+}
+
+/// The release settings of a stream, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    /// The payload name prefix.
+    pub name: String,
+    /// No new payload while this many are unready (0: no limit).
+    pub max_unready: u32,
+    /// The least time between two payloads.
+    #[serde(with = "seconds")]
+    pub min_interval: Duration,
+    /// When Accepted payloads beyond the newest 5 expire.
+    #[serde(with = "opt_seconds")]
+    pub expires: Option<Duration>,
+    /// Verification jobs (not disabled), in file order.
+    pub verify: IndexMap<String, Verify>,
+    /// The `promote:` block, not interpreted yet.
+    pub promote: Option<serde_json::Value>,
+}
+
+/// A verification job, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verify {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Container image, for the podman executor.
+    pub image: Option<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Informing only.
+    pub optional: bool,
+    /// For upgrade tests: where they start.
+    pub upgrade_from: Option<UpgradeFrom>,
+    /// Relaunches after a failure.
+    pub max_retries: u32,
+    /// How long one run may take.
+    #[serde(with = "seconds")]
+    pub timeout: Duration,
+    /// Lease pools, one lease from each.
+    pub leases: Vec<String>,
+}
+
+/// Where an upgrade test starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeFrom {
+    /// The newest Accepted payload of the same stream.
+    Previous,
+    /// The newest Accepted release of the previous minor.
+    PreviousMinor,
+    /// Every earlier stable release of this minor, and the latest of the previous minor.
+    AllPreviousStable,
+    /// The newest Accepted payload of another stream.
+    Stream(String),
+}
+
+/// The default job timeout, as ci-operator's.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+
+/// Parses `90s`, `30m`, `1h30m`, `72h`, `14d` (units s, m, h, d; at least one part; no sign).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut parts = 0;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        let n: u64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        digits.clear();
+        parts += 1;
+    }
+    (digits.is_empty() && parts > 0).then_some(Duration::from_secs(total))
+}
+
+fn duration(ck: &mut Checker, field: String, value: Option<Spanned<String>>) -> Option<Duration> {
+    let v = value?;
+    match parse_duration(&v.value) {
+        Some(d) => Some(d),
+        None => {
+            ck.at(
+                v.referenced,
+                field,
+                format!(
+                    "'{}' is not a duration; write e.g. 90s, 30m, 1h30m, 72h or 14d",
+                    v.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Checks the `release:` block of stream `stream`; `streams` are every stream's name, `pools` the
+/// lease pools defined.
+pub(super) fn release(
+    ck: &mut Checker,
+    stream: &str,
+    raw: RawRelease,
+    streams: &[String],
+    pools: &IndexMap<String, usize>,
+) -> Release {
+    let field = format!("streams.{stream}.release");
+    let example = format!("{}-2026-01-01-000000", raw.name.value);
+    if raw.name.value.is_empty() || payload::version::ReleaseName::parse(&example).is_err() {
+        ck.at(
+            raw.name.referenced,
+            format!("{field}.name"),
+            format!(
+                "'{}' cannot prefix payload names: '{example}' must be a semantic version (e.g. 4.17.0-0.okd-scos)",
+                raw.name.value
+            ),
+        );
+    }
+    let min_interval =
+        duration(ck, format!("{field}.min_interval"), raw.min_interval).unwrap_or(Duration::ZERO);
+    let expires = duration(ck, format!("{field}.expires"), raw.expires);
+    let mut verify = IndexMap::new();
+    for (name, v) in raw.verify {
+        let at = format!("{field}.verify.{name}");
+        if let Some((_, n)) = name.rsplit_once('-') {
+            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                ck.at(
+                    v.command.referenced,
+                    at.clone(),
+                    "a job name must not end in -<digits> (that suffix numbers retries)",
+                );
+            }
+        }
+        if v.command.value.first().is_none_or(|p| p.is_empty()) {
+            ck.at(
+                v.command.referenced,
+                format!("{at}.command"),
+                "the command needs at least a program",
+            );
+        }
+        let timeout = duration(ck, format!("{at}.timeout"), v.timeout).unwrap_or(DEFAULT_TIMEOUT);
+        let upgrade_from = match v.upgrade_from {
+            None => v.upgrade.then_some(UpgradeFrom::Previous),
+            Some(u) => Some(match u.value.as_str() {
+                "previous" => UpgradeFrom::Previous,
+                "previous_minor" => UpgradeFrom::PreviousMinor,
+                "all_previous_stable" => UpgradeFrom::AllPreviousStable,
+                s if streams.iter().any(|n| n == s) => UpgradeFrom::Stream(s.to_string()),
+                s => {
+                    ck.at(
+                        u.referenced,
+                        format!("{at}.upgrade_from"),
+                        format!(
+                            "'{s}' is neither previous, previous_minor, all_previous_stable nor a stream (streams: {})",
+                            streams.join(", ")
+                        ),
+                    );
+                    UpgradeFrom::Previous
+                }
+            }),
+        };
+        let mut leases = Vec::new();
+        for l in v.leases {
+            if !pools.contains_key(&l.value) {
+                let known: Vec<&str> = pools.keys().map(String::as_str).collect();
+                ck.at(
+                    l.referenced,
+                    format!("{at}.leases"),
+                    format!(
+                        "no lease pool '{}'; define it under the top-level `leases:` (pools: {})",
+                        l.value,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+            leases.push(l.value);
+        }
+        if v.disabled {
+            continue;
+        }
+        verify.insert(
+            name,
+            Verify {
+                command: v.command.value,
+                image: v.image,
+                env: v.env,
+                optional: v.optional,
+                upgrade_from,
+                max_retries: v.max_retries.unwrap_or(0),
+                timeout,
+                leases,
+            },
+        );
+    }
+    Release {
+        name: raw.name.value,
+        max_unready: raw.max_unready.unwrap_or(0),
+        min_interval,
+        expires,
+        verify,
+        promote: raw.promote,
+    }
+}
+
+mod seconds {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+mod opt_seconds {
+    pub fn serialize<S: serde::Serializer>(
+        d: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use std::path::Path;
+
+    const BASE: &str = "\
+variants: { okd-scos: {} }
+components:
+  cvo:
+    git: https://github.com/openshift/cluster-version-operator
+    images: [ { to: cluster-version-operator, containerfile: Dockerfile } ]
+leases: { aws-quota: 2, gcp-quota: 1 }
+streams:
+  okd-scos-4.16: { variant: okd-scos, branch: release-4.16 }
+  okd-scos-4.17:
+    variant: okd-scos
+    branch: release-4.17
+    release:
+";
+
+    fn problems(release: &str) -> Vec<String> {
+        match parse(&format!("{BASE}{release}"), "forge.yaml", Path::new("/cfg")) {
+            Ok(_) => panic!("should fail:\n{release}"),
+            Err(e) => e.problems().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_release_block_becomes_the_model() {
+        let c = parse(
+            &format!(
+                "{BASE}      name: 4.17.0-0.okd-scos
+      max_unready: 1
+      min_interval: 1h
+      expires: 72h
+      verify:
+        e2e-aws: {{ command: [./hack/e2e.sh, aws], max_retries: 1, leases: [aws-quota], env: {{ A: b }} }}
+        upgrade: {{ command: [./hack/upgrade.sh], upgrade_from: all_previous_stable, optional: true, timeout: 6h }}
+        upgrade-minor: {{ command: [u], upgrade_from: okd-scos-4.16 }}
+        plain-upgrade: {{ command: [u], upgrade: true, image: quay.io/okd/tests:4.17 }}
+        off: {{ command: [x], disabled: true }}
+      promote: {{ every: 14d }}
+"
+            ),
+            "forge.yaml",
+            Path::new("/cfg"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.leases["aws-quota"], 2);
+        let r = c.streams["okd-scos-4.17"].release.as_ref().unwrap();
+        assert_eq!(r.name, "4.17.0-0.okd-scos");
+        assert_eq!(
+            (r.max_unready, r.min_interval, r.expires),
+            (
+                1,
+                Duration::from_secs(3600),
+                Some(Duration::from_secs(259_200))
+            )
+        );
+        let names: Vec<&str> = r.verify.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["e2e-aws", "upgrade", "upgrade-minor", "plain-upgrade"],
+            "disabled jobs are dropped"
+        );
+        let e2e = &r.verify["e2e-aws"];
+        assert_eq!(e2e.command, ["./hack/e2e.sh", "aws"]);
+        assert_eq!(
+            (e2e.max_retries, e2e.timeout, e2e.optional),
+            (1, DEFAULT_TIMEOUT, false)
+        );
+        assert_eq!(
+            (e2e.leases.as_slice(), e2e.upgrade_from.as_ref()),
+            (["aws-quota".to_string()].as_slice(), None)
+        );
+        assert_eq!(e2e.env["A"], "b");
+        let up = &r.verify["upgrade"];
+        assert_eq!(up.upgrade_from, Some(UpgradeFrom::AllPreviousStable));
+        assert!(up.optional);
+        assert_eq!(up.timeout, Duration::from_secs(6 * 3600));
+        assert_eq!(
+            r.verify["upgrade-minor"].upgrade_from,
+            Some(UpgradeFrom::Stream("okd-scos-4.16".into()))
+        );
+        assert_eq!(
+            r.verify["plain-upgrade"].upgrade_from,
+            Some(UpgradeFrom::Previous)
+        );
+        assert_eq!(
+            r.verify["plain-upgrade"].image.as_deref(),
+            Some("quay.io/okd/tests:4.17")
+        );
+        assert_eq!(r.promote, Some(serde_json::json!({ "every": "14d" })));
+    }
+
+    #[test]
+    fn release_problems_name_line_column_and_field() {
+        assert_eq!(
+            problems("      name: okd-scos\n"),
+            ["forge.yaml:13:13: streams.okd-scos-4.17.release.name: 'okd-scos' cannot prefix payload names: 'okd-scos-2026-01-01-000000' must be a semantic version (e.g. 4.17.0-0.okd-scos)"]
+        );
+        assert_eq!(
+            problems("      name: 4.17.0-0.okd-scos\n      min_interval: an hour\n"),
+            ["forge.yaml:14:21: streams.okd-scos-4.17.release.min_interval: 'an hour' is not a duration; write e.g. 90s, 30m, 1h30m, 72h or 14d"]
+        );
+        let p = problems(
+            "      name: 4.17.0-0.okd-scos
+      verify:
+        e2e-1: { command: [x] }
+        up: { command: [], upgrade_from: okd-4.99, leases: [azure-quota] }
+",
+        );
+        assert_eq!(
+            p,
+            [
+                "forge.yaml:15:27: streams.okd-scos-4.17.release.verify.e2e-1: a job name must not end in -<digits> (that suffix numbers retries)",
+                "forge.yaml:16:24: streams.okd-scos-4.17.release.verify.up.command: the command needs at least a program",
+                "forge.yaml:16:42: streams.okd-scos-4.17.release.verify.up.upgrade_from: 'okd-4.99' is neither previous, previous_minor, all_previous_stable nor a stream (streams: okd-scos-4.16, okd-scos-4.17)",
+                "forge.yaml:16:61: streams.okd-scos-4.17.release.verify.up.leases: no lease pool 'azure-quota'; define it under the top-level `leases:` (pools: aws-quota, gcp-quota)",
+            ]
+        );
+        let p = problems(
+            "      name: 4.17.0-0.okd-scos\n      verify: { e2e: { command: [x], retries: 2 } }\n",
+        );
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("forge.yaml:14:"), "{p:?}");
+        assert!(p[0].contains("unknown field `retries`"), "{p:?}");
+    }
+
+    #[test]
+    fn durations() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("30m", 1800),
+            ("1h30m", 5400),
+            ("72h", 259_200),
+            ("14d", 1_209_600),
+            ("0s", 0),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Some(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "1", "h", "1x", "-1h", "1.5h", "1h 30m"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+}
