@@ -1164,7 +1164,7 @@ mod tests {
     fn a_rebuild_is_due_once_its_next_occurrence_has_passed() {
         let daily = rebuild("0 3 * * *");
         // 2026-11-24T02:00:00Z: the next occurrence is 03:00 the same day.
-        let last = 1_795_917_600;
+        let last = 1_795_485_600;
         assert!(!rebuild_due(&daily, last, last + 3_599), "02:59:59");
         assert!(rebuild_due(&daily, last, last + 3_600), "03:00:00");
         assert!(

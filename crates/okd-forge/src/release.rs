@@ -313,10 +313,7 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
         (None, Some(n)) => ReleaseName::parse(&n)?,
         (None, None) => {
             // oc's default: 0.0.1-YYYY-MM-DD-HHMMSS.
-            let stamp = payload::new::rfc3339(created)
-                .replace('T', "-")
-                .replace([':', 'Z'], "");
-            ReleaseName::parse(&format!("0.0.1-{stamp}"))?
+            ReleaseName::parse(&format!("0.0.1-{}", payload::new::name_stamp(created)))?
         }
     };
     let req = NewRelease {

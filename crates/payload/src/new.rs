@@ -430,6 +430,12 @@ fn raw(v: &Value) -> Result<RawManifest> {
     Ok(RawManifest::new("release manifest", bytes, None, digest)?)
 }
 
+/// `YYYY-MM-DD-HHMMSS` in UTC: the time part of release names (`0.0.1-…` as oc names them, and
+/// the release controller's `<prefix>-…`).
+pub fn name_stamp(t: OffsetDateTime) -> String {
+    rfc3339(t).replace('T', "-").replace([':', 'Z'], "")
+}
+
 /// RFC 3339 UTC, seconds.
 pub fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
