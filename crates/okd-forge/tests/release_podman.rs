@@ -19,13 +19,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use common::Forge;
 use serde_json::{json, Value};
+use testkit::podman::Podman;
 use testkit::release::{self as fx, busybox_userland, new_args, Entry, ImageBuilder, ReleaseSet};
-use testkit::{file_names, require, run_ok, skopeo, RegistryServer};
+use testkit::{file_names, skopeo, RegistryServer};
 
 /// The release name.
 const NAME: &str = "4.17.0-okd-scos.1";
@@ -87,82 +86,17 @@ fn busybox_cvo(arch: &str) -> ImageBuilder {
     }
 }
 
-/// podman as root with storage, state, containers.conf, registries.conf, storage.conf and an (empty)
-/// auth file of its own in a temp dir, and runc. Removes its containers and images when dropped (the
-/// temp dir goes with them).
-struct Podman {
-    dir: tempfile::TempDir,
-    program: PathBuf,
+/// What these tests ask of podman beyond [`Podman`].
+trait PodmanExt {
+    fn measured_diff_ids(&self) -> BTreeMap<String, String>;
+    fn run(&self, image: &str, entrypoint: Option<&str>, args: &[&str]) -> String;
 }
 
-impl Podman {
-    fn new() -> Podman {
-        let program = require("podman");
-        require("runc");
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(
-            dir.path().join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n",
-        )
-        .expect("write containers.conf");
-        std::fs::write(
-            dir.path().join("registries.conf"),
-            "unqualified-search-registries = []\n",
-        )
-        .expect("write registries.conf");
-        std::fs::write(
-            dir.path().join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-                dir.path().join("root").display(),
-                dir.path().join("runroot").display()
-            ),
-        )
-        .expect("write storage.conf");
-        std::fs::write(dir.path().join("auth.json"), "{\"auths\":{}}\n").expect("write auth.json");
-        Podman { dir, program }
-    }
-
-    fn cmd(&self) -> Command {
-        let d = self.dir.path();
-        let mut c = Command::new(&self.program);
-        c.env("CONTAINERS_CONF", d.join("containers.conf"))
-            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
-            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
-            .env("REGISTRY_AUTH_FILE", d.join("auth.json"))
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("runroot"))
-            .arg("--tmpdir")
-            .arg(d.join("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--events-backend",
-                "none",
-                "--runtime",
-                "runc",
-            ]);
-        c
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        let mut c = self.cmd();
-        c.args(args);
-        c.output()
-            .unwrap_or_else(|e| panic!("cannot run podman {args:?}: {e}"))
-    }
-
-    /// Run `podman ARGS…`, expecting success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        run_ok(self.cmd().args(args))
-    }
-
+impl PodmanExt for Podman {
     /// Blob digest → the uncompressed digest podman's storage measured while applying that layer
     /// (containers/storage's record of the vfs layers, `ROOT/vfs-layers/layers.json`).
     fn measured_diff_ids(&self) -> BTreeMap<String, String> {
-        let path = self.dir.path().join("root/vfs-layers/layers.json");
+        let path = self.dir().join("root/vfs-layers/layers.json");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("podman's layer records {}: {e}", path.display()));
         let layers: Vec<Value> = serde_json::from_str(&text).expect("layers.json");
@@ -188,13 +122,6 @@ impl Podman {
         all.push(image);
         all.extend_from_slice(args);
         self.ok(&all)
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.cmd().args(["rm", "--all", "--force"]).output();
-        let _ = self.cmd().args(["rmi", "--all", "--force"]).output();
     }
 }
 

@@ -11,122 +11,43 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use release::jobs::leases::LeasePools;
 use release::jobs::{run_job, JobState, PodmanExecutor, TestResult};
+use testkit::podman::Podman;
 use testkit::release::{busybox_userland, tar_bytes};
-use testkit::{require, run_ok};
 
 /// The image the jobs run in.
 const IMAGE: &str = "localhost/okd-forge-test/busybox:1";
 
-/// podman with storage and configuration of its own, holding [`IMAGE`]. Removes its containers and
-/// images when dropped (the temp dir goes with them).
-struct Podman {
-    dir: tempfile::TempDir,
-    program: PathBuf,
+/// A private podman holding [`IMAGE`], a busybox-static userland.
+fn podman() -> Podman {
+    let podman = Podman::new();
+    let rootfs = podman.dir().join("rootfs.tar");
+    std::fs::write(
+        &rootfs,
+        tar_bytes(&busybox_userland(&["sh", "cat", "env", "sleep", "mkdir"])),
+    )
+    .expect("write rootfs.tar");
+    podman.ok(&["import", &rootfs.display().to_string(), IMAGE]);
+    podman
 }
 
-impl Podman {
-    fn new() -> Podman {
-        let program = require("podman");
-        require("runc");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let d = dir.path();
-        std::fs::write(
-            d.join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n",
-        )
-        .expect("write containers.conf");
-        std::fs::write(
-            d.join("registries.conf"),
-            "unqualified-search-registries = []\n",
-        )
-        .expect("write registries.conf");
-        std::fs::write(
-            d.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-                d.join("root").display(),
-                d.join("runroot").display()
-            ),
-        )
-        .expect("write storage.conf");
-        let podman = Podman { dir, program };
-        let rootfs = podman.dir.path().join("rootfs.tar");
-        std::fs::write(
-            &rootfs,
-            tar_bytes(&busybox_userland(&["sh", "cat", "env", "sleep", "mkdir"])),
-        )
-        .expect("write rootfs.tar");
-        podman.ok(&["import", &rootfs.display().to_string(), IMAGE]);
-        podman
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        let d = self.dir.path();
-        [
-            ("CONTAINERS_CONF", "containers.conf"),
-            ("CONTAINERS_REGISTRIES_CONF", "registries.conf"),
-            ("CONTAINERS_STORAGE_CONF", "storage.conf"),
-        ]
-        .into_iter()
-        .map(|(k, f)| (k.to_string(), d.join(f).display().to_string()))
-        .collect()
-    }
-
-    fn global_args(&self) -> Vec<String> {
-        let d = self.dir.path();
-        let mut args = Vec::new();
-        for (flag, sub) in [
-            ("--root", "root"),
-            ("--runroot", "runroot"),
-            ("--tmpdir", "tmp"),
-        ] {
-            args.push(flag.to_string());
-            args.push(d.join(sub).display().to_string());
-        }
-        args.extend(["--storage-driver", "vfs", "--events-backend", "none"].map(String::from));
-        args
-    }
-
-    /// The executor under test, on this storage, with a 1 s grace period.
-    fn executor(&self) -> PodmanExecutor {
-        PodmanExecutor::new()
-            .with_program(&self.program)
-            .with_global_args(self.global_args())
-            .with_env(self.env())
-            .with_run_args(["--pull=never", "--net=none"])
-            .with_grace_period(Duration::from_secs(1))
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.program);
-        c.envs(self.env())
-            .args(self.global_args())
-            .args(["--runtime", "runc"]);
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        run_ok(self.cmd().args(args))
-    }
-
-    /// The IDs of all containers, running or not.
-    fn containers(&self) -> String {
-        self.ok(&["ps", "--all", "--quiet"])
-    }
+/// The executor under test, on `podman`'s storage, with a 1 s grace period.
+fn executor(podman: &Podman) -> PodmanExecutor {
+    PodmanExecutor::new()
+        .with_program(podman.program())
+        .with_global_args(podman.global_args())
+        .with_env(podman.env())
+        .with_run_args(["--pull=never", "--net=none"])
+        .with_grace_period(Duration::from_secs(1))
 }
 
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.cmd().args(["rm", "--all", "--force"]).output();
-        let _ = self.cmd().args(["rmi", "--all", "--force"]).output();
-    }
+/// The IDs of all containers, running or not.
+fn containers(podman: &Podman) -> String {
+    podman.ok(&["ps", "--all", "--quiet"])
 }
 
 fn job(name: &str, script: &str) -> release::jobs::JobSpec {
@@ -138,7 +59,7 @@ fn job(name: &str, script: &str) -> release::jobs::JobSpec {
 
 #[tokio::test]
 async fn podman_job_writes_junit_into_the_mounted_artifacts_and_its_output_is_the_log() {
-    let podman = Podman::new();
+    let podman = podman();
     let root = tempfile::tempdir().unwrap();
     let pools = LeasePools::new([("aws-quota-slice", 1)]).unwrap();
     let script = format!(
@@ -155,7 +76,7 @@ async fn podman_job_writes_junit_into_the_mounted_artifacts_and_its_output_is_th
     let mut run = run_in(root.path(), spec);
     run.initial = Some(INITIAL.into());
 
-    let outcome = run_job(&podman.executor(), &pools, &run).await;
+    let outcome = run_job(&executor(&podman), &pools, &run).await;
     assert_eq!(outcome.state, JobState::Failed, "{outcome:?}");
     assert_eq!(outcome.exit_code, Some(1));
     assert_eq!(pools.in_use("aws-quota-slice"), Some(0));
@@ -200,12 +121,12 @@ async fn podman_job_writes_junit_into_the_mounted_artifacts_and_its_output_is_th
         !env.contains_key("CONTAINERS_CONF"),
         "podman's own environment stays out"
     );
-    assert_eq!(podman.containers(), "", "--rm removed the container");
+    assert_eq!(containers(&podman), "", "--rm removed the container");
 }
 
 #[tokio::test]
 async fn podman_job_that_outlives_its_timeout_is_killed_and_removed() {
-    let podman = Podman::new();
+    let podman = podman();
     let root = tempfile::tempdir().unwrap();
     let pools = LeasePools::new([("quota", 1)]).unwrap();
     // sh is PID 1 in the container: it ignores SIGTERM, so only the kill after the grace period
@@ -215,11 +136,11 @@ async fn podman_job_that_outlives_its_timeout_is_killed_and_removed() {
     spec.leases = vec!["quota".into()];
     let run = run_in(root.path(), spec);
     let t0 = Instant::now();
-    let outcome = run_job(&podman.executor(), &pools, &run).await;
+    let outcome = run_job(&executor(&podman), &pools, &run).await;
     assert_eq!(outcome.state, JobState::TimedOut, "{outcome:?}");
     assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
     assert_eq!(pools.in_use("quota"), Some(0));
-    assert_eq!(podman.containers(), "", "the container is gone");
+    assert_eq!(containers(&podman), "", "the container is gone");
     let log = std::fs::read_to_string(&outcome.log).unwrap();
     assert!(
         log.ends_with(
@@ -233,9 +154,9 @@ async fn podman_job_that_outlives_its_timeout_is_killed_and_removed() {
 
 #[tokio::test]
 async fn podman_failures_are_errors_and_the_commands_own_exit_codes_are_failures() {
-    let podman = Podman::new();
+    let podman = podman();
     let root = tempfile::tempdir().unwrap();
-    let executor = podman.executor();
+    let executor = executor(&podman);
     let pools = LeasePools::default();
 
     let mut missing = job("missing-command", "");
@@ -278,5 +199,5 @@ async fn podman_failures_are_errors_and_the_commands_own_exit_codes_are_failures
     .await;
     assert_eq!(outcome.state, JobState::Failed, "{outcome:?}");
     assert_eq!(outcome.exit_code, Some(127));
-    assert_eq!(podman.containers(), "");
+    assert_eq!(containers(&podman), "");
 }

@@ -24,6 +24,7 @@ pub mod git;
 pub mod images;
 mod peers;
 mod pki;
+pub mod podman;
 mod proxy;
 mod registry;
 pub mod release;
