@@ -366,17 +366,7 @@ async fn additional(forge: &Forge, stream: &str, tag: &str, spec: &str) -> Image
         stream: stream.to_string(),
         tag: tag.to_string(),
     };
-    let mut r = ImageResult {
-        key: key.clone(),
-        component: String::new(),
-        commit: None,
-        status: Status::Unchanged,
-        digest: None,
-        promoted: false,
-        build_id: None,
-        log: None,
-        seconds: 0.0,
-    };
+    let mut r = result(key.clone(), String::new(), Status::Unchanged);
     let done = async {
         let src = resolve_image(&forge.sources, spec).await?;
         r.digest = Some(src.digest.to_string());
@@ -452,9 +442,17 @@ fn order(jobs: Vec<Job>) -> Vec<(Job, Option<String>)> {
 /// A result with nothing built (yet): the caller fills in the rest.
 fn outcome(job: &Job, commit: Option<&str>, status: Status) -> ImageResult {
     ImageResult {
-        key: job.key.clone(),
-        component: job.component.clone(),
         commit: commit.map(str::to_string),
+        ..result(job.key.clone(), job.component.clone(), status)
+    }
+}
+
+/// A result of `key` with only its status.
+fn result(key: ImageKey, component: String, status: Status) -> ImageResult {
+    ImageResult {
+        key,
+        component,
+        commit: None,
         status,
         digest: None,
         promoted: false,
@@ -1100,6 +1098,13 @@ async fn run_buildah(
         b.log.to_path_buf(),
         b.out.to_path_buf(),
     );
+    // Loopback registries may speak plain http, as okd-forge's own client allows.
+    let insecure = forge.insecure_registries
+        || resolved.values().any(|r| {
+            ["docker://127.", "docker://localhost", "docker://[::1]"]
+                .iter()
+                .any(|p| r.starts_with(p))
+        });
     tokio::task::spawn_blocking(move || {
         // The text is already rewritten: only the resolved references are substituted now.
         let none = BTreeMap::new();
@@ -1115,7 +1120,7 @@ async fn run_buildah(
             build_args: &args,
             labels: &labels,
             timestamp: Some(0),
-            insecure_registries: f.insecure_registries,
+            insecure_registries: insecure,
             log: &log,
             out_layout: &out,
         })
