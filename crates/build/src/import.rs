@@ -714,6 +714,7 @@ impl Importer {
         Import {
             config: RawConfig {
                 store: None,
+                store_name: None,
                 state: None,
                 parallelism: None,
                 publish: None,

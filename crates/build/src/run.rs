@@ -68,6 +68,72 @@ pub struct Forge {
     pub insecure_registries: bool,
 }
 
+/// The directory of the state database (`var/`), and the cache directory (`$OKD_FORGE_CACHE`, else
+/// `var/cache`).
+pub fn dirs(config: &Config) -> (PathBuf, PathBuf) {
+    let var = config
+        .state
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let cache = std::env::var_os("OKD_FORGE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| var.join("cache"));
+    (var, cache)
+}
+
+/// Why [`Forge::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The state database.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The store or the cache.
+    #[error("{0}")]
+    Store(String),
+}
+
+impl Forge {
+    /// Opens everything a reconcile needs, next to the state database: `cache/` (see [`dirs`]),
+    /// `logs/builds/`, `work/` and `buildah/` in its directory; registries are reached with
+    /// `registry` (whose `tls_verify` also decides buildah's).
+    pub fn open(config: Config, registry: oci::RegistryOptions) -> Result<Forge, OpenError> {
+        let (var, cache) = dirs(&config);
+        let state = State::open(&config.state)?;
+        let insecure_registries = !registry.tls_verify;
+        let retries = registry.retries;
+        let stores = Arc::new(oci::Stores::new(registry));
+        let (store, local) = match &config.store {
+            crate::config::Store::Layout(dir) => {
+                let l = Layout::create(dir)
+                    .map_err(|e| OpenError::Store(format!("store {}: {e}", dir.display())))?;
+                (Store::Layout(l.clone()), Some(l))
+            }
+            crate::config::Store::Registry(repo) => {
+                let store = format!("docker://{repo}")
+                    .parse::<ImageRef>()
+                    .and_then(|r| stores.open(&r, true))
+                    .map_err(|e| OpenError::Store(format!("store {repo}: {e}")))?;
+                (store, None)
+            }
+        };
+        let sources = Sources::new(stores, local, Some(cache.clone()))
+            .map_err(|e| OpenError::Store(format!("cache {}: {e}", cache.display())))?;
+        Ok(Forge {
+            git: GitSources::new(cache.join("build-git")),
+            buildah: Buildah::new(var.join("buildah")),
+            copier: Copier::new(4, retries, Arc::new(oci::NoProgress)),
+            logs: var.join("logs/builds"),
+            work: var.join("work"),
+            insecure_registries,
+            sources,
+            store,
+            state,
+            config,
+        })
+    }
+}
+
 /// What to reconcile.
 #[derive(Debug, Clone, Default)]
 pub struct Request {

@@ -77,8 +77,17 @@ pub const INTERRUPTED: &str = "interrupted";
 /// - `build_cache`: input hash → the digest last built for it;
 /// - `stream_tags`: the current digest of each (stream, tag), and `tag_history`, one row per change;
 /// - `stream_schedule`: per stream, the unix time of the last forced (cron) rebuild.
-pub const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE builds (
+///
+/// Version 2, the release controller (`release::state`; times are unix seconds of the
+/// controller's clock, which tests inject):
+/// - `release_payloads`: one row per payload, its phase, the stream content it snapshots
+///   (`inputs`: JSON tag → digest, and their `hash`), where it was pushed, why it was rejected or
+///   failed, and a manual override;
+/// - `release_runs`: one row per attempt of a verification job or built-in check;
+/// - `release_events`: the event log, one row per transition, kept after payloads are removed.
+pub const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE builds (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
         stream      TEXT NOT NULL,
         component   TEXT NOT NULL,
@@ -133,7 +142,56 @@ pub const MIGRATIONS: &[M<'static>] = &[M::up(
         stream      TEXT PRIMARY KEY,
         last_forced INTEGER NOT NULL
     ) STRICT;",
-)];
+    ),
+    M::up(
+        "CREATE TABLE release_payloads (
+        name        TEXT PRIMARY KEY,
+        stream      TEXT NOT NULL,
+        phase       TEXT NOT NULL
+                    CHECK (phase IN ('pending', 'ready', 'accepted', 'rejected', 'failed')),
+        created     INTEGER NOT NULL,
+        hash        TEXT NOT NULL,
+        inputs      TEXT NOT NULL,
+        digest      TEXT,
+        pull_spec   TEXT,
+        reason      TEXT,
+        override    TEXT CHECK (override IN ('accepted', 'rejected')),
+        keep        INTEGER NOT NULL DEFAULT 0 CHECK (keep IN (0, 1)),
+        updated     INTEGER NOT NULL,
+        CHECK ((phase IN ('pending', 'failed')) OR digest IS NOT NULL)
+    ) STRICT;
+    CREATE INDEX release_payloads_by_stream ON release_payloads (stream, created);
+
+    CREATE TABLE release_runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        payload     TEXT NOT NULL REFERENCES release_payloads (name) ON DELETE CASCADE,
+        job         TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('job', 'check')),
+        attempt     INTEGER NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN
+                    ('running', 'succeeded', 'skipped', 'failed', 'timed-out', 'error', 'interrupted')),
+        initial     TEXT,
+        dir         TEXT,
+        started     INTEGER NOT NULL,
+        finished    INTEGER,
+        message     TEXT,
+        tests       TEXT,
+        CHECK ((state = 'running') = (finished IS NULL)),
+        UNIQUE (payload, job, attempt)
+    ) STRICT;
+    CREATE INDEX release_runs_running ON release_runs (state) WHERE state = 'running';
+
+    CREATE TABLE release_events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,
+        stream      TEXT NOT NULL,
+        payload     TEXT,
+        kind        TEXT NOT NULL,
+        message     TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX release_events_by_payload ON release_events (payload, id);",
+    ),
+];
 
 /// [`MIGRATIONS`] as the `Migrations` that [`State::open`] applies.
 pub fn migrations() -> Migrations<'static> {
@@ -815,6 +873,14 @@ impl State {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StateError> {
         self.write(|tx| Ok(f(tx)?))
+    }
+
+    /// Runs `f` with the connection, for reads of stages that keep their own tables here.
+    pub fn query<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StateError> {
+        self.read(f)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {

@@ -445,6 +445,24 @@ impl Layout {
         })
     }
 
+    /// Remove a tag from `index.json`; whether it was there. The blobs stay until [`Layout::gc`].
+    pub fn untag(&self, tag: &str) -> Result<bool> {
+        let mut found = false;
+        self.update_index(|entries| {
+            entries.retain(|d| {
+                let tagged = d
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(REF_NAME))
+                    .map(String::as_str)
+                    == Some(tag);
+                found |= tagged;
+                !tagged
+            })
+        })?;
+        Ok(found)
+    }
+
     /// Delete every blob that no entry of `index.json` reaches, and leftovers of interrupted writes.
     /// Waits for running writers to finish first.
     pub fn gc(&self) -> Result<GcReport> {

@@ -2,12 +2,10 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use build::buildah::Buildah;
+use anyhow::{bail, Result};
 use build::config::Config;
 use build::git::GitSources;
 use build::run::{self, Events, Forge, ImageKey, ImageResult, Request, Status};
@@ -15,8 +13,6 @@ use build::state::State;
 use clap::Args;
 use comfy_table::{presets, Table};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use oci::{Copier, Layout, NoProgress, Store, Stores};
-use payload::source::Sources;
 
 use crate::config::ConfigFile;
 use crate::image::Access;
@@ -66,54 +62,14 @@ pub struct WatchArgs {
     access: Access,
 }
 
-/// The directory of the state database (`var/`), and the cache directory (`$OKD_FORGE_CACHE`, else
-/// `var/cache`).
-fn dirs(config: &Config) -> (PathBuf, PathBuf) {
-    let var = config
-        .state
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let cache = std::env::var_os("OKD_FORGE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| var.join("cache"));
-    (var, cache)
-}
-
 /// The git sources `build` uses.
 pub fn git_sources(config: &Config) -> GitSources {
-    GitSources::new(dirs(config).1.join("build-git"))
+    GitSources::new(run::dirs(config).1.join("build-git"))
 }
 
-/// Opens everything a reconcile needs, next to the state database: `cache/`, `logs/builds/`,
-/// `work/` and `buildah/` in its directory.
-fn forge(config: Config, access: &Access) -> Result<Forge> {
-    let (var, cache) = dirs(&config);
-    let state = State::open(&config.state)?;
-    let stores = Arc::new(Stores::new(access.options(None)?));
-    let (store, local) = match &config.store {
-        build::config::Store::Layout(dir) => {
-            let l = Layout::create(dir).with_context(|| format!("store {}", dir.display()))?;
-            (Store::Layout(l.clone()), Some(l))
-        }
-        build::config::Store::Registry(repo) => {
-            let r: oci::ImageRef = format!("docker://{repo}").parse()?;
-            (stores.open(&r, true)?, None)
-        }
-    };
-    let sources = Sources::new(stores, local, Some(cache.clone()))?;
-    Ok(Forge {
-        git: git_sources(&config),
-        buildah: Buildah::new(var.join("buildah")),
-        copier: Copier::new(4, access.retry_times, Arc::new(NoProgress)),
-        logs: var.join("logs/builds"),
-        work: var.join("work"),
-        insecure_registries: !access.tls_verify,
-        sources,
-        store,
-        state,
-        config,
-    })
+/// Opens everything a reconcile needs (see [`Forge::open`]).
+pub fn forge(config: Config, access: &Access) -> Result<Forge> {
+    Ok(Forge::open(config, access.options(None)?)?)
 }
 
 /// Run `build`.
@@ -401,8 +357,9 @@ pub struct StreamBuildsArgs {
 /// `stream` subcommands.
 #[derive(clap::Subcommand)]
 pub enum StreamCommand {
-    /// The images a stream has now, one TAG=PULLSPEC line each: with a registry store, a mapping
-    /// file for `release new --mapping-file`.
+    /// The images a stream has now, one TAG=PULLSPEC line each: a mapping file for `release new
+    /// --mapping-file` (a layout store's images are named by `store_name:` and found in the store
+    /// by digest).
     Tags(StreamTagsArgs),
     /// Every digest a stream tag has pointed at, newest first.
     History(StreamHistoryArgs),
@@ -436,12 +393,8 @@ pub fn stream(cmd: StreamCommand, output: Output) -> Result<()> {
                 crate::image::print_json(&tags);
                 return Ok(());
             }
-            let repo = match &config.store {
-                build::config::Store::Registry(repo) => repo.clone(),
-                build::config::Store::Layout(dir) => format!("oci:{}", dir.display()),
-            };
             for t in tags {
-                println!("{}={repo}@{}", t.tag, t.digest);
+                println!("{}={}@{}", t.tag, config.store_name, t.digest);
             }
         }
         StreamCommand::Builds(a) => {

@@ -587,11 +587,12 @@ fn additional_images_are_promoted_and_streams_list_their_tags() {
         assert_eq!(result(r), "unchanged", "{r:#}");
     }
 
-    // `stream tags`: one TAG=PULLSPEC line per promoted tag, the excluded one absent.
-    let store = "var/store";
+    // `stream tags`: one TAG=PULLSPEC line per promoted tag, the excluded one absent; a layout
+    // store's images are named by the default store_name.
+    let store = build::config::DEFAULT_STORE_NAME;
     let lines = site.forge.ok(&["stream", "tags", "okd-scos-4.17"]);
     let want = format!(
-        "hello=oci:{store}@{}\nmust-gather=oci:{store}@{}\n",
+        "hello={store}@{}\nmust-gather={store}@{}\n",
         first["okd-scos-4.17/hello"]["digest"].as_str().unwrap(),
         base.digest
     );

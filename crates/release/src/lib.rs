@@ -1,11 +1,14 @@
-//! The release stage of okd-forge. So far: [`lifecycle`], the payload lifecycle's decisions (when to
-//! cut a payload, when to (re)launch a job, accept or reject, what garbage collection removes) as pure
-//! functions of the facts and the time; and [`jobs`], the verification jobs run against a payload —
-//! user commands with ci-operator's environment (`RELEASE_IMAGE_LATEST`, `RELEASE_IMAGE_INITIAL`,
-//! `ARTIFACT_DIR`, `SHARED_DIR`, `JOB_NAME`, `BUILD_ID`, `LEASED_RESOURCE`), a timeout, leases from
-//! scarce-resource pools, JUnit results, and Prow's artifact layout, run by a local process or a
-//! podman container behind one [`jobs::Executor`] trait. The release controller (streams, the
-//! payload lifecycle, promotion) is to come, on top of it.
+//! The release stage of okd-forge:
+//! - [`controller`], the release controller: cuts payloads from the streams, runs their
+//!   verification, accepts or rejects them, and collects garbage;
+//! - [`lifecycle`], its decisions (when to cut a payload, when to (re)launch a job, accept or
+//!   reject, what garbage collection removes) as pure functions of the facts and the time;
+//! - [`state`], its records (payloads, runs, the event log) in the state database;
+//! - [`jobs`], the verification jobs run against a payload — user commands with ci-operator's
+//!   environment (`RELEASE_IMAGE_LATEST`, `RELEASE_IMAGE_INITIAL`, `ARTIFACT_DIR`, `SHARED_DIR`,
+//!   `JOB_NAME`, `BUILD_ID`, `LEASED_RESOURCE`), a timeout, leases from scarce-resource pools,
+//!   JUnit results, and Prow's artifact layout, run by a local process or a podman container behind
+//!   one [`jobs::Executor`] trait.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -31,5 +34,7 @@
 //! # });
 //! ```
 
+pub mod controller;
 pub mod jobs;
 pub mod lifecycle;
+pub mod state;

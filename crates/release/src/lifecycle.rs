@@ -162,7 +162,8 @@ pub enum Verdict {
 }
 
 /// A manual decision, which wins over the jobs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision", content = "reason")]
 pub enum Override {
     /// `release accept`.
     Accept(String),
@@ -170,11 +171,35 @@ pub enum Override {
     Reject(String),
 }
 
-/// The verdict on a Ready payload (§2.4): an override wins; otherwise every blocking job must
-/// succeed, and one that failed for good rejects. With no blocking job, every optional one must
-/// have finished. `runs` has the runs of each configured job (absent: none yet).
+/// Something a payload must pass, or may fail: a verification job or a built-in check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// The `verify:` entry or the check.
+    pub name: String,
+    /// Informing only: never rejects.
+    pub optional: bool,
+    /// Relaunches after a failure before it counts as failed.
+    pub max_retries: u32,
+}
+
+/// The gates of a stream's `verify:` jobs, in file order.
+pub fn job_gates(release: &Release) -> Vec<Gate> {
+    release
+        .verify
+        .iter()
+        .map(|(name, job)| Gate {
+            name: name.clone(),
+            optional: job.optional,
+            max_retries: job.max_retries,
+        })
+        .collect()
+}
+
+/// The verdict on a Ready payload (§2.4): an override wins; otherwise every blocking gate must
+/// succeed, and one that failed for good rejects. With no blocking gate, every optional one must
+/// have finished. `runs` has the runs of each gate (absent: none yet).
 pub fn verdict(
-    release: &Release,
+    gates: &[Gate],
     runs: &BTreeMap<String, Vec<Run>>,
     manual: Option<&Override>,
     now: i64,
@@ -195,15 +220,19 @@ pub fn verdict(
     };
     let mut blocking = 0;
     let mut waiting = false;
-    for (name, job) in &release.verify {
-        let s = status(name, job.max_retries);
-        if job.optional {
+    for gate in gates {
+        let s = status(&gate.name, gate.max_retries);
+        if gate.optional {
             continue;
         }
         blocking += 1;
         match s {
             JobStatus::Failed => {
-                return Verdict::Reject(format!("{name} failed {} time(s)", 1 + job.max_retries))
+                return Verdict::Reject(format!(
+                    "{} failed {} time(s)",
+                    gate.name,
+                    1 + gate.max_retries
+                ))
             }
             JobStatus::Succeeded => {}
             JobStatus::Running | JobStatus::LaunchAt(_) => waiting = true,
@@ -213,9 +242,9 @@ pub fn verdict(
         return Verdict::Wait;
     }
     if blocking == 0 {
-        let all_done = release.verify.iter().all(|(name, job)| {
+        let all_done = gates.iter().all(|gate| {
             matches!(
-                status(name, job.max_retries),
+                status(&gate.name, gate.max_retries),
                 JobStatus::Succeeded | JobStatus::Failed
             )
         });
@@ -386,20 +415,23 @@ mod tests {
                 ("upgrade".to_string(), upgrade.to_vec()),
             ])
         };
-        assert_eq!(verdict(&r, &BTreeMap::new(), None, T0), Verdict::Wait);
         assert_eq!(
-            verdict(&r, &runs(&[Run::Succeeded(T0)], &[]), None, T0),
+            verdict(&job_gates(&r), &BTreeMap::new(), None, T0),
+            Verdict::Wait
+        );
+        assert_eq!(
+            verdict(&job_gates(&r), &runs(&[Run::Succeeded(T0)], &[]), None, T0),
             Verdict::Accept,
             "optional jobs do not hold it back"
         );
         assert_eq!(
-            verdict(&r, &runs(&[Run::Failed(T0)], &[]), None, T0),
+            verdict(&job_gates(&r), &runs(&[Run::Failed(T0)], &[]), None, T0),
             Verdict::Wait,
             "a retry is due"
         );
         assert_eq!(
             verdict(
-                &r,
+                &job_gates(&r),
                 &runs(
                     &[Run::Failed(T0), Run::Failed(T0 + 1)],
                     &[Run::Succeeded(T0)]
@@ -411,7 +443,7 @@ mod tests {
         );
         assert_eq!(
             verdict(
-                &r,
+                &job_gates(&r),
                 &runs(&[Run::Succeeded(T0)], &[Run::Failed(T0)]),
                 None,
                 T0
@@ -423,7 +455,7 @@ mod tests {
         let failed = runs(&[Run::Failed(T0), Run::Failed(T0 + 1)], &[]);
         assert_eq!(
             verdict(
-                &r,
+                &job_gates(&r),
                 &failed,
                 Some(&Override::Accept("known flake".into())),
                 T0
@@ -432,7 +464,7 @@ mod tests {
         );
         assert_eq!(
             verdict(
-                &r,
+                &job_gates(&r),
                 &runs(&[Run::Succeeded(T0)], &[]),
                 Some(&Override::Reject("bad kernel".into())),
                 T0
@@ -442,13 +474,16 @@ mod tests {
         // Only optional jobs: every one must have finished.
         let informing = release(0, 0, &[("upgrade", true, 0)]);
         assert_eq!(
-            verdict(&informing, &BTreeMap::new(), None, T0),
+            verdict(&job_gates(&informing), &BTreeMap::new(), None, T0),
             Verdict::Wait
         );
         let done = BTreeMap::from([("upgrade".to_string(), vec![Run::Failed(T0)])]);
-        assert_eq!(verdict(&informing, &done, None, T0), Verdict::Accept);
         assert_eq!(
-            verdict(&release(0, 0, &[]), &BTreeMap::new(), None, T0),
+            verdict(&job_gates(&informing), &done, None, T0),
+            Verdict::Accept
+        );
+        assert_eq!(
+            verdict(&job_gates(&release(0, 0, &[])), &BTreeMap::new(), None, T0),
             Verdict::Accept,
             "no jobs"
         );

@@ -13,7 +13,7 @@ use serde_saphyr::Location;
 
 pub use model::{
     Component, Config, GitScheme, GitUrl, Image, Minor, NativeOutput, Promotion, Publish, Rebuild,
-    Recipe, Revision, Store, Stream, StreamImage, Variant,
+    Recipe, Revision, Store, Stream, StreamImage, Variant, DEFAULT_STORE_NAME,
 };
 pub use raw::RawConfig;
 pub use release::{Release, UpgradeFrom, Verify};

@@ -18,6 +18,9 @@ use super::{ConfigError, Problem};
 pub struct Config {
     /// Where images live.
     pub store: Store,
+    /// The repository (`HOST[:PORT]/REPO`) that names stored images in pull specs: a registry
+    /// store's own, or `store_name:` for a layout store.
+    pub store_name: String,
     /// The SQLite state database.
     pub state: PathBuf,
     /// How many builds run at once.
@@ -33,6 +36,9 @@ pub struct Config {
     /// Lease pools: name → capacity.
     pub leases: IndexMap<String, usize>,
 }
+
+/// How images in a layout store are named when no `store_name:` is given.
+pub const DEFAULT_STORE_NAME: &str = "okd-forge.local/okd";
 
 /// Where images live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -444,6 +450,31 @@ pub(crate) fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config
             }
         },
     };
+    let store_name = match (&store, &raw.store_name) {
+        (Store::Registry(repo), None) => repo.clone(),
+        (Store::Registry(_), Some(n)) => {
+            ck.at(
+                n.referenced,
+                "store_name",
+                "only a layout store is named by store_name; a registry store's images are named by its repository",
+            );
+            String::new()
+        }
+        (Store::Layout(_), None) => DEFAULT_STORE_NAME.to_string(),
+        (Store::Layout(_), Some(n)) => {
+            let parsed = format!("docker://{}", n.value).parse::<oci::ImageRef>();
+            let valid = matches!(parsed, Ok(oci::ImageRef::Registry { repo, selector: None })
+                if n.value.split('/').next() == Some(repo.registry.as_str()));
+            if !valid {
+                ck.at(
+                    n.referenced,
+                    "store_name",
+                    format!("'{}' is not a repository HOST[:PORT]/REPO", n.value),
+                );
+            }
+            n.value.clone()
+        }
+    };
     let state = base.join(raw.state.as_deref().unwrap_or("var/forge.db"));
     let parallelism = match &raw.parallelism {
         None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
@@ -509,6 +540,7 @@ pub(crate) fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config
     }
     Ok(Config {
         store,
+        store_name,
         state,
         parallelism,
         publish,

@@ -25,6 +25,14 @@ pub struct RawConfig {
     #[schemars(with = "Option<String>")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<Spanned<String>>,
+    /// With a layout store: the repository (`HOST[:PORT]/REPO`) that names the store's images in
+    /// payloads (image-references) and in the pull specs handed to verification jobs, e.g. the
+    /// address `okd-forge serve` answers on. Default: `okd-forge.local/okd`. With a registry store
+    /// the store's own repository is used and this must not be set.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_name: Option<Spanned<String>>,
     /// The state database: an SQLite file (relative to this file). Default: `./var/forge.db`.
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]

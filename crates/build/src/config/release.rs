@@ -153,6 +153,18 @@ pub enum UpgradeFrom {
     Stream(String),
 }
 
+impl std::fmt::Display for UpgradeFrom {
+    /// As written in `forge.yaml`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpgradeFrom::Previous => f.write_str("previous"),
+            UpgradeFrom::PreviousMinor => f.write_str("previous_minor"),
+            UpgradeFrom::AllPreviousStable => f.write_str("all_previous_stable"),
+            UpgradeFrom::Stream(s) => write!(f, "stream {s}"),
+        }
+    }
+}
+
 /// The default job timeout, as ci-operator's.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 

@@ -1,0 +1,861 @@
+//! The release controller: cuts payloads from the streams, verifies them, decides, and collects
+//! garbage, following `specs/release-controller.md` §2 with the rules of [`crate::lifecycle`].
+//!
+//! One [`Controller::pass`] walks every stream that has a `release:` block:
+//! 1. runs recorded as running that no task of this controller runs are marked interrupted (a
+//!    crashed controller left them; they run again and do not count as attempts);
+//! 2. when the stream's content hash is new and the creation rules allow, a Pending payload is
+//!    recorded (name, time, the tag → digest snapshot);
+//! 3. a Pending payload is assembled from its snapshot with the payload library and pushed to the
+//!    store under its name → Ready (or Failed when it cannot be assembled; a failed push is retried
+//!    on the next pass, three times);
+//! 4. on Ready payloads, the built-in checks run and every job that is due (never run, or its
+//!    backoff after a failure has passed) is launched in the background;
+//! 5. the verdict moves Ready payloads to Accepted or Rejected;
+//! 6. garbage collection removes old payloads from the store and the records.
+//!
+//! Each transition is one transaction with its event ([`crate::state`]); what happens between
+//! transitions (an assembly, a push, a job) is repeatable, so a pass after a crash at any point
+//! converges to the same records. Time comes from a [`Clock`], which tests inject.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use build::config::{Release, Store as StoreConfig, UpgradeFrom};
+use build::run::Forge;
+use build::state::StateError;
+use oci::Store;
+use payload::new::{Base, InputTag, NewRelease};
+use payload::source::PullSpec;
+use payload::version::{ReleaseName, Versions};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio::task::JoinSet;
+
+use crate::jobs::leases::LeasePools;
+use crate::jobs::{run_job, Executor, JobRun, JobSpec, JobState, Outcome};
+use crate::lifecycle::{self, Creation, Gate, JobStatus, Phase, Run, Verdict};
+use crate::state::{
+    NewPayload, NewRun, PayloadRecord, Records, RunEnd, RunKind, RunState, TestCounts,
+};
+
+/// Where time comes from.
+pub trait Clock: Send + Sync {
+    /// Unix seconds now.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        crate::jobs::now()
+    }
+}
+
+/// A failed push is retried on this many passes before the payload is Failed.
+pub const PUSH_ATTEMPTS: usize = 3;
+
+/// Why a pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A store could not be read or written.
+    #[error("{0}")]
+    Store(String),
+    /// A simulated crash (tests).
+    #[error("crashed at {0}")]
+    Crashed(String),
+}
+
+/// A test hook: asked before each step with its name; `true` makes the step fail as if the
+/// process had died there.
+pub type CrashHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What a pass did, for people and scripts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Per stream, what creation decided: `created NAME`, `unchanged`, `waiting until …`,
+    /// `blocked: …`, `no images`.
+    pub streams: BTreeMap<String, String>,
+    /// Transitions made: `NAME: Ready`, `NAME: Accepted`, …
+    pub transitions: Vec<String>,
+    /// Runs launched: `NAME/JOB attempt N`.
+    pub launched: Vec<String>,
+    /// Payloads garbage collection removed.
+    pub removed: Vec<String>,
+    /// Problems that did not stop the pass.
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    /// Whether the pass changed anything.
+    pub fn changed(&self) -> bool {
+        !self.transitions.is_empty() || !self.launched.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// Built-in checks run against every Ready payload: name → the check.
+pub type Check = Arc<
+    dyn Fn(Arc<Forge>, PayloadRecord) -> futures_util::future::BoxFuture<'static, CheckOutcome>
+        + Send
+        + Sync,
+>;
+
+/// What a built-in check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found, one line each (problems first).
+    pub findings: Vec<String>,
+}
+
+/// The controller of every stream with a `release:` block.
+pub struct Controller {
+    forge: Arc<Forge>,
+    executor: Arc<dyn Executor>,
+    pools: Arc<LeasePools>,
+    jobs_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    checks: Vec<(String, Check)>,
+    crash: Option<CrashHook>,
+    crashed: std::sync::atomic::AtomicBool,
+    /// Runs this controller's tasks run.
+    in_flight: Mutex<HashSet<i64>>,
+    tasks: Mutex<JoinSet<()>>,
+    /// One pass at a time.
+    pass_lock: tokio::sync::Mutex<()>,
+}
+
+impl Controller {
+    /// A controller over `forge`'s configuration, state and store, running jobs with `executor`
+    /// (their Prow directories under `jobs_dir`), leases from the configuration's pools.
+    pub fn new(
+        forge: Arc<Forge>,
+        executor: Arc<dyn Executor>,
+        jobs_dir: PathBuf,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Controller, ControllerError> {
+        let pools = LeasePools::new(
+            forge
+                .config
+                .leases
+                .iter()
+                .map(|(name, n)| (name.clone(), *n)),
+        )
+        .map_err(|e| ControllerError::Store(e.to_string()))?;
+        Ok(Controller {
+            forge,
+            executor,
+            pools: Arc::new(pools),
+            jobs_dir,
+            clock,
+            checks: Vec::new(),
+            crash: None,
+            crashed: Default::default(),
+            in_flight: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(JoinSet::new()),
+            pass_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Adds a built-in blocking check, run once on every Ready payload.
+    pub fn with_check(mut self, name: &str, check: Check) -> Controller {
+        self.checks.push((name.to_string(), check));
+        self
+    }
+
+    /// Installs a crash hook (tests).
+    pub fn with_crash_hook(mut self, hook: CrashHook) -> Controller {
+        self.crash = Some(hook);
+        self
+    }
+
+    /// The records this controller keeps.
+    pub fn records(&self) -> Records<'_> {
+        Records::new(&self.forge.state)
+    }
+
+    /// The forge it runs on.
+    pub fn forge(&self) -> &Arc<Forge> {
+        &self.forge
+    }
+
+    fn step(&self, name: &str) -> Result<(), ControllerError> {
+        use std::sync::atomic::Ordering;
+        if self.crashed.load(Ordering::SeqCst) {
+            return Err(ControllerError::Crashed(name.to_string()));
+        }
+        if let Some(hook) = &self.crash {
+            if hook(name) {
+                // A dead process does nothing more, in any task.
+                self.crashed.store(true, Ordering::SeqCst);
+                return Err(ControllerError::Crashed(name.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The gates of a stream: its built-in checks (blocking, no retries) and its jobs.
+    fn gates(&self, release: &Release) -> Vec<Gate> {
+        let mut gates: Vec<Gate> = self
+            .checks
+            .iter()
+            .map(|(name, _)| Gate {
+                name: name.clone(),
+                optional: false,
+                max_retries: 0,
+            })
+            .collect();
+        gates.extend(lifecycle::job_gates(release));
+        gates
+    }
+
+    /// One pass over every stream with a `release:` block (see the module documentation). Jobs it
+    /// launches run on in the background; [`Controller::wait`] waits for them.
+    pub async fn pass(self: &Arc<Self>) -> Result<Report, ControllerError> {
+        let _one = self.pass_lock.lock().await;
+        let mut report = Report::default();
+        self.interrupt_orphans()?;
+        let streams: Vec<(String, Release)> = self
+            .forge
+            .config
+            .streams
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.release.clone()?)))
+            .collect();
+        for (stream, release) in &streams {
+            self.create(stream, release, &mut report)?;
+            for p in self.records().payloads(stream)? {
+                if p.phase == Phase::Pending {
+                    self.push(&p, &mut report).await?;
+                }
+            }
+            for p in self.records().payloads(stream)? {
+                if p.phase == Phase::Ready {
+                    self.verify(&p, release, &mut report).await?;
+                }
+            }
+            self.collect_garbage(stream, release, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Waits until every job launched so far has finished and been recorded.
+    pub async fn wait(&self) {
+        loop {
+            let mut tasks =
+                std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+            if tasks.is_empty() {
+                return;
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Whether jobs are running.
+    pub fn busy(&self) -> bool {
+        !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Passes until nothing is left to do now: every due job has run and every verdict that can be
+    /// reached is recorded (`controller sync`). Retries whose backoff has not passed are left for
+    /// a later pass.
+    pub async fn settle(self: &Arc<Self>) -> Result<Report, ControllerError> {
+        let mut all = Report::default();
+        loop {
+            let r = self.pass().await?;
+            let launched = !r.launched.is_empty();
+            // What the passes decided per stream; a later "unchanged" hides nothing.
+            for (stream, decision) in r.streams {
+                if decision != "unchanged" || !all.streams.contains_key(&stream) {
+                    all.streams.insert(stream, decision);
+                }
+            }
+            all.transitions.extend(r.transitions);
+            all.launched.extend(r.launched);
+            all.removed.extend(r.removed);
+            all.problems.extend(r.problems);
+            if !launched {
+                return Ok(all);
+            }
+            self.wait().await;
+            self.step("settle")?;
+        }
+    }
+
+    /// The earliest time at which something is due (a retry, a creation delayed by
+    /// `min_interval`), if any.
+    pub fn next_due(&self) -> Result<Option<i64>, ControllerError> {
+        let now = self.now();
+        let mut next: Option<i64> = None;
+        let mut at = |t: i64| {
+            if t > now {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for (stream, s) in &self.forge.config.streams {
+            let Some(release) = &s.release else { continue };
+            let payloads = self.records().payloads(stream)?;
+            let (hash, _) = self.snapshot(stream)?;
+            let lifecycle: Vec<_> = payloads.iter().map(PayloadRecord::lifecycle).collect();
+            if let Creation::WaitUntil(t) = lifecycle::creation(release, &lifecycle, &hash, now) {
+                at(t);
+            }
+            for p in payloads.iter().filter(|p| p.phase == Phase::Ready) {
+                let runs = self.runs_by_gate(&p.name)?;
+                for gate in self.gates(release) {
+                    let r = runs.get(&gate.name).map_or(&[][..], Vec::as_slice);
+                    if let JobStatus::LaunchAt(t) = lifecycle::job_status(r, gate.max_retries, now)
+                    {
+                        at(t);
+                    }
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    fn interrupt_orphans(&self) -> Result<(), ControllerError> {
+        let live = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for run in self.records().running()? {
+            if !live.contains(&run.id) {
+                self.step("interrupt")?;
+                self.records().interrupt(run.id, self.now())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream's images as tag → digest, and their content hash (SHA-256 over the sorted
+    /// `tag digest` lines, as the release controller hashes its source stream).
+    fn snapshot(
+        &self,
+        stream: &str,
+    ) -> Result<(String, BTreeMap<String, String>), ControllerError> {
+        let tags: BTreeMap<String, String> = self
+            .forge
+            .state
+            .stream_tags(stream)?
+            .into_iter()
+            .map(|t| (t.tag, t.digest))
+            .collect();
+        let mut h = Sha256::new();
+        for (tag, digest) in &tags {
+            h.update(format!("{tag} {digest}\n"));
+        }
+        Ok((format!("sha256:{}", hex::encode(h.finalize())), tags))
+    }
+
+    fn create(
+        &self,
+        stream: &str,
+        release: &Release,
+        report: &mut Report,
+    ) -> Result<(), ControllerError> {
+        let now = self.now();
+        let (hash, inputs) = self.snapshot(stream)?;
+        let decision = if inputs.is_empty() {
+            "no images yet".to_string()
+        } else {
+            let payloads = self.records().payloads(stream)?;
+            let lifecycle: Vec<_> = payloads.iter().map(PayloadRecord::lifecycle).collect();
+            match lifecycle::creation(release, &lifecycle, &hash, now) {
+                Creation::Create => {
+                    let name = lifecycle::payload_name(&release.name, now);
+                    self.step("create")?;
+                    let created = self.records().create(&NewPayload {
+                        name: &name,
+                        stream,
+                        created: now,
+                        hash: &hash,
+                        inputs: &inputs,
+                    })?;
+                    if created {
+                        report.transitions.push(format!("{name}: Pending"));
+                        format!("created {name}")
+                    } else {
+                        // Another payload of this stream has this name (the same second).
+                        "waiting a second for a new name".to_string()
+                    }
+                }
+                Creation::Unchanged => "unchanged".to_string(),
+                Creation::WaitUntil(t) => format!("waiting until {} (min_interval)", rfc3339(t)),
+                Creation::Blocked(why) => format!("blocked: {why}"),
+            }
+        };
+        report.streams.insert(stream.to_string(), decision);
+        Ok(())
+    }
+
+    /// The pull spec of an image in the store, by digest.
+    fn pull_spec(&self, digest: &str) -> String {
+        format!("{}@{digest}", self.forge.config.store_name)
+    }
+
+    async fn push(&self, p: &PayloadRecord, report: &mut Report) -> Result<(), ControllerError> {
+        let now = self.now();
+        let built = match self.assemble(p).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.step("fail")?;
+                if self
+                    .records()
+                    .fail(&p.name, &format!("creation failed: {e}"), now)?
+                {
+                    report.transitions.push(format!("{}: Failed", p.name));
+                }
+                return Ok(());
+            }
+        };
+        self.step("push")?;
+        if let Err(e) =
+            payload::new::push(&built, &self.forge.copier, &self.forge.store, &p.name).await
+        {
+            let message = format!("push to {} failed: {e}", self.forge.store.describe());
+            self.records()
+                .note(&p.stream, Some(&p.name), "push-failed", &message, now)?;
+            if self.records().count_events(&p.name, "push-failed")? >= PUSH_ATTEMPTS {
+                self.records().fail(&p.name, &message, now)?;
+                report.transitions.push(format!("{}: Failed", p.name));
+            } else {
+                report
+                    .problems
+                    .push(format!("{}: {message}; retried on the next pass", p.name));
+            }
+            return Ok(());
+        }
+        self.step("ready")?;
+        let digest = built.digest.to_string();
+        if self
+            .records()
+            .ready(&p.name, &digest, &self.pull_spec(&digest), now)?
+        {
+            report.transitions.push(format!("{}: Ready", p.name));
+        }
+        Ok(())
+    }
+
+    async fn assemble(&self, p: &PayloadRecord) -> Result<payload::new::Built, String> {
+        let mut inputs = BTreeMap::new();
+        for (tag, digest) in &p.inputs {
+            let pullspec = PullSpec::parse(&format!("tag '{tag}'"), &self.pull_spec(digest))
+                .map_err(|e| e.to_string())?;
+            inputs.insert(
+                tag.clone(),
+                InputTag {
+                    pullspec,
+                    is_override: false,
+                    carried: None,
+                },
+            );
+        }
+        let created =
+            time::OffsetDateTime::from_unix_timestamp(p.created).map_err(|e| e.to_string())?;
+        let req = NewRelease {
+            name: ReleaseName::parse(&p.name).map_err(|e| e.to_string())?,
+            inputs,
+            base: Base::Tag("cluster-version-operator".into()),
+            previous: Vec::new(),
+            metadata: BTreeMap::new(),
+            include: Default::default(),
+            allow_missing_images: false,
+            created,
+            annotations: BTreeMap::new(),
+            default_versions: Versions::new(),
+        };
+        payload::new::assemble(&self.forge.sources, &req, 8, &Quiet)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The counted runs of a payload by gate name, oldest first, as the lifecycle sees them.
+    fn runs_by_gate(&self, payload: &str) -> Result<BTreeMap<String, Vec<Run>>, ControllerError> {
+        let mut out: BTreeMap<String, Vec<Run>> = BTreeMap::new();
+        for r in self.records().runs(payload)? {
+            if let Some(run) = r.state.lifecycle(r.finished.unwrap_or(r.started)) {
+                out.entry(r.job).or_default().push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn verify(
+        self: &Arc<Self>,
+        p: &PayloadRecord,
+        release: &Release,
+        report: &mut Report,
+    ) -> Result<(), ControllerError> {
+        let now = self.now();
+        let runs = self.runs_by_gate(&p.name)?;
+        let all_runs = self.records().runs(&p.name)?;
+        let attempts = |job: &str| all_runs.iter().filter(|r| r.job == job).count() as u32;
+        for gate in self.gates(release) {
+            let r = runs.get(&gate.name).map_or(&[][..], Vec::as_slice);
+            let JobStatus::LaunchAt(t) = lifecycle::job_status(r, gate.max_retries, now) else {
+                continue;
+            };
+            if t > now {
+                continue;
+            }
+            let attempt = attempts(&gate.name) + 1;
+            if let Some((_, check)) = self.checks.iter().find(|(n, _)| *n == gate.name) {
+                self.run_check(p, &gate.name, check.clone(), attempt)
+                    .await?;
+                report
+                    .launched
+                    .push(format!("{}/{} attempt {attempt}", p.name, gate.name));
+            } else if let Some(job) = release.verify.get(&gate.name) {
+                if self.launch(p, &gate.name, job, attempt)? {
+                    report
+                        .launched
+                        .push(format!("{}/{} attempt {attempt}", p.name, gate.name));
+                }
+            }
+        }
+        // The verdict, on what is recorded now (a check that just ran counts).
+        let runs = self.runs_by_gate(&p.name)?;
+        match lifecycle::verdict(&self.gates(release), &runs, None, self.now()) {
+            Verdict::Wait => {}
+            Verdict::Accept => {
+                self.step("accept")?;
+                if self.records().decide(
+                    &p.name,
+                    true,
+                    "every blocking job and check passed",
+                    self.now(),
+                )? {
+                    report.transitions.push(format!("{}: Accepted", p.name));
+                }
+            }
+            Verdict::Reject(why) => {
+                self.step("reject")?;
+                if self.records().decide(&p.name, false, &why, self.now())? {
+                    report
+                        .transitions
+                        .push(format!("{}: Rejected ({why})", p.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_check(
+        &self,
+        p: &PayloadRecord,
+        name: &str,
+        check: Check,
+        attempt: u32,
+    ) -> Result<(), ControllerError> {
+        self.step("check-start")?;
+        let Some(id) = self.records().start_run(
+            &NewRun {
+                payload: &p.name,
+                job: name,
+                kind: RunKind::Check,
+                attempt,
+                initial: None,
+                dir: None,
+            },
+            self.now(),
+        )?
+        else {
+            return Ok(());
+        };
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        let outcome = check(self.forge.clone(), p.clone()).await;
+        let end = RunEnd {
+            state: if outcome.passed {
+                RunState::Succeeded
+            } else {
+                RunState::Failed
+            },
+            message: (!outcome.findings.is_empty()).then(|| outcome.findings.join("\n")),
+            tests: None,
+        };
+        let result = self
+            .step("check-finish")
+            .and_then(|()| Ok(self.records().finish_run(id, &end, self.now())?));
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        result.map(|_| ())
+    }
+
+    /// The pull spec an upgrade job starts from; `Err` says why there is none.
+    fn upgrade_source(
+        &self,
+        p: &PayloadRecord,
+        from: &UpgradeFrom,
+    ) -> Result<Result<String, String>, ControllerError> {
+        let newest_accepted =
+            |stream: &str| -> Result<Option<PayloadRecord>, ControllerError> {
+                Ok(self.records().payloads(stream)?.into_iter().find(|q| {
+                    q.phase == Phase::Accepted && q.created < p.created && q.name != p.name
+                }))
+            };
+        let found = match from {
+            UpgradeFrom::Previous => newest_accepted(&p.stream)?,
+            UpgradeFrom::Stream(s) => newest_accepted(s)?,
+            UpgradeFrom::PreviousMinor => {
+                let minor = |name: &str| {
+                    semver::Version::parse(name)
+                        .ok()
+                        .map(|v| (v.major, v.minor))
+                };
+                let Some((major, this)) = minor(&p.name) else {
+                    return Ok(Err(format!("{} is not semver", p.name)));
+                };
+                let mut best: Option<PayloadRecord> = None;
+                for (name, s) in &self.forge.config.streams {
+                    let Some(r) = &s.release else { continue };
+                    if this == 0 || minor(&r.name) != Some((major, this - 1)) {
+                        continue;
+                    }
+                    if let Some(q) = newest_accepted(name)? {
+                        if best.as_ref().is_none_or(|b| q.created > b.created) {
+                            best = Some(q);
+                        }
+                    }
+                }
+                best
+            }
+            UpgradeFrom::AllPreviousStable => {
+                return Ok(Err("no stable release to upgrade from".into()));
+            }
+        };
+        Ok(match found {
+            Some(q) => q
+                .pull_spec
+                .ok_or_else(|| format!("{} has no pull spec", q.name)),
+            None => Err(format!("no Accepted payload to upgrade from ({from})")),
+        })
+    }
+
+    /// Records a run and starts it in the background; false if this attempt was started before.
+    fn launch(
+        self: &Arc<Self>,
+        p: &PayloadRecord,
+        name: &str,
+        job: &build::config::Verify,
+        attempt: u32,
+    ) -> Result<bool, ControllerError> {
+        let pull_spec = p.pull_spec.clone().unwrap_or_default();
+        let initial = match &job.upgrade_from {
+            None => None,
+            Some(from) => match self.upgrade_source(p, from)? {
+                Ok(src) => Some(src),
+                Err(why) => {
+                    // As the release controller: an upgrade job with nothing to upgrade from
+                    // passes without running.
+                    self.step("skip")?;
+                    let now = self.now();
+                    if let Some(id) = self.records().start_run(
+                        &NewRun {
+                            payload: &p.name,
+                            job: name,
+                            kind: RunKind::Job,
+                            attempt,
+                            initial: None,
+                            dir: None,
+                        },
+                        now,
+                    )? {
+                        self.records().finish_run(
+                            id,
+                            &RunEnd {
+                                state: RunState::Skipped,
+                                message: Some(format!("skipped: {why}")),
+                                tests: None,
+                            },
+                            now,
+                        )?;
+                    }
+                    return Ok(true);
+                }
+            },
+        };
+        let job_name = format!("{}-{name}", p.name);
+        self.step("launch")?;
+        let dir_base = self.jobs_dir.join(&job_name);
+        // The run id is the BUILD_ID, known once the row exists; the directory is named after it.
+        let Some(id) = self.records().start_run(
+            &NewRun {
+                payload: &p.name,
+                job: name,
+                kind: RunKind::Job,
+                attempt,
+                initial: initial.as_deref(),
+                dir: Some(&dir_base.display().to_string()),
+            },
+            self.now(),
+        )?
+        else {
+            return Ok(false);
+        };
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        let mut env = job.env.clone();
+        if let StoreConfig::Layout(dir) = &self.forge.config.store {
+            // okd-forge commands in the job find the payload in the store by digest.
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            env.entry("OKD_FORGE_STORE".into())
+                .or_insert_with(|| dir.display().to_string());
+        }
+        let run = JobRun {
+            job: JobSpec {
+                name: name.to_string(),
+                command: job.command.clone(),
+                image: job.image.clone(),
+                env,
+                timeout: job.timeout,
+                leases: job.leases.clone(),
+                workdir: None,
+            },
+            payload: pull_spec,
+            initial,
+            job_name,
+            build_id: id.to_string(),
+            dir: dir_base.join(id.to_string()),
+        };
+        let this = self.clone();
+        let spawn = async move {
+            let outcome = run_job(this.executor.as_ref(), &this.pools, &run).await;
+            let end = run_end(&outcome);
+            if this.step("finish").is_ok() {
+                if let Err(e) = this.records().finish_run(id, &end, this.now()) {
+                    tracing::error!("recording {}: {e}", run.job_name);
+                }
+            }
+            this.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        };
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spawn(spawn);
+        Ok(true)
+    }
+
+    async fn collect_garbage(
+        &self,
+        stream: &str,
+        release: &Release,
+        report: &mut Report,
+    ) -> Result<(), ControllerError> {
+        let payloads = self.records().payloads(stream)?;
+        let lifecycle: Vec<_> = payloads.iter().map(PayloadRecord::lifecycle).collect();
+        for name in lifecycle::garbage(&lifecycle, release.expires, self.now()) {
+            self.step("untag")?;
+            self.untag(&name).await?;
+            self.step("remove")?;
+            if self
+                .records()
+                .remove(&name, "garbage collected", self.now())?
+            {
+                report.removed.push(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a payload's tag from the store. A layout store forgets the tag (`store gc` then
+    /// frees the blobs); a registry keeps it (the OCI distribution API deletes manifests, not
+    /// tags, and would delete every tag of the digest), which the event log says.
+    async fn untag(&self, name: &str) -> Result<(), ControllerError> {
+        match &self.forge.store {
+            Store::Layout(l) => l
+                .untag(name)
+                .map(|_| ())
+                .map_err(|e| ControllerError::Store(format!("untag {name}: {e}"))),
+            Store::Registry(_) => Ok(()),
+        }
+    }
+}
+
+/// How an outcome is recorded.
+fn run_end(o: &Outcome) -> RunEnd {
+    let state = match &o.state {
+        JobState::Succeeded => RunState::Succeeded,
+        JobState::Failed => RunState::Failed,
+        JobState::TimedOut => RunState::TimedOut,
+        JobState::Error(_) => RunState::Error,
+    };
+    let mut message = match (&o.state, o.exit_code) {
+        (JobState::Error(e), _) => Some(e.clone()),
+        (JobState::Failed, Some(code)) => Some(format!("exit code {code}")),
+        (JobState::TimedOut, _) => Some("timed out".into()),
+        _ => None,
+    };
+    if !o.notes.is_empty() {
+        let notes = o.notes.join("; ");
+        message = Some(match message {
+            Some(m) => format!("{m}; {notes}"),
+            None => notes,
+        });
+    }
+    let tests = (!o.tests.is_empty()).then(|| {
+        use crate::jobs::TestResult;
+        let mut t = TestCounts::default();
+        for case in &o.tests {
+            match &case.result {
+                TestResult::Passed => t.passed += 1,
+                TestResult::Skipped { .. } => t.skipped += 1,
+                TestResult::Failed { .. } => {
+                    t.failures += 1;
+                    if t.failed.len() < 20 {
+                        t.failed.push(case.name.clone());
+                    }
+                }
+            }
+        }
+        t
+    });
+    RunEnd {
+        state,
+        message,
+        tests,
+    }
+}
+
+/// RFC 3339 of unix seconds.
+pub fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(payload::new::rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+struct Quiet;
+
+impl payload::new::AssembleProgress for Quiet {
+    fn step(&self, _: &str, _: &str, _: usize, _: usize) {}
+}
+
+/// How long `controller run` sleeps at most between passes.
+pub const MAX_SLEEP: Duration = Duration::from_secs(60);

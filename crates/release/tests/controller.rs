@@ -1,0 +1,564 @@
+//! The release controller end to end on embedded defaults: real payloads assembled from real
+//! images in an OCI layout store, a real SQLite state file, and time from an injected clock. The
+//! jobs run through a scripted executor (the executors themselves are tested for real in
+//! tests/jobs.rs and tests/podman.rs), so the tests are deterministic and never sleep.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use build::run::Forge;
+use futures_util::future::BoxFuture;
+use oci::Layout;
+use release::controller::{Clock, Controller, CrashHook};
+use release::jobs::{Execution, Executor, Invocation, JobState};
+use release::lifecycle::{Override, Phase};
+use release::state::{Records, RunState};
+use testkit::release::ReleaseSet;
+
+const STREAM: &str = "okd-scos-4.17";
+const T0: i64 = 1_795_478_400; // 2026-11-24T00:00:00Z
+
+struct FakeClock(AtomicI64);
+
+impl Clock for FakeClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl FakeClock {
+    fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+/// Succeeds every run unless told otherwise; records what each run saw.
+#[derive(Default)]
+struct Scripted {
+    /// Per job: results of the next runs (true: success); then success.
+    results: Mutex<HashMap<String, VecDeque<bool>>>,
+    /// Per run: job name and its environment.
+    seen: Mutex<Vec<(String, BTreeMap<String, String>)>>,
+}
+
+impl Scripted {
+    fn fail(&self, job: &str, times: usize) {
+        self.results
+            .lock()
+            .unwrap()
+            .entry(job.into())
+            .or_default()
+            .extend(std::iter::repeat_n(false, times));
+    }
+
+    fn runs_of(&self, job: &str) -> Vec<BTreeMap<String, String>> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(j, _)| j == job)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+}
+
+impl Executor for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn execute<'a>(&'a self, inv: Invocation<'a>) -> BoxFuture<'a, Execution> {
+        let job = inv.run.job.name.clone();
+        let env = inv.env("/artifacts", "/shared");
+        let ok = self
+            .results
+            .lock()
+            .unwrap()
+            .get_mut(&job)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(true);
+        self.seen.lock().unwrap().push((job, env));
+        Box::pin(async move {
+            Execution {
+                state: if ok {
+                    JobState::Succeeded
+                } else {
+                    JobState::Failed
+                },
+                exit_code: Some(if ok { 0 } else { 1 }),
+                notes: Vec::new(),
+            }
+        })
+    }
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    forge: Arc<Forge>,
+    clock: Arc<FakeClock>,
+    jobs: Arc<Scripted>,
+}
+
+const JOBS: &str = r#"
+      verify:
+        e2e: { command: [./e2e.sh], max_retries: 1 }
+        upgrade: { command: [./upgrade.sh], upgrade_from: previous, optional: true }"#;
+
+impl Site {
+    /// A site whose stream has the standard images and this `release:` block body.
+    fn new(release: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n\
+             streams:\n  {STREAM}:\n    variant: okd-scos\n    branch: release-4.17\n    \
+             release:\n      name: 4.17.0-0.okd-scos\n{release}\n"
+        );
+        let path = dir.path().join("forge.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = build::config::load(&path).unwrap();
+        let forge = Forge::open(config, Default::default()).unwrap();
+        let site = Site {
+            dir,
+            forge: Arc::new(forge),
+            clock: Arc::new(FakeClock(AtomicI64::new(T0))),
+            jobs: Arc::new(Scripted::default()),
+        };
+        site.promote(ReleaseSet::standard("amd64"));
+        site
+    }
+
+    fn store(&self) -> std::path::PathBuf {
+        self.dir.path().join("var/store")
+    }
+
+    /// Writes `set` into the store and promotes it into the stream, as builds do.
+    fn promote(&self, set: ReleaseSet) {
+        let inputs = set.write(&self.store());
+        for (tag, c) in &inputs.components {
+            self.forge
+                .state
+                .promote(STREAM, tag, &c.digest.to_string(), None)
+                .unwrap();
+        }
+    }
+
+    /// The stream with a changed `cli` image (new content, new hash).
+    fn change(&self, n: usize) {
+        let set = ReleaseSet::standard("amd64").edit("cli", |i| {
+            i.label("io.openshift.build.commit.id", &format!("{n:040}"))
+        });
+        self.promote(set);
+    }
+
+    fn controller(&self) -> Arc<Controller> {
+        self.controller_with(None)
+    }
+
+    fn controller_with(&self, crash: Option<CrashHook>) -> Arc<Controller> {
+        let mut c = Controller::new(
+            self.forge.clone(),
+            self.jobs.clone(),
+            self.dir.path().join("var/jobs"),
+            self.clock.clone(),
+        )
+        .unwrap()
+        .with_check(
+            "consistency",
+            Arc::new(|_forge, p| {
+                Box::pin(async move {
+                    release::controller::CheckOutcome {
+                        passed: p.digest.is_some(),
+                        findings: Vec::new(),
+                    }
+                })
+            }),
+        );
+        if let Some(hook) = crash {
+            c = c.with_crash_hook(hook);
+        }
+        Arc::new(c)
+    }
+
+    fn records(&self) -> Records<'_> {
+        Records::new(&self.forge.state)
+    }
+
+    fn phases(&self) -> Vec<(String, Phase)> {
+        let mut v: Vec<_> = self
+            .records()
+            .payloads(STREAM)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.phase))
+            .collect();
+        v.reverse();
+        v
+    }
+
+    fn event_kinds(&self, payload: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .records()
+            .events(None, Some(payload), 1000)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        v.reverse();
+        v
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+const FIRST: &str = "4.17.0-0.okd-scos-2026-11-24-000000";
+
+#[test]
+fn a_payload_is_cut_verified_and_accepted_then_the_next_upgrades_from_it() {
+    let site = Site::new(&format!("      min_interval: 1h{JOBS}"));
+    let rt = rt();
+    let c = site.controller();
+    let report = rt.block_on(c.settle()).unwrap();
+    assert_eq!(report.streams[STREAM], format!("created {FIRST}"));
+    assert_eq!(site.phases(), [(FIRST.to_string(), Phase::Accepted)]);
+
+    // The payload is in the store under its name and reads back as a release.
+    let p = site.records().payload(FIRST).unwrap().unwrap();
+    let layout = Layout::open(site.store()).unwrap();
+    assert!(layout.tags().unwrap().contains(&FIRST.to_string()));
+    let digest = p.digest.clone().unwrap();
+    assert_eq!(
+        p.pull_spec.as_deref(),
+        Some(format!("okd-forge.local/okd@{digest}").as_str())
+    );
+    let info = rt
+        .block_on(payload::info::load(
+            &site.forge.sources,
+            &format!("docker://{}", p.pull_spec.as_ref().unwrap())
+                .parse()
+                .unwrap(),
+            None,
+        ))
+        .unwrap();
+    assert_eq!(info.name(), FIRST);
+    assert_eq!(p.inputs.len(), ReleaseSet::standard("amd64").images.len());
+
+    // The blocking job ran with ci-operator's environment; the upgrade job had nothing to
+    // upgrade from and passed without running, as the release controller does.
+    let e2e = site.jobs.runs_of("e2e");
+    assert_eq!(e2e.len(), 1);
+    assert_eq!(
+        e2e[0]["RELEASE_IMAGE_LATEST"],
+        *p.pull_spec.as_ref().unwrap()
+    );
+    assert_eq!(e2e[0]["JOB_NAME"], format!("{FIRST}-e2e"));
+    assert!(e2e[0]["OKD_FORGE_STORE"].ends_with("var/store"));
+    assert!(site.jobs.runs_of("upgrade").is_empty());
+    let runs = site.records().runs(FIRST).unwrap();
+    let upgrade = runs.iter().find(|r| r.job == "upgrade").unwrap();
+    assert_eq!(upgrade.state, RunState::Skipped);
+    assert!(upgrade
+        .message
+        .as_ref()
+        .unwrap()
+        .contains("no Accepted payload"));
+    // The event log: creation, then the check and both jobs (in any order), then the verdict.
+    let kinds = site.event_kinds(FIRST);
+    assert_eq!(kinds[..2], ["created", "ready"]);
+    assert_eq!(kinds.last().map(String::as_str), Some("accepted"));
+    let mut middle = kinds[2..kinds.len() - 1].to_vec();
+    middle.sort();
+    assert_eq!(
+        middle,
+        ["run-finished"; 3]
+            .into_iter()
+            .chain(["run-started"; 3])
+            .collect::<Vec<_>>()
+    );
+
+    // A pass with nothing new does nothing.
+    let again = rt.block_on(c.settle()).unwrap();
+    assert!(!again.changed(), "{again:?}");
+    assert_eq!(again.streams[STREAM], "unchanged");
+
+    // New content: not before min_interval; then the next payload upgrades from the first.
+    site.change(1);
+    site.clock.advance(600);
+    let r = rt.block_on(c.settle()).unwrap();
+    assert!(
+        r.streams[STREAM].starts_with("waiting until 2026-11-24T01:00:00Z"),
+        "{r:?}"
+    );
+    assert_eq!(
+        c.next_due().unwrap(),
+        Some(T0 + 3600),
+        "the controller knows when to come back"
+    );
+    site.clock.advance(3000);
+    rt.block_on(c.settle()).unwrap();
+    let second = "4.17.0-0.okd-scos-2026-11-24-010000";
+    assert_eq!(
+        site.phases(),
+        [
+            (FIRST.to_string(), Phase::Accepted),
+            (second.to_string(), Phase::Accepted)
+        ]
+    );
+    let upgrade = site.jobs.runs_of("upgrade");
+    assert_eq!(upgrade.len(), 1);
+    assert_eq!(
+        upgrade[0]["RELEASE_IMAGE_INITIAL"],
+        *p.pull_spec.as_ref().unwrap()
+    );
+    assert_eq!(upgrade[0]["JOB_NAME"], format!("{second}-upgrade"));
+}
+
+#[test]
+fn failed_jobs_are_retried_with_backoff_then_the_payload_is_rejected() {
+    let site = Site::new(JOBS);
+    site.jobs.fail("e2e", 2);
+    let rt = rt();
+    let c = site.controller();
+    rt.block_on(c.settle()).unwrap();
+    assert_eq!(site.phases(), [(FIRST.to_string(), Phase::Ready)]);
+    // The retry waits for its backoff (1 minute after the first failure).
+    assert_eq!(c.next_due().unwrap(), Some(T0 + 60));
+    site.clock.advance(59);
+    rt.block_on(c.settle()).unwrap();
+    assert_eq!(site.jobs.runs_of("e2e").len(), 1, "not before the backoff");
+    site.clock.advance(1);
+    rt.block_on(c.settle()).unwrap();
+    assert_eq!(site.jobs.runs_of("e2e").len(), 2);
+    assert_eq!(site.phases(), [(FIRST.to_string(), Phase::Rejected)]);
+    let p = site.records().payload(FIRST).unwrap().unwrap();
+    assert_eq!(p.reason.as_deref(), Some("e2e failed 2 time(s)"));
+
+    // A maintainer knows it was a flake: accepted by hand, recorded as an override.
+    let before = site
+        .records()
+        .decide_by_hand(
+            FIRST,
+            &Override::Accept("known flake, TRT-123".into()),
+            T0 + 100,
+        )
+        .unwrap();
+    assert_eq!(before, Phase::Rejected);
+    let p = site.records().payload(FIRST).unwrap().unwrap();
+    assert_eq!(p.phase, Phase::Accepted);
+    assert_eq!(
+        p.decided_by_hand,
+        Some(Override::Accept("known flake, TRT-123".into()))
+    );
+    let last = &site.records().events(None, Some(FIRST), 1).unwrap()[0];
+    assert_eq!(last.kind, "override");
+    assert_eq!(
+        last.message,
+        "Rejected → Accepted by hand: known flake, TRT-123"
+    );
+    // The controller leaves a decision by hand alone.
+    rt.block_on(c.settle()).unwrap();
+    assert_eq!(site.phases(), [(FIRST.to_string(), Phase::Accepted)]);
+}
+
+#[test]
+fn one_retry_that_passes_accepts() {
+    let site = Site::new(JOBS);
+    site.jobs.fail("e2e", 1);
+    let rt = rt();
+    let c = site.controller();
+    rt.block_on(c.settle()).unwrap();
+    site.clock.advance(60);
+    rt.block_on(c.settle()).unwrap();
+    assert_eq!(site.phases(), [(FIRST.to_string(), Phase::Accepted)]);
+    let states: Vec<RunState> = site
+        .records()
+        .runs(FIRST)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.job == "e2e")
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(states, [RunState::Failed, RunState::Succeeded]);
+}
+
+#[test]
+fn max_unready_holds_new_payloads_back_while_one_awaits_verification() {
+    let site = Site::new(&format!("      max_unready: 1{JOBS}"));
+    site.jobs.fail("e2e", 1);
+    let rt = rt();
+    let c = site.controller();
+    rt.block_on(c.settle()).unwrap();
+    site.change(1);
+    site.clock.advance(10);
+    let r = rt.block_on(c.settle()).unwrap();
+    assert_eq!(
+        r.streams[STREAM],
+        "blocked: 1 payload(s) await verification (max_unready: 1)"
+    );
+    assert_eq!(site.phases().len(), 1);
+    // Once the first is accepted (its retry passes), the new content is cut.
+    site.clock.advance(60);
+    rt.block_on(c.settle()).unwrap();
+    rt.block_on(c.settle()).unwrap();
+    let phases = site.phases();
+    assert_eq!(phases.len(), 2, "{phases:?}");
+    assert_eq!(phases[0].1, Phase::Accepted);
+    assert_eq!(phases[1].1, Phase::Accepted);
+}
+
+#[test]
+fn a_payload_that_cannot_be_assembled_fails() {
+    let site = Site::new(JOBS);
+    // A stream without the cluster-version-operator base image.
+    site.forge
+        .state
+        .transaction(|tx| {
+            tx.execute(
+                "DELETE FROM stream_tags WHERE tag = 'cluster-version-operator'",
+                [],
+            )
+        })
+        .unwrap();
+    let rt = rt();
+    let c = site.controller();
+    rt.block_on(c.settle()).unwrap();
+    let p = site.records().payload(FIRST).unwrap().unwrap();
+    assert_eq!(p.phase, Phase::Failed);
+    let reason = p.reason.unwrap();
+    assert!(reason.contains("cluster-version-operator"), "{reason}");
+    assert!(site.jobs.runs_of("e2e").is_empty());
+    // Its content is not cut again; new content is.
+    let r = rt.block_on(c.settle()).unwrap();
+    assert_eq!(r.streams[STREAM], "unchanged");
+    assert!(matches!(
+        site.records()
+            .decide_by_hand(FIRST, &Override::Accept("x".into()), T0),
+        Err(release::state::RecordError::CannotOverride { .. })
+    ));
+}
+
+#[test]
+fn garbage_collection_removes_old_payloads_from_the_store_and_the_records() {
+    let site = Site::new("      expires: 1h\n      verify:\n        e2e: { command: [./e2e.sh] }");
+    let rt = rt();
+    let c = site.controller();
+    // Eight accepted payloads, an hour apart, the second one pinned.
+    for n in 0..8 {
+        if n > 0 {
+            site.change(n);
+            site.clock.advance(3600);
+        }
+        rt.block_on(c.settle()).unwrap();
+        if n == 1 {
+            let name = site.phases()[1].0.clone();
+            site.records().keep(&name, true, T0).unwrap();
+        }
+    }
+    let names: Vec<String> = site.phases().into_iter().map(|(n, _)| n).collect();
+    // Kept: the newest five, and the pinned one; the first and third (older than 1h) are gone.
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert!(!names.contains(&FIRST.to_string()));
+    assert!(names.contains(&"4.17.0-0.okd-scos-2026-11-24-010000".to_string()));
+    assert!(!names.contains(&"4.17.0-0.okd-scos-2026-11-24-020000".to_string()));
+    let tags = Layout::open(site.store()).unwrap().tags().unwrap();
+    assert!(!tags.contains(&FIRST.to_string()));
+    for n in &names {
+        assert!(tags.contains(n), "{n} still in the store");
+    }
+    let removed = site.event_kinds(FIRST);
+    assert_eq!(removed.last().map(String::as_str), Some("removed"));
+    assert!(site.records().runs(FIRST).unwrap().is_empty());
+}
+
+/// What a converged site looks like, for comparing runs with and without a crash.
+fn summary(site: &Site) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, phase) in site.phases() {
+        out.push(format!("{name} {phase}"));
+        let mut counted: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        let runs = site.records().runs(&name).unwrap();
+        for r in &runs {
+            if r.state != RunState::Interrupted {
+                counted
+                    .entry(r.job.clone())
+                    .or_default()
+                    .push(r.state.as_str());
+            }
+        }
+        out.push(format!("{counted:?}"));
+        let mut kinds = site.event_kinds(&name);
+        kinds.retain(|k| !k.starts_with("run-"));
+        out.push(kinds.join(","));
+    }
+    out.push(format!(
+        "{:?}",
+        Layout::open(site.store())
+            .unwrap()
+            .tags()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.starts_with("4.17"))
+            .collect::<Vec<_>>()
+    ));
+    out
+}
+
+/// Two passes to quiet: the first payload accepted, then new content and a second payload,
+/// upgrade-tested from the first. Each pass runs on a controller with `hook`; when it crashes, a
+/// new controller resumes, as after a restart. Whether a crash happened.
+fn crash_and_resume(site: &Site, hook: &CrashHook, rt: &tokio::runtime::Runtime) -> bool {
+    let mut crashed = false;
+    for round in 0..2 {
+        if round == 1 {
+            site.change(1);
+            site.clock.advance(3600);
+        }
+        let c = site.controller_with(Some(hook.clone()));
+        if rt.block_on(c.settle()).is_err() {
+            crashed = true;
+            rt.block_on(c.wait());
+            drop(c);
+            rt.block_on(site.controller().settle()).unwrap();
+        }
+    }
+    crashed
+}
+
+#[test]
+fn a_crash_between_any_two_steps_then_a_resume_converges() {
+    let rt = rt();
+    // A run without a crash counts the steps.
+    let site = Site::new(JOBS);
+    let steps = Arc::new(AtomicUsize::new(0));
+    let counter = steps.clone();
+    let hook: CrashHook = Arc::new(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        false
+    });
+    assert!(!crash_and_resume(&site, &hook, &rt));
+    let want = summary(&site);
+    assert_eq!(
+        site.phases().iter().map(|p| p.1).collect::<Vec<_>>(),
+        [Phase::Accepted, Phase::Accepted]
+    );
+    let total = steps.load(Ordering::SeqCst);
+    assert!(total >= 12, "{total} steps");
+
+    for k in 1..=total {
+        let site = Site::new(JOBS);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let hook: CrashHook = Arc::new(move |_| counter.fetch_add(1, Ordering::SeqCst) + 1 == k);
+        assert!(crash_and_resume(&site, &hook, &rt), "step {k}: no crash");
+        assert_eq!(summary(&site), want, "crash at step {k}");
+        assert_no_leftovers(&site.store());
+    }
+}
+
+fn assert_no_leftovers(store: &Path) {
+    for e in std::fs::read_dir(store.join("blobs/sha256")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(!name.contains(".tmp") && !name.starts_with('.'), "{name}");
+    }
+}
