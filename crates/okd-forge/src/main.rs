@@ -3,6 +3,7 @@
 
 mod build;
 mod config;
+mod controller;
 mod image;
 mod progress;
 mod release;
@@ -45,6 +46,10 @@ enum Command {
     /// Check the configuration (forge.yaml), print its JSON Schema, import ci-operator configs.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Run the release controller: cut payloads from the streams, verify, accept or reject, collect
+    /// garbage.
+    #[command(subcommand)]
+    Controller(controller::ControllerCommand),
     /// Copy, inspect and list images in registries and OCI layouts.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Build(a) => build::build(a, cli.output).await,
             Command::Config(c) => config::run(c, cli.output),
+            Command::Controller(c) => controller::run(c, cli.output).await,
             Command::Image(c) => image::run(c, cli.output).await,
             Command::Store(c) => image::run_store(c, cli.output).await,
             Command::Release(c) => release::run(c, cli.output).await,

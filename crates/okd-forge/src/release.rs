@@ -38,6 +38,16 @@ pub enum ReleaseCommand {
     Extract(ExtractArgs),
     /// Compare two payloads: images added, removed, rebuilt and changed, with --changelog the commits.
     Diff(DiffArgs),
+    /// The payloads the controller cut: phase, verification, why rejected.
+    List(crate::controller::ListArgs),
+    /// One payload of the controller: its verification runs and its event log.
+    Show(crate::controller::ShowArgs),
+    /// Accept a payload by hand, whatever its jobs say; recorded as an override.
+    Accept(crate::controller::DecideArgs),
+    /// Reject a payload by hand, whatever its jobs say; recorded as an override.
+    Reject(crate::controller::DecideArgs),
+    /// Pin a payload so garbage collection never removes it (--unpin undoes it).
+    Keep(crate::controller::KeepArgs),
 }
 
 /// Where content and caches live.
@@ -188,6 +198,11 @@ pub async fn run(cmd: ReleaseCommand, output: Output) -> Result<()> {
         ReleaseCommand::Info(a) => info(a, output).await,
         ReleaseCommand::Extract(a) => extract(a, output).await,
         ReleaseCommand::Diff(a) => diff(a, output).await,
+        ReleaseCommand::List(a) => crate::controller::list(a, output),
+        ReleaseCommand::Show(a) => crate::controller::show(a, output),
+        ReleaseCommand::Accept(a) => crate::controller::decide(a, true, output),
+        ReleaseCommand::Reject(a) => crate::controller::decide(a, false, output),
+        ReleaseCommand::Keep(a) => crate::controller::keep(a, output),
     }
 }
 

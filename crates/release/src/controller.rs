@@ -21,7 +21,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use build::config::{Release, Store as StoreConfig, UpgradeFrom};
 use build::run::Forge;
@@ -154,7 +153,8 @@ impl Controller {
             forge,
             executor,
             pools: Arc::new(pools),
-            jobs_dir,
+            // Recorded with each run: absolute, so it holds from any directory.
+            jobs_dir: std::path::absolute(&jobs_dir).unwrap_or(jobs_dir),
             clock,
             checks: Vec::new(),
             crash: None,
@@ -856,6 +856,3 @@ struct Quiet;
 impl payload::new::AssembleProgress for Quiet {
     fn step(&self, _: &str, _: &str, _: usize, _: usize) {}
 }
-
-/// How long `controller run` sleeps at most between passes.
-pub const MAX_SLEEP: Duration = Duration::from_secs(60);

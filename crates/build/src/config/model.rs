@@ -1118,7 +1118,21 @@ streams:
     fn settings() {
         let c = ok("store: docker://registry.example.com/okd\nstate: db.sqlite\nparallelism: 3\n");
         assert_eq!(c.store, Store::Registry("registry.example.com/okd".into()));
+        assert_eq!(c.store_name, "registry.example.com/okd");
         assert_eq!(c.state, PathBuf::from("/cfg/db.sqlite"));
+        assert_eq!(ok("").store_name, DEFAULT_STORE_NAME);
+        assert_eq!(
+            ok("store_name: localhost:8080/okd/content\n").store_name,
+            "localhost:8080/okd/content"
+        );
+        assert_eq!(
+            one_error("store_name: okd\n"),
+            "forge.yaml:1:13: store_name: 'okd' is not a repository HOST[:PORT]/REPO"
+        );
+        assert_eq!(
+            one_error("store: docker://r.example.com/okd\nstore_name: localhost/okd\n"),
+            "forge.yaml:2:13: store_name: only a layout store is named by store_name; a registry store's images are named by its repository"
+        );
         assert_eq!(c.parallelism.get(), 3);
         assert_eq!(
             one_error("parallelism: 0\n"),

@@ -1,0 +1,384 @@
+//! `okd-forge controller run|sync`, and the payload records: `okd-forge release
+//! list|show|accept|reject|keep`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::release::controller::{rfc3339, Controller, Report, SystemClock};
+use ::release::jobs::{Executor, LocalExecutor, PodmanExecutor};
+use ::release::lifecycle::Override;
+use ::release::state::Records;
+use anyhow::{bail, Context, Result};
+use build::config::Config;
+use build::run::{self, Forge};
+use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::{presets, Table};
+use serde_json::json;
+
+use crate::config::ConfigFile;
+use crate::image::{print_json, Access};
+use crate::Output;
+
+/// `controller` subcommands.
+#[derive(Subcommand)]
+pub enum ControllerCommand {
+    /// Reconcile until stopped: cut payloads when streams change, verify, decide, collect garbage.
+    Run(RunArgs),
+    /// One reconcile: cut what is due, run the due jobs to their end, record the verdicts, collect
+    /// garbage; then exit. Running it again with nothing new changes nothing.
+    Sync(SyncArgs),
+}
+
+/// Where jobs run.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorKind {
+    /// Local processes, in the job's run directory.
+    Local,
+    /// Podman containers of each job's `image` (`podman --runtime runc run`).
+    Podman,
+}
+
+/// What both `controller` subcommands take.
+#[derive(Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    config: ConfigFile,
+    /// Where verification jobs run.
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    executor: ExecutorKind,
+    #[command(flatten)]
+    access: Access,
+}
+
+/// Arguments of `controller run`.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    common: ControllerArgs,
+    /// Seconds between passes when nothing is due sooner.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
+}
+
+/// Arguments of `controller sync`.
+#[derive(Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    common: ControllerArgs,
+}
+
+/// Opens the controller; holds `var/controller.lock` so that one controller runs per state.
+fn open(a: &ControllerArgs) -> Result<(Arc<Controller>, std::fs::File)> {
+    let config = a.config.load()?;
+    if !config.streams.values().any(|s| s.release.is_some()) {
+        bail!(
+            "{}: no stream has a `release:` block; add one (docs/guide/controller.md)",
+            a.config.config.display()
+        );
+    }
+    let (var, _) = run::dirs(&config);
+    std::fs::create_dir_all(&var).with_context(|| format!("create {}", var.display()))?;
+    let lock_path = var.join("controller.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "another okd-forge controller runs on {} (it holds {}); stop it first",
+            config.state.display(),
+            lock_path.display()
+        );
+    }
+    let executor: Arc<dyn Executor> = match a.executor {
+        ExecutorKind::Local => Arc::new(LocalExecutor::new()),
+        ExecutorKind::Podman => Arc::new(PodmanExecutor::new()),
+    };
+    let forge = Forge::open(config, a.access.options(None)?)?;
+    let controller = Controller::new(
+        Arc::new(forge),
+        executor,
+        var.join("jobs"),
+        Arc::new(SystemClock),
+    )?;
+    Ok((Arc::new(controller), lock))
+}
+
+/// Run a `controller` command.
+pub async fn run(cmd: ControllerCommand, output: Output) -> Result<()> {
+    match cmd {
+        ControllerCommand::Sync(a) => {
+            let (c, _lock) = open(&a.common)?;
+            let report = c.settle().await?;
+            print_report(&report, output);
+            Ok(())
+        }
+        ControllerCommand::Run(a) => {
+            let (c, _lock) = open(&a.common)?;
+            eprintln!("controller running; stop with Ctrl-C (running jobs are stopped)");
+            let interval = Duration::from_secs(a.interval);
+            loop {
+                let report = c.pass().await?;
+                if report.changed() || !report.problems.is_empty() {
+                    print_report(&report, output);
+                }
+                // Sleep until something is due, a job ends, or the interval passes.
+                let now = ::release::jobs::now();
+                let sleep = match c.next_due()? {
+                    Some(t) => Duration::from_secs((t - now).max(1) as u64).min(interval),
+                    None => interval,
+                };
+                let wait = async {
+                    if c.busy() {
+                        // Poll for ends of jobs at least every few seconds.
+                        tokio::time::sleep(sleep.min(Duration::from_secs(5))).await;
+                    } else {
+                        tokio::time::sleep(sleep).await;
+                    }
+                };
+                tokio::select! {
+                    _ = wait => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+fn print_report(r: &Report, output: Output) {
+    if output == Output::Json {
+        print_json(r);
+        return;
+    }
+    for (stream, decision) in &r.streams {
+        println!("{stream}: {decision}");
+    }
+    for t in &r.transitions {
+        println!("{t}");
+    }
+    for l in &r.launched {
+        println!("ran {l}");
+    }
+    for g in &r.removed {
+        println!("removed {g}");
+    }
+    for p in &r.problems {
+        eprintln!("warning: {p}");
+    }
+}
+
+/// Arguments of `release list`.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only this stream (default: every stream with a `release:` block).
+    stream: Option<String>,
+    #[command(flatten)]
+    config: ConfigFile,
+}
+
+/// Arguments of `release show`.
+#[derive(Args)]
+pub struct ShowArgs {
+    /// The payload's name.
+    name: String,
+    #[command(flatten)]
+    config: ConfigFile,
+}
+
+/// Arguments of `release accept` and `release reject`.
+#[derive(Args)]
+pub struct DecideArgs {
+    /// The payload's name.
+    name: String,
+    /// Why (recorded with the override and shown with the payload).
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    config: ConfigFile,
+}
+
+/// Arguments of `release keep`.
+#[derive(Args)]
+pub struct KeepArgs {
+    /// The payload's name.
+    name: String,
+    /// Let garbage collection remove it again.
+    #[arg(long)]
+    unpin: bool,
+    #[command(flatten)]
+    config: ConfigFile,
+}
+
+fn state(config: &Config) -> Result<build::state::State> {
+    Ok(build::state::State::open(&config.state)?)
+}
+
+/// `release list`.
+pub fn list(a: ListArgs, output: Output) -> Result<()> {
+    let config = a.config.load()?;
+    let streams: Vec<String> = match &a.stream {
+        Some(s) if config.streams.get(s).is_some_and(|s| s.release.is_some()) => vec![s.clone()],
+        Some(s) => bail!(
+            "stream '{s}' has no `release:` block in {}",
+            a.config.config.display()
+        ),
+        None => config
+            .streams
+            .iter()
+            .filter(|(_, s)| s.release.is_some())
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
+    let state = state(&config)?;
+    let records = Records::new(&state);
+    let mut all = Vec::new();
+    for s in &streams {
+        for p in records.payloads(s)? {
+            let runs = records.runs(&p.name)?;
+            all.push((p, runs));
+        }
+    }
+    if output == Output::Json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|(p, runs)| json!({ "payload": p, "runs": runs }))
+            .collect();
+        print_json(&v);
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header(["NAME", "PHASE", "CREATED", "VERIFICATION", "REASON"]);
+    for (p, runs) in &all {
+        let mut jobs: Vec<String> = Vec::new();
+        for r in runs {
+            let line = format!("{} {}", r.job, r.state.as_str());
+            if let Some(i) = jobs
+                .iter()
+                .position(|j| j.split(' ').next() == Some(&r.job))
+            {
+                jobs[i] = line;
+            } else {
+                jobs.push(line);
+            }
+        }
+        t.add_row([
+            p.name.clone(),
+            p.phase.to_string() + if p.keep { " (kept)" } else { "" },
+            rfc3339(p.created),
+            jobs.join(", "),
+            p.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// `release show`.
+pub fn show(a: ShowArgs, output: Output) -> Result<()> {
+    let config = a.config.load()?;
+    let state = state(&config)?;
+    let records = Records::new(&state);
+    let Some(p) = records.payload(&a.name)? else {
+        bail!(
+            "no payload named '{}'; `okd-forge release list` shows the payloads",
+            a.name
+        );
+    };
+    let runs = records.runs(&p.name)?;
+    let events = records.events(None, Some(&p.name), 200)?;
+    if output == Output::Json {
+        print_json(&json!({ "payload": p, "runs": runs, "events": events }));
+        return Ok(());
+    }
+    println!("Name:      {}", p.name);
+    println!("Stream:    {}", p.stream);
+    println!(
+        "Phase:     {}{}",
+        p.phase,
+        if p.keep { " (kept)" } else { "" }
+    );
+    if let Some(r) = &p.reason {
+        println!("Reason:    {r}");
+    }
+    println!("Created:   {}", rfc3339(p.created));
+    if let Some(s) = &p.pull_spec {
+        println!("Pull spec: {s}");
+    }
+    println!("Images:    {}", p.inputs.len());
+    if !runs.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(presets::NOTHING);
+        t.set_header(["JOB", "ATTEMPT", "STATE", "TESTS", "DETAIL", "ARTIFACTS"]);
+        for r in &runs {
+            let tests = r.tests.as_ref().map_or(String::new(), |t| {
+                format!(
+                    "{} passed, {} failed, {} skipped",
+                    t.passed, t.failures, t.skipped
+                )
+            });
+            t.add_row([
+                r.job.clone(),
+                r.attempt.to_string(),
+                r.state.as_str().to_string(),
+                tests,
+                r.message.clone().unwrap_or_default(),
+                r.dir
+                    .as_ref()
+                    .map(|d| format!("{d}/{}", r.id))
+                    .unwrap_or_default(),
+            ]);
+        }
+        println!("\nVerification:\n{t}");
+    }
+    println!("\nEvents:");
+    for e in events.iter().rev() {
+        println!("  {}  {:<13} {}", rfc3339(e.at), e.kind, e.message);
+    }
+    Ok(())
+}
+
+/// `release accept` and `release reject`.
+pub fn decide(a: DecideArgs, accept: bool, output: Output) -> Result<()> {
+    let config = a.config.load()?;
+    let state = state(&config)?;
+    let decision = if accept {
+        Override::Accept(a.reason.clone())
+    } else {
+        Override::Reject(a.reason.clone())
+    };
+    let before = Records::new(&state).decide_by_hand(&a.name, &decision, ::release::jobs::now())?;
+    let after = if accept { "Accepted" } else { "Rejected" };
+    match output {
+        Output::Json => print_json(
+            &json!({ "name": a.name, "from": before, "to": after.to_lowercase(), "reason": a.reason }),
+        ),
+        _ => println!("{}: {before} → {after} (by hand: {})", a.name, a.reason),
+    }
+    Ok(())
+}
+
+/// `release keep`.
+pub fn keep(a: KeepArgs, output: Output) -> Result<()> {
+    let config = a.config.load()?;
+    let state = state(&config)?;
+    if !Records::new(&state).keep(&a.name, !a.unpin, ::release::jobs::now())? {
+        bail!(
+            "no payload named '{}'; `okd-forge release list` shows the payloads",
+            a.name
+        );
+    }
+    let what = if a.unpin {
+        "unpinned"
+    } else {
+        "kept: garbage collection leaves it"
+    };
+    match output {
+        Output::Json => print_json(&json!({ "name": a.name, "keep": !a.unpin })),
+        _ => println!("{}: {what}", a.name),
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! `okd-forge controller sync|run` and `okd-forge release list|show|accept|reject|keep` on
+//! embedded defaults: images in an OCI layout store, the SQLite state file, and verification jobs
+//! that run for real as local processes (reading the payload with `okd-forge release info`,
+//! writing JUnit results).
+
+mod common;
+
+use std::path::Path;
+
+use common::Forge;
+use serde_json::Value;
+use testkit::release::ReleaseSet;
+
+const STREAM: &str = "okd-scos-4.17";
+
+/// A job that reads its payload back with okd-forge and writes JUnit results.
+const E2E: &str = r#"set -e
+"$FORGE" release info "$RELEASE_IMAGE_LATEST" --output json > "$ARTIFACT_DIR/release-info.json"
+echo "tested $JOB_NAME build $BUILD_ID"
+cat > "$ARTIFACT_DIR/junit_e2e.xml" <<EOF
+<testsuite name="e2e" tests="2"><testcase name="install"/><testcase name="[sig-network] pods talk"/></testsuite>
+EOF
+"#;
+
+fn site() -> Forge {
+    let f = Forge::new();
+    let home = f.home.path();
+    let config = format!(
+        r#"store: var/store
+state: var/forge.db
+variants: {{ okd-scos: {{}} }}
+streams:
+  {STREAM}:
+    variant: okd-scos
+    branch: release-4.17
+    release:
+      name: 4.17.0-0.okd-scos
+      verify:
+        e2e:
+          command: [sh, -c, {e2e}]
+          env: {{ FORGE: {forge} }}
+        upgrade: {{ command: ["false"], upgrade_from: previous, optional: true }}
+"#,
+        e2e = serde_json::to_string(E2E).unwrap(),
+        forge = env!("CARGO_BIN_EXE_okd-forge"),
+    );
+    std::fs::write(home.join("forge.yaml"), config).unwrap();
+    promote(home, ReleaseSet::standard("amd64"));
+    f
+}
+
+/// Writes the images into the store and promotes them into the stream, as builds do.
+fn promote(home: &Path, set: ReleaseSet) {
+    let inputs = set.write(&home.join("var/store"));
+    let state = build::state::State::open(&home.join("var/forge.db")).unwrap();
+    for (tag, c) in &inputs.components {
+        state
+            .promote(STREAM, tag, &c.digest.to_string(), None)
+            .unwrap();
+    }
+}
+
+fn payloads(f: &Forge) -> Vec<Value> {
+    f.json(&["release", "list", "--output", "json"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn sync_cuts_verifies_and_accepts_a_payload_with_real_jobs() {
+    let f = site();
+    let out = f.ok(&["controller", "sync"]);
+    let list = payloads(&f);
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let p = &list[0]["payload"];
+    let name = p["name"].as_str().unwrap();
+    assert!(name.starts_with("4.17.0-0.okd-scos-20"), "{name}");
+    assert!(out.contains(&format!("{STREAM}: created {name}")), "{out}");
+    assert!(out.contains(&format!("{name}: Accepted")), "{out}");
+    assert_eq!(p["phase"], "accepted");
+
+    // The e2e job ran as a local process in Prow's layout, read the payload, left JUnit results.
+    let runs = list[0]["runs"].as_array().unwrap();
+    let e2e = runs.iter().find(|r| r["job"] == "e2e").unwrap();
+    assert_eq!(e2e["state"], "succeeded", "{e2e:#}");
+    assert_eq!(e2e["tests"]["passed"], 2);
+    let dir = Path::new(e2e["dir"].as_str().unwrap()).join(e2e["id"].to_string());
+    for file in [
+        "started.json",
+        "finished.json",
+        "build-log.txt",
+        "artifacts/junit_e2e.xml",
+    ] {
+        assert!(
+            dir.join(file).is_file(),
+            "{} missing",
+            dir.join(file).display()
+        );
+    }
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("artifacts/release-info.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["digest"], p["digest"]);
+    let log = std::fs::read_to_string(dir.join("build-log.txt")).unwrap();
+    assert!(
+        log.contains(&format!("tested {name}-e2e build {}", e2e["id"])),
+        "{log}"
+    );
+    let finished: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("finished.json")).unwrap()).unwrap();
+    assert_eq!(finished["result"], "SUCCESS");
+    // The upgrade job had nothing to upgrade from: skipped, never run (its command would fail).
+    let upgrade = runs.iter().find(|r| r["job"] == "upgrade").unwrap();
+    assert_eq!(upgrade["state"], "skipped");
+
+    // Again: nothing new, nothing done.
+    let again = f.ok(&["controller", "sync"]);
+    assert_eq!(again.trim(), format!("{STREAM}: unchanged"));
+    assert_eq!(
+        payloads(&f)[0]["runs"].as_array().unwrap().len(),
+        runs.len()
+    );
+
+    // Rejected by hand, with the reason; shown with the payload and in its event log.
+    let out = f.ok(&[
+        "release",
+        "reject",
+        name,
+        "--reason",
+        "kernel panics on boot (OKD-42)",
+    ]);
+    assert_eq!(
+        out.trim(),
+        format!("{name}: Accepted → Rejected (by hand: kernel panics on boot (OKD-42))")
+    );
+    let shown = f.ok(&["release", "show", name]);
+    assert!(shown.contains("Phase:     Rejected"), "{shown}");
+    assert!(
+        shown.contains("Reason:    kernel panics on boot (OKD-42)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("override      Accepted → Rejected by hand"),
+        "{shown}"
+    );
+    let table = f.ok(&["release", "list"]);
+    assert!(table.contains("Rejected"), "{table}");
+    assert!(table.contains("e2e succeeded, upgrade skipped"), "{table}");
+
+    // Pinned.
+    f.ok(&["release", "keep", name]);
+    assert_eq!(payloads(&f)[0]["payload"]["keep"], true);
+
+    // Errors name what is wrong.
+    let err = f.fails(&[
+        "release",
+        "accept",
+        "4.17.0-0.okd-scos-1999-01-01-000000",
+        "--reason",
+        "x",
+    ]);
+    assert!(
+        err.contains("no payload named '4.17.0-0.okd-scos-1999-01-01-000000'"),
+        "{err}"
+    );
+    let out = f.cmd().args(["release", "accept", name]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reason <REASON>"));
+}
+
+#[test]
+fn a_failing_blocking_job_rejects_the_payload() {
+    let f = site();
+    let config = f.home.path().join("forge.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("set -e\\n", "echo broken >&2; exit 3\\n"),
+    )
+    .unwrap();
+    f.ok(&["controller", "sync"]);
+    let list = payloads(&f);
+    let p = &list[0]["payload"];
+    assert_eq!(p["phase"], "rejected", "{list:#?}");
+    assert_eq!(p["reason"], "e2e failed 1 time(s)");
+    let e2e = list[0]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["job"] == "e2e")
+        .unwrap()
+        .clone();
+    assert_eq!(e2e["state"], "failed");
+    assert_eq!(e2e["message"], "exit code 3");
+}
+
+#[test]
+fn one_controller_per_state() {
+    let f = site();
+    let mut run = f.std_cmd();
+    run.args(["controller", "run", "--interval", "3600"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = run.spawn().unwrap();
+    // Wait until it has cut its payload (it holds the lock from the start).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while payloads(&f)
+        .first()
+        .is_none_or(|p| p["payload"]["phase"] != "accepted")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "controller run did not accept the payload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let err = f.fails(&["controller", "sync"]);
+    assert!(err.contains("another okd-forge controller runs"), "{err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its lock went with it.
+    f.ok(&["controller", "sync"]);
+}
+
+#[test]
+fn a_configuration_without_release_settings_is_refused() {
+    let f = Forge::new();
+    std::fs::write(
+        f.home.path().join("forge.yaml"),
+        "variants: { okd-scos: {} }\nstreams:\n  s: { variant: okd-scos, branch: release-4.17 }\n",
+    )
+    .unwrap();
+    let err = f.fails(&["controller", "sync"]);
+    assert!(err.contains("no stream has a `release:` block"), "{err}");
+}
