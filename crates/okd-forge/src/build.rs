@@ -91,7 +91,11 @@ pub async fn build(args: BuildArgs, output: Output) -> Result<()> {
     report(&results, output)
 }
 
-async fn reconcile(forge: &Arc<Forge>, req: &Request, output: Output) -> Result<Vec<ImageResult>> {
+pub(crate) async fn reconcile(
+    forge: &Arc<Forge>,
+    req: &Request,
+    output: Output,
+) -> Result<Vec<ImageResult>> {
     let progress = Arc::new(BuildProgress::new(output == Output::Json));
     let results = run::reconcile(forge.clone(), req, progress.clone())
         .await
@@ -101,7 +105,7 @@ async fn reconcile(forge: &Arc<Forge>, req: &Request, output: Output) -> Result<
 }
 
 /// Prints the summary; an error when any image failed.
-fn report(results: &[ImageResult], output: Output) -> Result<()> {
+pub(crate) fn report(results: &[ImageResult], output: Output) -> Result<()> {
     let failed = results.iter().filter(|r| r.failed()).count();
     if output == Output::Json {
         crate::image::print_json(&serde_json::json!({ "images": results, "failed": failed }));

@@ -79,6 +79,29 @@ fn open(a: &ControllerArgs) -> Result<(Arc<Controller>, std::fs::File)> {
     }
     let (var, _) = run::dirs(&config);
     std::fs::create_dir_all(&var).with_context(|| format!("create {}", var.display()))?;
+    let lock = lock(&var, &config)?;
+    Ok((controller(config, a)?, lock))
+}
+
+/// A controller on `config` (no lock: `test-pr` runs beside a running controller).
+fn controller(config: Config, a: &ControllerArgs) -> Result<Arc<Controller>> {
+    let var = run::dirs(&config).0;
+    let executor: Arc<dyn Executor> = match a.executor {
+        ExecutorKind::Local => Arc::new(LocalExecutor::new()),
+        ExecutorKind::Podman => Arc::new(PodmanExecutor::new()),
+    };
+    let forge = Forge::open(config, a.access.options(None)?)?;
+    let controller = Controller::new(
+        Arc::new(forge),
+        executor,
+        var.join("jobs"),
+        Arc::new(SystemClock),
+    )?;
+    Ok(Arc::new(controller))
+}
+
+/// Takes `var/controller.lock`, held while the returned file is open.
+fn lock(var: &std::path::Path, config: &Config) -> Result<std::fs::File> {
     let lock_path = var.join("controller.lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -93,18 +116,7 @@ fn open(a: &ControllerArgs) -> Result<(Arc<Controller>, std::fs::File)> {
             lock_path.display()
         );
     }
-    let executor: Arc<dyn Executor> = match a.executor {
-        ExecutorKind::Local => Arc::new(LocalExecutor::new()),
-        ExecutorKind::Podman => Arc::new(PodmanExecutor::new()),
-    };
-    let forge = Forge::open(config, a.access.options(None)?)?;
-    let controller = Controller::new(
-        Arc::new(forge),
-        executor,
-        var.join("jobs"),
-        Arc::new(SystemClock),
-    )?;
-    Ok((Arc::new(controller), lock))
+    Ok(lock)
 }
 
 /// Run a `controller` command.
@@ -379,6 +391,94 @@ pub fn keep(a: KeepArgs, output: Output) -> Result<()> {
     match output {
         Output::Json => print_json(&json!({ "name": a.name, "keep": !a.unpin })),
         _ => println!("{}: {what}", a.name),
+    }
+    Ok(())
+}
+
+/// Arguments of `test-pr`.
+#[derive(Args)]
+pub struct TestPrArgs {
+    /// The stream whose latest Accepted payload the change is tested on.
+    #[arg(long)]
+    stream: String,
+    /// The component to build.
+    #[arg(long)]
+    component: String,
+    /// The git ref to build: a full ref (refs/pull/123/head, refs/heads/NAME), a tag, or a 40-hex
+    /// commit id.
+    #[arg(long = "ref", value_name = "REF")]
+    git_ref: String,
+    #[command(flatten)]
+    common: ControllerArgs,
+}
+
+/// `test-pr`: build a component at a ref, overlay it on the stream's latest Accepted payload as an
+/// ephemeral payload, run the stream's checks and jobs once, report; promote nothing.
+pub async fn test_pr(a: TestPrArgs, output: Output) -> Result<()> {
+    let config = a.common.config.load()?;
+    let c = controller(config, &a.common)?;
+    c.test_base(&a.stream)?;
+    let forge = c.forge().clone();
+    let req = build::run::Request {
+        streams: vec![a.stream.clone()],
+        components: vec![a.component.clone()],
+        jobs: forge.config.parallelism.get(),
+        git_ref: Some(a.git_ref.clone()),
+        force: Default::default(),
+    };
+    let results = crate::build::reconcile(&forge, &req, Output::Json).await?;
+    if results.iter().any(|r| r.failed()) {
+        crate::build::report(&results, output)?;
+    }
+    let overlay: std::collections::BTreeMap<String, String> = results
+        .iter()
+        .filter_map(|r| Some((r.key.tag.clone(), r.digest.clone()?)))
+        .collect();
+    let commit = results
+        .iter()
+        .find_map(|r| r.commit.clone())
+        .unwrap_or_default();
+    let label = format!("test-{}", &commit[..commit.len().min(12)]);
+    let report = c.test_payload(&a.stream, &overlay, &label).await?;
+    if output == Output::Json {
+        print_json(&json!({ "images": results, "test": report }));
+    } else {
+        println!(
+            "Tested {} ({} at {}) on {}: {}",
+            report.payload,
+            a.component,
+            commit,
+            report.base,
+            if report.passed { "passed" } else { "FAILED" }
+        );
+        let mut t = Table::new();
+        t.load_preset(presets::NOTHING);
+        t.set_header(["CHECK/JOB", "RESULT", "TESTS", "DETAIL", "ARTIFACTS"]);
+        for r in &report.results {
+            let tests = r.tests.as_ref().map_or(String::new(), |t| {
+                format!(
+                    "{} passed, {} failed, {} skipped",
+                    t.passed, t.failures, t.skipped
+                )
+            });
+            t.add_row([
+                r.name.clone() + if r.optional { " (optional)" } else { "" },
+                r.state.as_str().to_string(),
+                tests,
+                r.message.clone().unwrap_or_default(),
+                r.dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+    }
+    if !report.passed {
+        bail!(
+            "a blocking check or job failed on {}; nothing was promoted",
+            report.payload
+        );
     }
     Ok(())
 }

@@ -62,6 +62,9 @@ enum Command {
     /// Show what the build stage promoted into a stream, and each tag's history.
     #[command(subcommand)]
     Stream(build::StreamCommand),
+    /// Test a change: build a component at a git ref, overlay it on the stream's latest Accepted
+    /// payload, run the stream's checks and jobs; promote nothing.
+    TestPr(controller::TestPrArgs),
     /// Poll the components' branches and build what changed; rebuild streams on their schedule.
     Watch(build::WatchArgs),
 }
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             Command::Store(c) => image::run_store(c, cli.output).await,
             Command::Release(c) => release::run(c, cli.output).await,
             Command::Stream(c) => build::stream(c, cli.output),
+            Command::TestPr(a) => controller::test_pr(a, cli.output).await,
             Command::Watch(a) => build::watch(a, cli.output).await,
         }
     });

@@ -234,3 +234,105 @@ fn a_configuration_without_release_settings_is_refused() {
     let err = f.fails(&["controller", "sync"]);
     assert!(err.contains("no stream has a `release:` block"), "{err}");
 }
+
+const TEST_PR: &[&str] = &[
+    "test-pr",
+    "--stream",
+    STREAM,
+    "--component",
+    "cli",
+    "--ref",
+    "refs/heads/pr-7",
+];
+
+#[test]
+fn test_pr_overlays_a_built_change_on_the_accepted_payload_and_promotes_nothing() {
+    let f = site();
+    let home = f.home.path().to_path_buf();
+    // The cli component is built natively from a git repository, on a busybox base.
+    let bases = oci::Layout::create(home.join("bases")).unwrap();
+    testkit::release::ImageBuilder::new(oci::manifest::host_arch())
+        .layer(testkit::release::busybox_userland(&["sh"]))
+        .write(&bases, Some("busybox"));
+    let up = testkit::git::Upstream::init(home.join("upstream/cli"));
+    std::fs::write(up.dir().join("VERSION"), "cli 1\n").unwrap();
+    up.git(&["add", "-A"]);
+    up.commit("version 1");
+    up.branch("release-4.17", "main");
+    up.branch("pr-7", "release-4.17");
+    std::fs::write(up.dir().join("VERSION"), "cli 2\n").unwrap();
+    let pr_commit = up.commit("OCPBUGS-7: cli 2");
+    let config = home.join("forge.yaml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "streams:",
+        &format!(
+            "components:\n  cli:\n    git: {}\n    images:\n      - to: cli\n        native:\n          \
+             command: [sh, -c, 'mkdir -p _out && cp VERSION _out/']\n          \
+             outputs: ['_out/VERSION:/usr/share/cli/VERSION']\n          base: oci:{}:busybox\n        versions: {{ kubectl: 1.31.0 }}\n\
+             streams:",
+            up.url(),
+            home.join("bases").display()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    // Nothing Accepted yet: nothing to test against.
+    let err = f.fails(TEST_PR);
+    assert!(err.contains("no Accepted payload to test against"), "{err}");
+
+    f.ok(&["controller", "sync"]);
+    let accepted = payloads(&f)[0]["payload"].clone();
+    let out = f.json(TEST_PR);
+    let built = &out["images"][0];
+    assert_eq!(built["commit"], pr_commit.as_str());
+    assert_eq!(built["promoted"], false);
+    let test = &out["test"];
+    assert_eq!(test["passed"], true, "{test:#}");
+    assert_eq!(test["base"], accepted["name"]);
+    let name = test["payload"].as_str().unwrap();
+    assert_eq!(
+        name,
+        format!(
+            "{}-test-{}",
+            accepted["name"].as_str().unwrap(),
+            &pr_commit[..12]
+        )
+    );
+    // The job tested the ephemeral payload: its cli is the change, the rest the Accepted payload's.
+    let e2e = test["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "e2e")
+        .unwrap();
+    assert_eq!(e2e["state"], "succeeded");
+    let dir = Path::new(e2e["dir"].as_str().unwrap());
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("artifacts/release-info.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["metadata"]["version"], name);
+    let tags = info["references"]["spec"]["tags"].as_array().unwrap();
+    let from = |tag: &str| {
+        tags.iter().find(|t| t["name"] == tag).unwrap()["from"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(from("cli").ends_with(built["digest"].as_str().unwrap()));
+    assert!(from("hyperkube").ends_with(accepted["inputs"]["hyperkube"].as_str().unwrap()));
+    // The upgrade job ran from the Accepted payload (its command fails; it is informing only).
+    let upgrade = test["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "upgrade")
+        .unwrap();
+    assert_eq!(upgrade["state"], "failed");
+
+    // Nothing promoted: the stream, its payloads and the store's tags are as before.
+    assert_eq!(payloads(&f).len(), 1);
+    let tags = f.ok(&["stream", "tags", STREAM]);
+    assert!(!tags.contains(built["digest"].as_str().unwrap()), "{tags}");
+    let store = oci::Layout::open(home.join("var/store")).unwrap();
+    assert!(!store.tags().unwrap().contains(&name.to_string()));
+}

@@ -67,6 +67,9 @@ pub enum ControllerError {
     /// A store could not be read or written.
     #[error("{0}")]
     Store(String),
+    /// The request cannot be carried out as asked (no such stream, nothing to test against).
+    #[error("{0}")]
+    Usage(String),
     /// A simulated crash (tests).
     #[error("crashed at {0}")]
     Crashed(String),
@@ -113,6 +116,21 @@ pub struct CheckOutcome {
     pub passed: bool,
     /// What it found, one line each (problems first).
     pub findings: Vec<String>,
+}
+
+impl CheckOutcome {
+    /// How the run of the check is recorded.
+    pub fn end(&self) -> RunEnd {
+        RunEnd {
+            state: if self.passed {
+                RunState::Succeeded
+            } else {
+                RunState::Failed
+            },
+            message: (!self.findings.is_empty()).then(|| self.findings.join("\n")),
+            tests: None,
+        }
+    }
 }
 
 /// The controller of every stream with a `release:` block.
@@ -584,16 +602,7 @@ impl Controller {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id);
-        let outcome = check(self.forge.clone(), p.clone()).await;
-        let end = RunEnd {
-            state: if outcome.passed {
-                RunState::Succeeded
-            } else {
-                RunState::Failed
-            },
-            message: (!outcome.findings.is_empty()).then(|| outcome.findings.join("\n")),
-            tests: None,
-        };
+        let end = check(self.forge.clone(), p.clone()).await.end();
         let result = self
             .step("check-finish")
             .and_then(|()| Ok(self.records().finish_run(id, &end, self.now())?));
@@ -652,6 +661,26 @@ impl Controller {
                 .ok_or_else(|| format!("{} has no pull spec", q.name)),
             None => Err(format!("no Accepted payload to upgrade from ({from})")),
         })
+    }
+
+    /// What runs for a `verify:` entry: its settings, and with a layout store `OKD_FORGE_STORE`,
+    /// so that okd-forge commands in the job find the payload in the store by digest.
+    fn job_spec(&self, name: &str, job: &build::config::Verify) -> JobSpec {
+        let mut env = job.env.clone();
+        if let StoreConfig::Layout(dir) = &self.forge.config.store {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            env.entry("OKD_FORGE_STORE".into())
+                .or_insert_with(|| dir.display().to_string());
+        }
+        JobSpec {
+            name: name.to_string(),
+            command: job.command.clone(),
+            image: job.image.clone(),
+            env,
+            timeout: job.timeout,
+            leases: job.leases.clone(),
+            workdir: None,
+        }
     }
 
     /// Records a run and starts it in the background; false if this attempt was started before.
@@ -719,23 +748,8 @@ impl Controller {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id);
-        let mut env = job.env.clone();
-        if let StoreConfig::Layout(dir) = &self.forge.config.store {
-            // okd-forge commands in the job find the payload in the store by digest.
-            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-            env.entry("OKD_FORGE_STORE".into())
-                .or_insert_with(|| dir.display().to_string());
-        }
         let run = JobRun {
-            job: JobSpec {
-                name: name.to_string(),
-                command: job.command.clone(),
-                image: job.image.clone(),
-                env,
-                timeout: job.timeout,
-                leases: job.leases.clone(),
-                workdir: None,
-            },
+            job: self.job_spec(name, job),
             payload: pull_spec,
             initial,
             job_name,
@@ -761,6 +775,133 @@ impl Controller {
             .unwrap_or_else(|e| e.into_inner())
             .spawn(spawn);
         Ok(true)
+    }
+
+    /// What [`Controller::test_payload`] tests on: the stream's release settings and its newest
+    /// Accepted payload.
+    pub fn test_base(&self, stream: &str) -> Result<(Release, PayloadRecord), ControllerError> {
+        let release = self
+            .forge
+            .config
+            .streams
+            .get(stream)
+            .and_then(|s| s.release.clone())
+            .ok_or_else(|| {
+                ControllerError::Usage(format!("stream '{stream}' has no `release:` block"))
+            })?;
+        let base = self
+            .records()
+            .payloads(stream)?
+            .into_iter()
+            .find(|p| p.phase == Phase::Accepted)
+            .ok_or_else(|| {
+                ControllerError::Usage(format!(
+                    "stream '{stream}' has no Accepted payload to test against; run `okd-forge controller sync` first"
+                ))
+            })?;
+        Ok((release, base))
+    }
+
+    /// Tests a change without promoting anything (`okd-forge test-pr`): the newest Accepted payload
+    /// of `stream` with `overlay` (tag → digest of images in the store) replacing its images,
+    /// assembled as an ephemeral payload `<its name>-<label>`, pushed to the store, verified once
+    /// by every check and job of the stream (upgrade jobs from that Accepted payload), and untagged
+    /// again. Nothing is recorded in the stream's payloads; the runs' directories are under
+    /// `<jobs dir>/test/`.
+    pub async fn test_payload(
+        &self,
+        stream: &str,
+        overlay: &BTreeMap<String, String>,
+        label: &str,
+    ) -> Result<TestReport, ControllerError> {
+        let (release, base) = self.test_base(stream)?;
+        let mut inputs = base.inputs.clone();
+        inputs.extend(overlay.iter().map(|(t, d)| (t.clone(), d.clone())));
+        let now = self.now();
+        let ephemeral = PayloadRecord {
+            name: format!("{}-{label}", base.name),
+            stream: stream.to_string(),
+            phase: Phase::Ready,
+            created: now,
+            hash: String::new(),
+            inputs,
+            digest: None,
+            pull_spec: None,
+            reason: None,
+            decided_by_hand: None,
+            keep: false,
+            updated: now,
+        };
+        let built = self
+            .assemble(&ephemeral)
+            .await
+            .map_err(ControllerError::Usage)?;
+        payload::new::push(
+            &built,
+            &self.forge.copier,
+            &self.forge.store,
+            &ephemeral.name,
+        )
+        .await
+        .map_err(|e| ControllerError::Store(format!("push {}: {e}", ephemeral.name)))?;
+        let digest = built.digest.to_string();
+        let p = PayloadRecord {
+            digest: Some(digest.clone()),
+            pull_spec: Some(self.pull_spec(&digest)),
+            ..ephemeral
+        };
+        let mut results = Vec::new();
+        for (name, check) in &self.checks {
+            let end = check(self.forge.clone(), p.clone()).await.end();
+            results.push(TestResult {
+                name: name.clone(),
+                optional: false,
+                state: end.state,
+                message: end.message,
+                tests: None,
+                dir: None,
+            });
+        }
+        let runs = release.verify.iter().map(|(name, job)| {
+            let p = &p;
+            let base = &base;
+            async move {
+                let job_name = format!("{}-{name}", p.name);
+                let dir = self.jobs_dir.join("test").join(&job_name).join("1");
+                let run = JobRun {
+                    job: self.job_spec(name, job),
+                    payload: p.pull_spec.clone().unwrap_or_default(),
+                    initial: job
+                        .upgrade_from
+                        .as_ref()
+                        .and_then(|_| base.pull_spec.clone()),
+                    job_name,
+                    build_id: "1".into(),
+                    dir: dir.clone(),
+                };
+                let end = run_end(&run_job(self.executor.as_ref(), &self.pools, &run).await);
+                TestResult {
+                    name: name.clone(),
+                    optional: job.optional,
+                    state: end.state,
+                    message: end.message,
+                    tests: end.tests,
+                    dir: Some(dir),
+                }
+            }
+        });
+        results.extend(futures_util::future::join_all(runs).await);
+        self.untag(&p.name).await?;
+        let passed = results
+            .iter()
+            .all(|r| r.optional || matches!(r.state, RunState::Succeeded | RunState::Skipped));
+        Ok(TestReport {
+            payload: p.name,
+            pull_spec: p.pull_spec.unwrap_or_default(),
+            base: base.name,
+            results,
+            passed,
+        })
     }
 
     async fn collect_garbage(
@@ -797,6 +938,38 @@ impl Controller {
             Store::Registry(_) => Ok(()),
         }
     }
+}
+
+/// The results of [`Controller::test_payload`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TestReport {
+    /// The ephemeral payload's name.
+    pub payload: String,
+    /// Its pull spec (untagged again after the test; `store gc` frees it).
+    pub pull_spec: String,
+    /// The Accepted payload it was overlaid on.
+    pub base: String,
+    /// Every check and job.
+    pub results: Vec<TestResult>,
+    /// Whether every blocking check and job passed.
+    pub passed: bool,
+}
+
+/// One check or job of a [`TestReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    /// Its name.
+    pub name: String,
+    /// Informing only.
+    pub optional: bool,
+    /// How it ended.
+    pub state: RunState,
+    /// What happened.
+    pub message: Option<String>,
+    /// JUnit results.
+    pub tests: Option<TestCounts>,
+    /// The run's directory in Prow's layout.
+    pub dir: Option<PathBuf>,
 }
 
 /// How an outcome is recorded.
