@@ -4,10 +4,12 @@
 #   2. create three git repositories (a CVO stand-in, an operator with manifests, an operand)
 #   3. `okd-forge build`: build them with the native builder (no container engine), push the images
 #      to the registry, promote them into the stream okd-scos-4.17; a second run builds nothing
-#   4. cut a release payload from the stream's tags into the embedded store (var/store), show it,
-#      extract it
-#   5. merge a change into the operand, build again (only the operand), cut the next payload, diff
-#   6. garbage-collect the store
+#   4. `okd-forge controller sync`: the release controller cuts a payload from the stream, pushes it,
+#      runs its verification jobs as local processes (one reads the payload back and writes JUnit
+#      results; the upgrade job has nothing to upgrade from yet) and accepts it; show and extract it
+#   5. test a pull request to the operand with `okd-forge test-pr` (an ephemeral payload, nothing
+#      promoted), merge it, build again (only the operand), and let the controller cut, verify and
+#      accept the next payload, now upgrade-tested from the first; diff the two with the changelog
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -142,38 +144,60 @@ components:
           outputs: ["_out/demo-operand:/usr/bin/demo-operand"]
           base: $registry/okd/base:busybox
 streams:
-  okd-scos-4.17: { variant: okd-scos, branch: release-4.17 }
+  okd-scos-4.17:
+    variant: okd-scos
+    branch: release-4.17
+    release:                        # what the release controller does with the stream
+      name: 4.17.0-0.okd-scos       # payloads: 4.17.0-0.okd-scos-<UTC YYYY-MM-DD-HHMMSS>
+      max_unready: 1
+      verify:
+        e2e:                        # blocking; run as a local process with ci-operator's environment
+          command: [sh, -c, '"\$FORGE" release info "\$RELEASE_IMAGE_LATEST" --output json > "\$ARTIFACT_DIR/release-info.json" && printf "<testsuite name=\\"e2e\\"><testcase name=\\"payload reads back\\"/></testsuite>" > "\$ARTIFACT_DIR/junit.xml"']
+          env: { FORGE: $PWD/$forge }
+          max_retries: 1
+        upgrade:                    # informing; from the newest Accepted payload
+          command: [sh, -c, 'echo "upgrade from \$RELEASE_IMAGE_INITIAL to \$RELEASE_IMAGE_LATEST"']
+          upgrade_from: previous
+          optional: true
 YAML
 cat "$work/forge.yaml"
 
 cfg=(--config "$work/forge.yaml")
-first=4.17.0-0.okd-scos-2026-11-24-100000
-second=4.17.0-0.okd-scos-2026-11-24-110000
+# The names of the stream's payloads, oldest first.
+payloads() { $forge release list okd-scos-4.17 "${cfg[@]}" --output json | sed -n 's/^ *"name": "\(4\.17[^"]*\)",*$/\1/p' | sort; }
 set -x
 $forge config check "${cfg[@]}"
 $forge build "${cfg[@]}"
 $forge build "${cfg[@]}"
 $forge image inspect "docker://$registry/okd/content:okd-scos-4.17_demo-operand"
-$forge stream tags okd-scos-4.17 "${cfg[@]}" > "$work/images-1.txt"
-cat "$work/images-1.txt"
-$forge release new --name "$first" --mapping-file "$work/images-1.txt" --to oci:var/store
-$forge release info "oci:var/store:$first"
-$forge release extract "oci:var/store:$first" --to "$work/manifests"
+$forge stream tags okd-scos-4.17 "${cfg[@]}"
+$forge controller sync "${cfg[@]}"
+{ set +x; } 2>/dev/null
+first=$(payloads | tail -1)
+set -x
+$forge release list "${cfg[@]}"
+$forge release show "$first" "${cfg[@]}"
+$forge release info "docker://$registry/okd/content:$first"
+$forge release extract "docker://$registry/okd/content:$first" --to "$work/manifests"
 cat "$work/manifests/0000_50_demo-operator_deployment.yaml"
+$forge controller sync "${cfg[@]}"
 { set +x; } 2>/dev/null
 
-echo "==> a pull request to demo-operand merges into release-4.17; build again and cut the next payload"
+echo "==> a pull request to demo-operand: test it on the Accepted payload, merge it, build, verify the next payload"
 sed -i 's/^echo "demo-operand for/echo "demo-operand v2 for/' "$work/upstream/demo-operand/demo-operand.sh"
 g demo-operand checkout -q -b fix release-4.17
 g demo-operand commit -q -am "OCPBUGS-1234: demo-operand says which version it is"
 g demo-operand checkout -q release-4.17
+set -x
+$forge test-pr --stream okd-scos-4.17 --component demo-operand --ref refs/heads/fix "${cfg[@]}"
 g demo-operand merge -q --no-ff fix -m "Merge pull request #2 from demo/fix" \
   -m "OCPBUGS-1234: demo-operand says which version it is"
-set -x
 $forge build "${cfg[@]}"
 $forge stream history okd-scos-4.17 demo-operand "${cfg[@]}"
-$forge stream tags okd-scos-4.17 "${cfg[@]}" > "$work/images-2.txt"
-$forge release new --name "$second" --mapping-file "$work/images-2.txt" --previous "$first" --to oci:var/store
-$forge release diff "oci:var/store:$first" "oci:var/store:$second" --changelog
-$forge store gc
+$forge controller sync "${cfg[@]}"
+{ set +x; } 2>/dev/null
+second=$(payloads | tail -1)
+set -x
+$forge release list "${cfg[@]}"
+$forge release diff "docker://$registry/okd/content:$first" "docker://$registry/okd/content:$second" --changelog
 { set +x; } 2>/dev/null

@@ -168,14 +168,8 @@ fn print_report(r: &Report, output: Output) {
     for (stream, decision) in &r.streams {
         println!("{stream}: {decision}");
     }
-    for t in &r.transitions {
-        println!("{t}");
-    }
-    for l in &r.launched {
-        println!("ran {l}");
-    }
-    for g in &r.removed {
-        println!("removed {g}");
+    for a in &r.actions {
+        println!("{a}");
     }
     for p in &r.problems {
         eprintln!("warning: {p}");

@@ -83,22 +83,86 @@ pub type CrashHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// Per stream, what creation decided: `created NAME`, `unchanged`, `waiting until …`,
-    /// `blocked: …`, `no images`.
+    /// `blocked: …`, `no images yet`.
     pub streams: BTreeMap<String, String>,
-    /// Transitions made: `NAME: Ready`, `NAME: Accepted`, …
-    pub transitions: Vec<String>,
-    /// Runs launched: `NAME/JOB attempt N`.
-    pub launched: Vec<String>,
-    /// Payloads garbage collection removed.
-    pub removed: Vec<String>,
+    /// What it did, in order.
+    pub actions: Vec<Action>,
     /// Problems that did not stop the pass.
     pub problems: Vec<String>,
+}
+
+/// One thing a pass did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// A payload entered a phase.
+    Phase {
+        /// The payload.
+        payload: String,
+        /// Its new phase.
+        phase: Phase,
+        /// Why (Rejected, Failed).
+        reason: Option<String>,
+    },
+    /// A check or job started.
+    Started {
+        /// The payload.
+        payload: String,
+        /// The check or job.
+        job: String,
+        /// Its attempt.
+        attempt: u32,
+    },
+    /// Garbage collection removed a payload.
+    Removed {
+        /// The payload.
+        payload: String,
+    },
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Phase {
+                payload,
+                phase,
+                reason: None,
+            } => write!(f, "{payload}: {phase}"),
+            Action::Phase {
+                payload,
+                phase,
+                reason: Some(why),
+            } => write!(f, "{payload}: {phase} ({why})"),
+            Action::Started {
+                payload,
+                job,
+                attempt,
+            } => write!(f, "{payload}: started {job} (attempt {attempt})"),
+            Action::Removed { payload } => write!(f, "{payload}: removed by garbage collection"),
+        }
+    }
 }
 
 impl Report {
     /// Whether the pass changed anything.
     pub fn changed(&self) -> bool {
-        !self.transitions.is_empty() || !self.launched.is_empty() || !self.removed.is_empty()
+        !self.actions.is_empty()
+    }
+
+    fn phase(&mut self, payload: &str, phase: Phase, reason: Option<&str>) {
+        self.actions.push(Action::Phase {
+            payload: payload.to_string(),
+            phase,
+            reason: reason.map(str::to_string),
+        });
+    }
+
+    fn started(&mut self, payload: &str, job: &str, attempt: u32) {
+        self.actions.push(Action::Started {
+            payload: payload.to_string(),
+            job: job.to_string(),
+            attempt,
+        });
     }
 }
 
@@ -297,16 +361,17 @@ impl Controller {
         let mut all = Report::default();
         loop {
             let r = self.pass().await?;
-            let launched = !r.launched.is_empty();
+            let launched = r
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Started { .. }));
             // What the passes decided per stream; a later "unchanged" hides nothing.
             for (stream, decision) in r.streams {
                 if decision != "unchanged" || !all.streams.contains_key(&stream) {
                     all.streams.insert(stream, decision);
                 }
             }
-            all.transitions.extend(r.transitions);
-            all.launched.extend(r.launched);
-            all.removed.extend(r.removed);
+            all.actions.extend(r.actions);
             all.problems.extend(r.problems);
             if !launched {
                 return Ok(all);
@@ -408,7 +473,7 @@ impl Controller {
                         inputs: &inputs,
                     })?;
                     if created {
-                        report.transitions.push(format!("{name}: Pending"));
+                        report.phase(&name, Phase::Pending, None);
                         format!("created {name}")
                     } else {
                         // Another payload of this stream has this name (the same second).
@@ -435,11 +500,9 @@ impl Controller {
             Ok(b) => b,
             Err(e) => {
                 self.step("fail")?;
-                if self
-                    .records()
-                    .fail(&p.name, &format!("creation failed: {e}"), now)?
-                {
-                    report.transitions.push(format!("{}: Failed", p.name));
+                let why = format!("creation failed: {e}");
+                if self.records().fail(&p.name, &why, now)? {
+                    report.phase(&p.name, Phase::Failed, Some(&why));
                 }
                 return Ok(());
             }
@@ -452,8 +515,9 @@ impl Controller {
             self.records()
                 .note(&p.stream, Some(&p.name), "push-failed", &message, now)?;
             if self.records().count_events(&p.name, "push-failed")? >= PUSH_ATTEMPTS {
-                self.records().fail(&p.name, &message, now)?;
-                report.transitions.push(format!("{}: Failed", p.name));
+                if self.records().fail(&p.name, &message, now)? {
+                    report.phase(&p.name, Phase::Failed, Some(&message));
+                }
             } else {
                 report
                     .problems
@@ -467,7 +531,7 @@ impl Controller {
             .records()
             .ready(&p.name, &digest, &self.pull_spec(&digest), now)?
         {
-            report.transitions.push(format!("{}: Ready", p.name));
+            report.phase(&p.name, Phase::Ready, None);
         }
         Ok(())
     }
@@ -536,16 +600,12 @@ impl Controller {
             }
             let attempt = attempts(&gate.name) + 1;
             if let Some((_, check)) = self.checks.iter().find(|(n, _)| *n == gate.name) {
+                report.started(&p.name, &gate.name, attempt);
                 self.run_check(p, &gate.name, check.clone(), attempt)
                     .await?;
-                report
-                    .launched
-                    .push(format!("{}/{} attempt {attempt}", p.name, gate.name));
             } else if let Some(job) = release.verify.get(&gate.name) {
                 if self.launch(p, &gate.name, job, attempt)? {
-                    report
-                        .launched
-                        .push(format!("{}/{} attempt {attempt}", p.name, gate.name));
+                    report.started(&p.name, &gate.name, attempt);
                 }
             }
         }
@@ -561,15 +621,13 @@ impl Controller {
                     "every blocking job and check passed",
                     self.now(),
                 )? {
-                    report.transitions.push(format!("{}: Accepted", p.name));
+                    report.phase(&p.name, Phase::Accepted, None);
                 }
             }
             Verdict::Reject(why) => {
                 self.step("reject")?;
                 if self.records().decide(&p.name, false, &why, self.now())? {
-                    report
-                        .transitions
-                        .push(format!("{}: Rejected ({why})", p.name));
+                    report.phase(&p.name, Phase::Rejected, Some(&why));
                 }
             }
         }
@@ -920,7 +978,7 @@ impl Controller {
                 .records()
                 .remove(&name, "garbage collected", self.now())?
             {
-                report.removed.push(name);
+                report.actions.push(Action::Removed { payload: name });
             }
         }
         Ok(())
