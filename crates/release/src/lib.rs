@@ -1,11 +1,13 @@
 //! The release stage of okd-forge. So far: [`lifecycle`], the payload lifecycle's decisions (when to
 //! cut a payload, when to (re)launch a job, accept or reject, what garbage collection removes) as pure
-//! functions of the facts and the time; and [`jobs`], the verification jobs run against a payload —
+//! functions of the facts and the time; [`jobs`], the verification jobs run against a payload —
 //! user commands with ci-operator's environment (`RELEASE_IMAGE_LATEST`, `RELEASE_IMAGE_INITIAL`,
 //! `ARTIFACT_DIR`, `SHARED_DIR`, `JOB_NAME`, `BUILD_ID`, `LEASED_RESOURCE`), a timeout, leases from
 //! scarce-resource pools, JUnit results, and Prow's artifact layout, run by a local process or a
-//! podman container behind one [`jobs::Executor`] trait. The release controller (streams, the
-//! payload lifecycle, promotion) is to come, on top of it.
+//! podman container behind one [`jobs::Executor`] trait; and [`checks`], the built-in blocking checks
+//! run against every payload with no user script (its consistency, and the base-image policy of its
+//! component images). The release controller (streams, the payload lifecycle, promotion) is to come,
+//! on top of it.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -31,5 +33,6 @@
 //! # });
 //! ```
 
+pub mod checks;
 pub mod jobs;
 pub mod lifecycle;
