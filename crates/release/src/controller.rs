@@ -33,6 +33,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
+use crate::checks;
 use crate::jobs::leases::LeasePools;
 use crate::jobs::{run_job, Executor, JobRun, JobSpec, JobState, Outcome};
 use crate::lifecycle::{self, Creation, Gate, JobStatus, Phase, Run, Verdict};
@@ -182,6 +183,26 @@ pub struct CheckOutcome {
     pub findings: Vec<String>,
 }
 
+impl From<checks::CheckResult> for CheckOutcome {
+    fn from(r: checks::CheckResult) -> CheckOutcome {
+        CheckOutcome {
+            passed: r.passed,
+            findings: r.problems.into_iter().chain(r.notes).collect(),
+        }
+    }
+}
+
+/// The payload's reference, for the checks; a failed check when it has none.
+fn payload_ref(p: &PayloadRecord) -> Result<oci::ImageRef, CheckOutcome> {
+    let spec = p.pull_spec.as_deref().unwrap_or_default();
+    format!("docker://{spec}")
+        .parse()
+        .map_err(|e| CheckOutcome {
+            passed: false,
+            findings: vec![format!("{}: pull spec '{spec}': {e}", p.name)],
+        })
+}
+
 impl CheckOutcome {
     /// How the run of the check is recorded.
     pub fn end(&self) -> RunEnd {
@@ -247,7 +268,8 @@ impl Controller {
         })
     }
 
-    /// Adds a built-in blocking check, run once on every Ready payload.
+    /// Adds a blocking check, run once on every Ready payload of every stream, after the built-in
+    /// ones a stream's `checks:` turn on.
     pub fn with_check(mut self, name: &str, check: Check) -> Controller {
         self.checks.push((name.to_string(), check));
         self
@@ -288,10 +310,48 @@ impl Controller {
         self.clock.now()
     }
 
+    /// The checks of a stream: the built-in ones its `checks:` turn on, then those added with
+    /// [`Controller::with_check`].
+    fn checks_of(&self, release: &Release) -> Vec<(String, Check)> {
+        let mut out: Vec<(String, Check)> = Vec::new();
+        if release.checks.consistency {
+            out.push((
+                checks::CONSISTENCY.to_string(),
+                Arc::new(|forge: Arc<Forge>, p: PayloadRecord| {
+                    Box::pin(async move {
+                        match payload_ref(&p) {
+                            Ok(r) => checks::consistency(&forge.sources, &r).await.into(),
+                            Err(e) => e,
+                        }
+                    })
+                }),
+            ));
+        }
+        if let Some(policy) = &release.checks.base_image_policy {
+            let policy = Arc::new(policy.clone());
+            out.push((
+                checks::BASE_IMAGE_POLICY.to_string(),
+                Arc::new(move |forge: Arc<Forge>, p: PayloadRecord| {
+                    let policy = policy.clone();
+                    Box::pin(async move {
+                        match payload_ref(&p) {
+                            Ok(r) => checks::base_image_policy(&forge.sources, &r, &policy)
+                                .await
+                                .into(),
+                            Err(e) => e,
+                        }
+                    })
+                }),
+            ));
+        }
+        out.extend(self.checks.iter().cloned());
+        out
+    }
+
     /// The gates of a stream: its built-in checks (blocking, no retries) and its jobs.
     fn gates(&self, release: &Release) -> Vec<Gate> {
         let mut gates: Vec<Gate> = self
-            .checks
+            .checks_of(release)
             .iter()
             .map(|(name, _)| Gate {
                 name: name.clone(),
@@ -599,7 +659,11 @@ impl Controller {
                 continue;
             }
             let attempt = attempts(&gate.name) + 1;
-            if let Some((_, check)) = self.checks.iter().find(|(n, _)| *n == gate.name) {
+            if let Some((_, check)) = self
+                .checks_of(release)
+                .iter()
+                .find(|(n, _)| *n == gate.name)
+            {
                 report.started(&p.name, &gate.name, attempt);
                 self.run_check(p, &gate.name, check.clone(), attempt)
                     .await?;
@@ -909,7 +973,7 @@ impl Controller {
             ..ephemeral
         };
         let mut results = Vec::new();
-        for (name, check) in &self.checks {
+        for (name, check) in &self.checks_of(&release) {
             let end = check(self.forge.clone(), p.clone()).await.end();
             results.push(TestResult {
                 name: name.clone(),

@@ -4,6 +4,8 @@
 //! - [`lifecycle`], its decisions (when to cut a payload, when to (re)launch a job, accept or
 //!   reject, what garbage collection removes) as pure functions of the facts and the time;
 //! - [`state`], its records (payloads, runs, the event log) in the state database;
+//! - [`checks`], the built-in blocking checks run against every payload with no user script (its
+//!   consistency, and the base-image policy of its component images);
 //! - [`jobs`], the verification jobs run against a payload — user commands with ci-operator's
 //!   environment (`RELEASE_IMAGE_LATEST`, `RELEASE_IMAGE_INITIAL`, `ARTIFACT_DIR`, `SHARED_DIR`,
 //!   `JOB_NAME`, `BUILD_ID`, `LEASED_RESOURCE`), a timeout, leases from scarce-resource pools,
@@ -34,6 +36,7 @@
 //! # });
 //! ```
 
+pub mod checks;
 pub mod controller;
 pub mod jobs;
 pub mod lifecycle;

@@ -325,6 +325,7 @@ mod tests {
                     )
                 })
                 .collect::<IndexMap<_, _>>(),
+            checks: Default::default(),
             promote: None,
         }
     }

@@ -163,7 +163,7 @@ impl Site {
         )
         .unwrap()
         .with_check(
-            "consistency",
+            "pushed",
             Arc::new(|_forge, p| {
                 Box::pin(async move {
                     release::controller::CheckOutcome {
@@ -221,7 +221,12 @@ fn a_payload_is_cut_verified_and_accepted_then_the_next_upgrades_from_it() {
     let c = site.controller();
     let report = rt.block_on(c.settle()).unwrap();
     assert_eq!(report.streams[STREAM], format!("created {FIRST}"));
-    assert_eq!(site.phases(), [(FIRST.to_string(), Phase::Accepted)]);
+    assert_eq!(
+        site.phases(),
+        [(FIRST.to_string(), Phase::Accepted)],
+        "{:#?}",
+        site.records().runs(FIRST).unwrap()
+    );
 
     // The payload is in the store under its name and reads back as a release.
     let p = site.records().payload(FIRST).unwrap().unwrap();
@@ -263,7 +268,19 @@ fn a_payload_is_cut_verified_and_accepted_then_the_next_upgrades_from_it() {
         .as_ref()
         .unwrap()
         .contains("no Accepted payload"));
-    // The event log: creation, then the check and both jobs (in any order), then the verdict.
+    // The built-in checks ran and passed on the real payload: the OS image is CentOS Stream
+    // CoreOS, the other fixtures have no os-release.
+    let check = |name: &str| runs.iter().find(|r| r.job == name).unwrap().clone();
+    assert_eq!(check("consistency").state, RunState::Succeeded);
+    let policy = check("base-image-policy");
+    assert_eq!(policy.state, RunState::Succeeded, "{policy:?}");
+    let notes = policy.message.unwrap();
+    assert!(
+        notes.contains("OS bases: no os-release (5 images), scos 9 (1 image)"),
+        "{notes}"
+    );
+    // The event log: creation, then the three checks and both jobs (in any order), then the
+    // verdict.
     let kinds = site.event_kinds(FIRST);
     assert_eq!(kinds[..2], ["created", "ready"]);
     assert_eq!(kinds.last().map(String::as_str), Some("accepted"));
@@ -271,9 +288,9 @@ fn a_payload_is_cut_verified_and_accepted_then_the_next_upgrades_from_it() {
     middle.sort();
     assert_eq!(
         middle,
-        ["run-finished"; 3]
+        ["run-finished"; 5]
             .into_iter()
-            .chain(["run-started"; 3])
+            .chain(["run-started"; 5])
             .collect::<Vec<_>>()
     );
 
@@ -405,6 +422,30 @@ fn max_unready_holds_new_payloads_back_while_one_awaits_verification() {
     assert_eq!(phases.len(), 2, "{phases:?}");
     assert_eq!(phases[0].1, Phase::Accepted);
     assert_eq!(phases[1].1, Phase::Accepted);
+}
+
+#[test]
+fn an_ocp_image_in_the_stream_is_rejected_by_the_base_image_policy() {
+    let site = Site::new(JOBS);
+    site.promote(ReleaseSet::standard("amd64").edit("cli", |i| {
+        i.label("com.redhat.component", "ose-cli-container")
+    }));
+    let rt = rt();
+    rt.block_on(site.controller().settle()).unwrap();
+    let p = site.records().payload(FIRST).unwrap().unwrap();
+    assert_eq!(p.phase, Phase::Rejected);
+    assert_eq!(
+        p.reason.as_deref(),
+        Some("base-image-policy failed 1 time(s)")
+    );
+    let runs = site.records().runs(FIRST).unwrap();
+    let policy = runs.iter().find(|r| r.job == "base-image-policy").unwrap();
+    let message = policy.message.as_deref().unwrap();
+    assert!(
+        message.starts_with("tag 'cli' (okd-forge.local/okd@sha256:")
+            && message.contains("label com.redhat.component=ose-cli-container"),
+        "{message}"
+    );
 }
 
 #[test]

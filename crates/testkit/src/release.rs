@@ -760,7 +760,10 @@ pub fn stream_coreos(arch: &str) -> ImageBuilder {
         .layer(vec![
             Entry::dir("usr/"),
             Entry::dir("usr/lib/"),
-            Entry::file("usr/lib/os-release", "NAME=\"CentOS Stream CoreOS\"\n"),
+            Entry::file(
+                "usr/lib/os-release",
+                "NAME=\"CentOS Stream CoreOS\"\nID=\"scos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"9\"\n",
+            ),
             Entry::dir("usr/bin/"),
             Entry::file("usr/bin/rpm-ostree", binary("rpm-ostree", arch, 4096)).mode(0o755),
         ])

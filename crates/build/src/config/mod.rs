@@ -2,6 +2,7 @@
 //! (what the program uses). Every error names `file:line:column` and the field.
 
 pub mod model;
+pub mod policy;
 pub mod raw;
 pub mod release;
 
@@ -16,7 +17,7 @@ pub use model::{
     Recipe, Revision, Store, Stream, StreamImage, Variant, DEFAULT_STORE_NAME,
 };
 pub use raw::RawConfig;
-pub use release::{Release, UpgradeFrom, Verify};
+pub use release::{Checks, Release, UpgradeFrom, Verify};
 
 /// The configuration file used when none is given.
 pub const DEFAULT_FILE: &str = "forge.yaml";

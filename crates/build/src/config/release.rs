@@ -39,10 +39,70 @@ pub struct RawRelease {
     #[serde(default)]
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub verify: IndexMap<String, RawVerify>,
+    /// The built-in blocking checks: `consistency` (default on) and `base_image_policy` (the
+    /// default policy unless given; `false` turns it off). See docs/guide/checks.md.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<RawChecks>,
     /// Promotion to stable releases. Not interpreted yet: any value is kept as is.
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promote: Option<serde_json::Value>,
+}
+
+/// The built-in checks of a stream.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Checks")]
+pub struct RawChecks {
+    /// Every referenced image exists and parses, and image-references is complete. Default true.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<bool>,
+    /// Which OS bases component images may have: `{ allow: [RULE…], deny: [RULE…] }` (a list left
+    /// out keeps the default), or `false` for no policy check. Default: Fedora, CentOS Stream and
+    /// UBI allowed, OCP (`ose-*`) images denied.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_image_policy: Option<PolicySetting>,
+}
+
+/// `base_image_policy:` as written: `false`/`true`, or a policy.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum PolicySetting {
+    /// `false`: off; `true`: the default policy.
+    Enabled(bool),
+    /// A policy.
+    Policy(super::policy::Policy),
+}
+
+impl<'de> Deserialize<'de> for PolicySetting {
+    // By hand rather than `untagged`, so that a mistake inside a policy is reported as itself
+    // (with its line), not as "matches no variant".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = PolicySetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a policy { allow: [...], deny: [...] }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<PolicySetting, E> {
+                Ok(PolicySetting::Enabled(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<PolicySetting, A::Error> {
+                super::policy::Policy::deserialize(serde::de::value::MapAccessDeserializer::new(
+                    map,
+                ))
+                .map(PolicySetting::Policy)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// One verification job.
@@ -113,8 +173,29 @@ pub struct Release {
     pub expires: Option<Duration>,
     /// Verification jobs (not disabled), in file order.
     pub verify: IndexMap<String, Verify>,
+    /// The built-in checks.
+    pub checks: Checks,
     /// The `promote:` block, not interpreted yet.
     pub promote: Option<serde_json::Value>,
+}
+
+/// The built-in checks of a stream, checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Checks {
+    /// Run the consistency check.
+    pub consistency: bool,
+    /// Run the base-image policy check with this policy.
+    pub base_image_policy: Option<super::policy::Policy>,
+}
+
+impl Default for Checks {
+    /// Both checks, the default policy.
+    fn default() -> Checks {
+        Checks {
+            consistency: true,
+            base_image_policy: Some(Default::default()),
+        }
+    }
 }
 
 /// A verification job, checked.
@@ -318,6 +399,17 @@ pub(super) fn release(
         min_interval,
         expires,
         verify,
+        checks: match raw.checks {
+            None => Checks::default(),
+            Some(c) => Checks {
+                consistency: c.consistency.unwrap_or(true),
+                base_image_policy: match c.base_image_policy {
+                    None | Some(PolicySetting::Enabled(true)) => Some(Default::default()),
+                    Some(PolicySetting::Enabled(false)) => None,
+                    Some(PolicySetting::Policy(p)) => Some(p),
+                },
+            },
+        },
         promote: raw.promote,
     }
 }
@@ -437,6 +529,43 @@ streams:
             Some("quay.io/okd/tests:4.17")
         );
         assert_eq!(r.promote, Some(serde_json::json!({ "every": "14d" })));
+        assert_eq!(r.checks, Checks::default(), "both checks by default");
+    }
+
+    #[test]
+    fn checks_are_on_by_default_and_take_a_policy() {
+        let checks = |yaml: &str| {
+            let c = parse(
+                &format!("{BASE}      name: 4.17.0-0.okd-scos\n      checks: {yaml}\n"),
+                "forge.yaml",
+                Path::new("/cfg"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            c.streams["okd-scos-4.17"].release.clone().unwrap().checks
+        };
+        assert_eq!(checks("{}"), Checks::default());
+        assert_eq!(
+            checks("{ consistency: false, base_image_policy: false }"),
+            Checks {
+                consistency: false,
+                base_image_policy: None
+            }
+        );
+        let custom =
+            checks("{ base_image_policy: { allow: [ { id: centos, version_id: \"9\" } ] } }");
+        let policy = custom.base_image_policy.unwrap();
+        assert_eq!(policy.allow.len(), 1);
+        assert_eq!(
+            policy.deny,
+            crate::config::policy::Policy::default().deny,
+            "a list left out keeps the default"
+        );
+        let p = problems(
+            "      name: 4.17.0-0.okd-scos\n      checks: { base_image_policy: { allow: [ { idd: centos } ] } }\n",
+        );
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("forge.yaml:14:"), "{p:?}");
+        assert!(p[0].contains("idd"), "{p:?}");
     }
 
     #[test]
