@@ -109,7 +109,7 @@ impl Site {
     fn new(release: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
-            "store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n\
+            "store: var/store\nstate: var/forge.db\nleases: {{ quota: 1 }}\nvariants: {{ okd-scos: {{}} }}\n\
              streams:\n  {STREAM}:\n    variant: okd-scos\n    branch: release-4.17\n    \
              release:\n      name: 4.17.0-0.okd-scos\n{release}\n"
         );
@@ -446,6 +446,24 @@ fn an_ocp_image_in_the_stream_is_rejected_by_the_base_image_policy() {
             && message.contains("label com.redhat.component=ose-cli-container"),
         "{message}"
     );
+}
+
+#[test]
+fn jobs_take_leases_from_the_configured_pools() {
+    let site = Site::new(
+        "      verify:\n        a: { command: [a], leases: [quota] }\n        b: { command: [b], leases: [quota] }",
+    );
+    let rt = rt();
+    rt.block_on(site.controller().settle()).unwrap();
+    assert_eq!(site.phases(), [(FIRST.to_string(), Phase::Accepted)]);
+    for job in ["a", "b"] {
+        let runs = site.jobs.runs_of(job);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            runs[0]["LEASED_RESOURCE"], "quota-0",
+            "one lease, one holder at a time"
+        );
+    }
 }
 
 #[test]
