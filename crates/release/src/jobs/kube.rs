@@ -453,7 +453,11 @@ impl KubernetesExecutor {
         let start_deadline = Instant::now() + self.start_timeout;
         let mut errors = 0;
         loop {
-            let why = match pods.observe().await {
+            let observed = pods.observe().await;
+            if observed.is_ok() {
+                errors = 0;
+            }
+            let why = match observed {
                 Ok(Observed::Pending(why)) => why,
                 Ok(Observed::Running | Observed::Exited { .. }) => break,
                 Ok(Observed::Fatal(why)) => {
@@ -504,9 +508,10 @@ impl KubernetesExecutor {
         // The command runs: follow its log and the artifacts container's, until it ends or times
         // out.
         let timeout_at = Instant::now() + job.timeout;
-        let scratch = scratch_file(inv.log);
+        // Removed when this function returns or its future is dropped.
+        let scratch = Scratch(scratch_file(inv.log));
         let mut logs = pin!(pods.follow_log(inv.log));
-        let mut artifacts = pin!(pods.collect_artifacts(&scratch, inv.artifacts));
+        let mut artifacts = pin!(pods.collect_artifacts(&scratch.0, inv.artifacts));
         let mut logs_done: Option<Vec<String>> = None;
         let mut artifacts_done: Option<Result<(), String>> = None;
         let mut errors = 0;
@@ -554,7 +559,6 @@ impl KubernetesExecutor {
         if !deleted {
             guard.delete(self.grace).await;
         }
-        let _ = std::fs::remove_file(&scratch);
 
         let mut notes = logs_done.unwrap_or_else(|| {
             vec![format!(
@@ -967,6 +971,15 @@ fn unpack_blocking(tarball: &Path, into: &Path) -> Result<(), String> {
 /// directory.
 fn scratch_file(log: &Path) -> PathBuf {
     log.with_file_name(".okd-forge-artifacts.tar.gz")
+}
+
+/// The artifacts tarball on its way, removed when the run ends, however it ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A pod that is deleted when this is dropped while armed: when the run is cancelled, the
