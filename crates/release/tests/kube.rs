@@ -868,3 +868,42 @@ fn terminate(pid: u32) {
     let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     assert_eq!(sent, 0);
 }
+
+/// `infer` reads a kubeconfig (here from KUBECONFIG; no other test of this file reads it) and
+/// makes a rustls client from it, with the context's namespace unless one is given. No request
+/// is sent.
+#[tokio::test]
+async fn the_executor_is_configured_from_a_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\n\
+         kind: Config\n\
+         clusters:\n\
+         - name: ci\n  cluster:\n    server: https://127.0.0.1:6443\n\
+         users:\n\
+         - name: okd-forge\n  user:\n    token: not-a-real-token\n\
+         contexts:\n\
+         - name: ci\n  context:\n    cluster: ci\n    user: okd-forge\n    namespace: okd-forge-jobs\n\
+         current-context: ci\n",
+    )
+    .unwrap();
+    std::env::set_var("KUBECONFIG", &kubeconfig);
+    let from_context = KubernetesExecutor::infer(None).await.unwrap();
+    assert_eq!(from_context.namespace(), "okd-forge-jobs");
+    let given = KubernetesExecutor::infer(Some("elsewhere")).await.unwrap();
+    assert_eq!(given.namespace(), "elsewhere");
+
+    // Without a kubeconfig and outside a pod (in a pod, in-cluster configuration would be found).
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none() {
+        std::env::set_var("KUBECONFIG", dir.path().join("missing"));
+        let missing = KubernetesExecutor::infer(None).await.unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("no Kubernetes configuration"),
+            "{missing}"
+        );
+    }
+}

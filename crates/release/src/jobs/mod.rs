@@ -6,7 +6,7 @@
 //! 2. waits for one lease from each pool the job names ([`leases`]), logging the wait to
 //!    `build-log.txt` as ci-operator does;
 //! 3. has an [`Executor`] run the command ([`exec`]: a local process group, or a podman container;
-//!    [`kube`](self::kube): a Kubernetes pod) with the environment of [`ci_env`], its output
+//!    [`kube`]: a Kubernetes pod) with the environment of [`ci_env`], its output
 //!    appended to `build-log.txt`, killed when it outlives its timeout;
 //! 4. gives the leases back (also when the command failed, timed out, or the future was dropped);
 //! 5. reads the JUnit files the job left in `ARTIFACT_DIR` ([`junit`]) and writes `finished.json`.
