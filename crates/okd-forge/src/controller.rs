@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::release::controller::{rfc3339, Controller, Report, SystemClock};
-use ::release::jobs::{Executor, LocalExecutor, PodmanExecutor};
+use ::release::jobs::{Executor, KubernetesExecutor, LocalExecutor, PodmanExecutor};
 use ::release::lifecycle::Override;
 use ::release::state::Records;
 use anyhow::{bail, Context, Result};
@@ -36,6 +36,9 @@ pub enum ExecutorKind {
     Local,
     /// Podman containers of each job's `image` (`podman --runtime runc run`).
     Podman,
+    /// One Kubernetes pod per run, of the job's `image` (kubeconfig, or in-cluster; see
+    /// docs/guide/kubernetes.md).
+    Kubernetes,
 }
 
 /// What both `controller` subcommands take.
@@ -47,7 +50,42 @@ pub struct ControllerArgs {
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     executor: ExecutorKind,
     #[command(flatten)]
+    kubernetes: KubernetesArgs,
+    #[command(flatten)]
     access: Access,
+}
+
+/// Settings of `--executor kubernetes`.
+#[derive(Args)]
+pub struct KubernetesArgs {
+    /// The namespace of the job pods (default: the kubeconfig context's, or okd-forge's own pod's).
+    #[arg(long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// The service account of the job pods (default: the namespace's `default`).
+    #[arg(long, value_name = "NAME")]
+    service_account: Option<String>,
+    /// An image pull secret for the job pods (repeatable).
+    #[arg(long = "image-pull-secret", value_name = "NAME")]
+    image_pull_secrets: Vec<String>,
+    /// The image of the container that sends the artifacts back (needs sh, tar, gzip, base64).
+    #[arg(long, value_name = "IMAGE")]
+    artifacts_image: Option<String>,
+}
+
+impl KubernetesArgs {
+    async fn executor(&self) -> Result<KubernetesExecutor> {
+        let mut e = KubernetesExecutor::infer(self.namespace.as_deref()).await?;
+        if let Some(sa) = &self.service_account {
+            e = e.with_service_account(sa);
+        }
+        for s in &self.image_pull_secrets {
+            e = e.with_image_pull_secret(s);
+        }
+        if let Some(i) = &self.artifacts_image {
+            e = e.with_artifacts_image(i);
+        }
+        Ok(e)
+    }
 }
 
 /// Arguments of `controller run`.
@@ -69,7 +107,7 @@ pub struct SyncArgs {
 }
 
 /// Opens the controller; holds `var/controller.lock` so that one controller runs per state.
-fn open(a: &ControllerArgs) -> Result<(Arc<Controller>, std::fs::File)> {
+async fn open(a: &ControllerArgs) -> Result<(Arc<Controller>, std::fs::File)> {
     let config = a.config.load()?;
     if !config.streams.values().any(|s| s.release.is_some()) {
         bail!(
@@ -80,15 +118,16 @@ fn open(a: &ControllerArgs) -> Result<(Arc<Controller>, std::fs::File)> {
     let (var, _) = run::dirs(&config);
     std::fs::create_dir_all(&var).with_context(|| format!("create {}", var.display()))?;
     let lock = lock(&var, &config)?;
-    Ok((controller(config, a)?, lock))
+    Ok((controller(config, a).await?, lock))
 }
 
 /// A controller on `config` (no lock: `test-pr` runs beside a running controller).
-fn controller(config: Config, a: &ControllerArgs) -> Result<Arc<Controller>> {
+async fn controller(config: Config, a: &ControllerArgs) -> Result<Arc<Controller>> {
     let var = run::dirs(&config).0;
     let executor: Arc<dyn Executor> = match a.executor {
         ExecutorKind::Local => Arc::new(LocalExecutor::new()),
         ExecutorKind::Podman => Arc::new(PodmanExecutor::new()),
+        ExecutorKind::Kubernetes => Arc::new(a.kubernetes.executor().await?),
     };
     let forge = Forge::open(config, a.access.options(None)?)?;
     let controller = Controller::new(
@@ -123,13 +162,13 @@ fn lock(var: &std::path::Path, config: &Config) -> Result<std::fs::File> {
 pub async fn run(cmd: ControllerCommand, output: Output) -> Result<()> {
     match cmd {
         ControllerCommand::Sync(a) => {
-            let (c, _lock) = open(&a.common)?;
+            let (c, _lock) = open(&a.common).await?;
             let report = c.settle().await?;
             print_report(&report, output);
             Ok(())
         }
         ControllerCommand::Run(a) => {
-            let (c, _lock) = open(&a.common)?;
+            let (c, _lock) = open(&a.common).await?;
             eprintln!("controller running; stop with Ctrl-C (running jobs are stopped)");
             let interval = Duration::from_secs(a.interval);
             loop {
@@ -410,7 +449,7 @@ pub struct TestPrArgs {
 /// ephemeral payload, run the stream's checks and jobs once, report; promote nothing.
 pub async fn test_pr(a: TestPrArgs, output: Output) -> Result<()> {
     let config = a.common.config.load()?;
-    let c = controller(config, &a.common)?;
+    let c = controller(config, &a.common).await?;
     c.test_base(&a.stream)?;
     let forge = c.forge().clone();
     let req = build::run::Request {

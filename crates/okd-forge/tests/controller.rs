@@ -336,3 +336,15 @@ fn test_pr_overlays_a_built_change_on_the_accepted_payload_and_promotes_nothing(
     let store = oci::Layout::open(home.join("var/store")).unwrap();
     assert!(!store.tags().unwrap().contains(&name.to_string()));
 }
+
+#[test]
+fn the_kubernetes_executor_without_a_cluster_says_what_to_configure() {
+    let f = site().with_env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let err = f.fails(&["controller", "sync", "--executor", "kubernetes"]);
+    assert!(
+        err.starts_with("error: no Kubernetes configuration: set KUBECONFIG, write ~/.kube/config"),
+        "{err}"
+    );
+    assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+    assert!(payloads(&f).is_empty(), "nothing was cut");
+}

@@ -9,8 +9,8 @@
 //! - [`jobs`], the verification jobs run against a payload — user commands with ci-operator's
 //!   environment (`RELEASE_IMAGE_LATEST`, `RELEASE_IMAGE_INITIAL`, `ARTIFACT_DIR`, `SHARED_DIR`,
 //!   `JOB_NAME`, `BUILD_ID`, `LEASED_RESOURCE`), a timeout, leases from scarce-resource pools,
-//!   JUnit results, and Prow's artifact layout, run by a local process or a podman container behind
-//!   one [`jobs::Executor`] trait.
+//!   JUnit results, and Prow's artifact layout, run by a local process, a podman container or a
+//!   Kubernetes pod behind one [`jobs::Executor`] trait.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -5,9 +5,9 @@
 //! 1. creates the run directory in Prow's layout ([`prow`]) and writes `started.json`;
 //! 2. waits for one lease from each pool the job names ([`leases`]), logging the wait to
 //!    `build-log.txt` as ci-operator does;
-//! 3. has an [`Executor`] run the command ([`exec`]: a local process group, or a podman container)
-//!    with the environment of [`ci_env`], its output appended to `build-log.txt`, killed when it
-//!    outlives its timeout;
+//! 3. has an [`Executor`] run the command ([`exec`]: a local process group, or a podman container;
+//!    [`kube`]: a Kubernetes pod) with the environment of [`ci_env`], its output
+//!    appended to `build-log.txt`, killed when it outlives its timeout;
 //! 4. gives the leases back (also when the command failed, timed out, or the future was dropped);
 //! 5. reads the JUnit files the job left in `ARTIFACT_DIR` ([`junit`]) and writes `finished.json`.
 //!
@@ -43,6 +43,7 @@
 
 pub mod exec;
 pub mod junit;
+pub mod kube;
 pub mod leases;
 pub mod prow;
 
@@ -54,6 +55,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
+pub use self::kube::KubernetesExecutor;
 pub use exec::{LocalExecutor, PodmanExecutor};
 pub use junit::{TestCase, TestResult};
 use leases::{LeasePools, Leases};
@@ -85,7 +87,8 @@ pub struct JobSpec {
     pub name: String,
     /// Program and arguments; run directly, without a shell.
     pub command: Vec<String>,
-    /// The image to run the command in (the podman executor needs one; the local one ignores it).
+    /// The image to run the command in (the podman and Kubernetes executors need one; the local
+    /// one ignores it).
     pub image: Option<String>,
     /// Extra environment for the command (see [`RESERVED_ENV`] for what it cannot set).
     pub env: BTreeMap<String, String>,
@@ -94,7 +97,7 @@ pub struct JobSpec {
     /// Lease pools to take one lease from each before starting (`LEASED_RESOURCE`).
     pub leases: Vec<String>,
     /// The directory the command starts in: a host path for the local executor (default: the
-    /// current directory), a path in the image for podman (default: the image's).
+    /// current directory), a path in the image for podman and Kubernetes (default: the image's).
     pub workdir: Option<PathBuf>,
 }
 
@@ -235,7 +238,7 @@ impl Execution {
 /// (and everything it started) when [`JobSpec::timeout`] passes or when the returned future is
 /// dropped, and report how it ended. [`run_job`] does everything around it.
 pub trait Executor: Send + Sync {
-    /// A short name for logs and `finished.json`: `local`, `podman`.
+    /// A short name for logs and `finished.json`: `local`, `podman`, `kubernetes`.
     fn name(&self) -> &str;
 
     /// Run the command of `invocation` to its end.
