@@ -467,6 +467,13 @@ pub async fn test_pr(a: TestPrArgs, output: Output) -> Result<()> {
         .iter()
         .filter_map(|r| Some((r.key.tag.clone(), r.digest.clone()?)))
         .collect();
+    if overlay.is_empty() {
+        bail!(
+            "component '{}' builds no image of stream '{}'; nothing to test",
+            a.component,
+            a.stream
+        );
+    }
     let commit = results
         .iter()
         .find_map(|r| r.commit.clone())

@@ -38,7 +38,7 @@ use crate::jobs::leases::LeasePools;
 use crate::jobs::{run_job, Executor, JobRun, JobSpec, JobState, Outcome};
 use crate::lifecycle::{self, Creation, Gate, JobStatus, Phase, Run, Verdict};
 use crate::state::{
-    NewPayload, NewRun, PayloadRecord, Records, RunEnd, RunKind, RunState, TestCounts,
+    NewPayload, NewRun, PayloadRecord, Records, RunEnd, RunKind, RunRecord, RunState, TestCounts,
 };
 
 /// Where time comes from.
@@ -251,7 +251,7 @@ impl Controller {
                 .iter()
                 .map(|(name, n)| (name.clone(), *n)),
         )
-        .map_err(|e| ControllerError::Store(e.to_string()))?;
+        .map_err(|e| ControllerError::Usage(e.to_string()))?;
         Ok(Controller {
             forge,
             executor,
@@ -460,7 +460,7 @@ impl Controller {
                 at(t);
             }
             for p in payloads.iter().filter(|p| p.phase == Phase::Ready) {
-                let runs = self.runs_by_gate(&p.name)?;
+                let runs = by_gate(&self.records().runs(&p.name)?);
                 for gate in self.gates(release) {
                     let r = runs.get(&gate.name).map_or(&[][..], Vec::as_slice);
                     if let JobStatus::LaunchAt(t) = lifecycle::job_status(r, gate.max_retries, now)
@@ -629,17 +629,6 @@ impl Controller {
             .map_err(|e| e.to_string())
     }
 
-    /// The counted runs of a payload by gate name, oldest first, as the lifecycle sees them.
-    fn runs_by_gate(&self, payload: &str) -> Result<BTreeMap<String, Vec<Run>>, ControllerError> {
-        let mut out: BTreeMap<String, Vec<Run>> = BTreeMap::new();
-        for r in self.records().runs(payload)? {
-            if let Some(run) = r.state.lifecycle(r.finished.unwrap_or(r.started)) {
-                out.entry(r.job).or_default().push(run);
-            }
-        }
-        Ok(out)
-    }
-
     async fn verify(
         self: &Arc<Self>,
         p: &PayloadRecord,
@@ -647,10 +636,12 @@ impl Controller {
         report: &mut Report,
     ) -> Result<(), ControllerError> {
         let now = self.now();
-        let runs = self.runs_by_gate(&p.name)?;
         let all_runs = self.records().runs(&p.name)?;
+        let runs = by_gate(&all_runs);
         let attempts = |job: &str| all_runs.iter().filter(|r| r.job == job).count() as u32;
-        for gate in self.gates(release) {
+        let checks = self.checks_of(release);
+        let gates = self.gates(release);
+        for gate in &gates {
             let r = runs.get(&gate.name).map_or(&[][..], Vec::as_slice);
             let JobStatus::LaunchAt(t) = lifecycle::job_status(r, gate.max_retries, now) else {
                 continue;
@@ -659,11 +650,7 @@ impl Controller {
                 continue;
             }
             let attempt = attempts(&gate.name) + 1;
-            if let Some((_, check)) = self
-                .checks_of(release)
-                .iter()
-                .find(|(n, _)| *n == gate.name)
-            {
+            if let Some((_, check)) = checks.iter().find(|(n, _)| *n == gate.name) {
                 report.started(&p.name, &gate.name, attempt);
                 self.run_check(p, &gate.name, check.clone(), attempt)
                     .await?;
@@ -674,8 +661,8 @@ impl Controller {
             }
         }
         // The verdict, on what is recorded now (a check that just ran counts).
-        let runs = self.runs_by_gate(&p.name)?;
-        match lifecycle::verdict(&self.gates(release), &runs, None, self.now()) {
+        let runs = by_gate(&self.records().runs(&p.name)?);
+        match lifecycle::verdict(&gates, &runs, None, self.now()) {
             Verdict::Wait => {}
             Verdict::Accept => {
                 self.step("accept")?;
@@ -975,7 +962,7 @@ impl Controller {
         let mut results = Vec::new();
         for (name, check) in &self.checks_of(&release) {
             let end = check(self.forge.clone(), p.clone()).await.end();
-            results.push(TestResult {
+            results.push(GateResult {
                 name: name.clone(),
                 optional: false,
                 state: end.state,
@@ -1002,7 +989,7 @@ impl Controller {
                     dir: dir.clone(),
                 };
                 let end = run_end(&run_job(self.executor.as_ref(), &self.pools, &run).await);
-                TestResult {
+                GateResult {
                     name: name.clone(),
                     optional: job.optional,
                     state: end.state,
@@ -1072,14 +1059,14 @@ pub struct TestReport {
     /// The Accepted payload it was overlaid on.
     pub base: String,
     /// Every check and job.
-    pub results: Vec<TestResult>,
+    pub results: Vec<GateResult>,
     /// Whether every blocking check and job passed.
     pub passed: bool,
 }
 
 /// One check or job of a [`TestReport`].
 #[derive(Debug, Clone, Serialize)]
-pub struct TestResult {
+pub struct GateResult {
     /// Its name.
     pub name: String,
     /// Informing only.
@@ -1092,6 +1079,18 @@ pub struct TestResult {
     pub tests: Option<TestCounts>,
     /// The run's directory in Prow's layout.
     pub dir: Option<PathBuf>,
+}
+
+/// The counted runs by gate name, oldest first, as the lifecycle sees them (interrupted runs do
+/// not count).
+fn by_gate(runs: &[RunRecord]) -> BTreeMap<String, Vec<Run>> {
+    let mut out: BTreeMap<String, Vec<Run>> = BTreeMap::new();
+    for r in runs {
+        if let Some(run) = r.state.lifecycle(r.finished.unwrap_or(r.started)) {
+            out.entry(r.job.clone()).or_default().push(run);
+        }
+    }
+    out
 }
 
 /// How an outcome is recorded.
