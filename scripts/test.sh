@@ -15,6 +15,12 @@ cd "$(dirname "$0")/.."
 install_packages docker-registry skopeo umoci openssl ca-certificates podman buildah runc busybox-static git
 require_programs docker-registry skopeo umoci openssl podman buildah runc busybox git cargo cargo-nextest
 
+# Disk: a one-off build keeps no incremental cache (it roughly doubles target/). The free space is
+# printed before and after, so that a CI run that runs out of disk says how much it had.
+export CARGO_INCREMENTAL=0
+df -h . /tmp | sed 's/^/disk: /'
+trap 'df -h . /tmp | sed "s/^/disk: /"; du -sh target 2>/dev/null | sed "s/^/disk: /"' EXIT
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy --all-targets -- -D warnings"
