@@ -326,6 +326,7 @@ mod tests {
                 })
                 .collect::<IndexMap<_, _>>(),
             checks: Default::default(),
+            publish: Default::default(),
             promote: None,
         }
     }

@@ -44,10 +44,46 @@ pub struct RawRelease {
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<RawChecks>,
+    /// What happens when a payload is Accepted, by name: a floating tag moved to it (`tag_ref`),
+    /// or its images copied into another stream (`stream`, with `tags` / `exclude_tags`), as the
+    /// release controller's `publish` (`tagRef`, `imageStreamRef`).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub publish: IndexMap<String, RawPublish>,
     /// Promotion to stable releases. Not interpreted yet: any value is kept as is.
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promote: Option<serde_json::Value>,
+}
+
+/// One `publish:` action, on the newest Accepted payload of the stream.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Publish")]
+pub struct RawPublish {
+    /// Keep this tag of the store pointing at the newest Accepted payload (e.g. `scos-4.17`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_ref: Option<Spanned<String>>,
+    /// Copy the Accepted payload's images into this stream (stream inheritance: how OKD took
+    /// most OCP images); the target stream then cuts its own payloads.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<Spanned<String>>,
+    /// With `stream`: copy only these tags (default: all).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// With `stream`: never copy these tags (e.g. the OS and installer images a variant builds).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_tags: Vec<String>,
+    /// Not carried out.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// The built-in checks of a stream.
@@ -175,6 +211,8 @@ pub struct Release {
     pub verify: IndexMap<String, Verify>,
     /// The built-in checks.
     pub checks: Checks,
+    /// What happens on acceptance (not disabled), in file order.
+    pub publish: IndexMap<String, Publish>,
     /// The `promote:` block, not interpreted yet.
     pub promote: Option<serde_json::Value>,
 }
@@ -194,6 +232,38 @@ impl Default for Checks {
         Checks {
             consistency: true,
             base_image_policy: Some(Default::default()),
+        }
+    }
+}
+
+/// A `publish:` action, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Publish {
+    /// Move this store tag to the newest Accepted payload.
+    TagRef(String),
+    /// Copy the newest Accepted payload's images into a stream.
+    Stream {
+        /// The target stream.
+        stream: String,
+        /// Only these tags (empty: all).
+        tags: Vec<String>,
+        /// Never these tags.
+        exclude_tags: Vec<String>,
+    },
+}
+
+impl Publish {
+    /// Whether a stream inheriting with this action takes `tag`.
+    pub fn takes(&self, tag: &str) -> bool {
+        match self {
+            Publish::TagRef(_) => false,
+            Publish::Stream {
+                tags, exclude_tags, ..
+            } => {
+                (tags.is_empty() || tags.iter().any(|t| t == tag))
+                    && !exclude_tags.iter().any(|t| t == tag)
+            }
         }
     }
 }
@@ -393,6 +463,63 @@ pub(super) fn release(
             },
         );
     }
+    let mut publish = IndexMap::new();
+    for (name, p) in raw.publish {
+        let at = format!("{field}.publish.{name}");
+        let action = match (p.tag_ref, p.stream) {
+            (Some(t), None) => {
+                if t.value.is_empty()
+                    || !t
+                        .value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                {
+                    ck.at(
+                        t.referenced,
+                        format!("{at}.tag_ref"),
+                        format!("'{}' is not a tag (letters, digits, '.', '_', '-')", t.value),
+                    );
+                }
+                Publish::TagRef(t.value)
+            }
+            (None, Some(s)) => {
+                if s.value == stream {
+                    ck.at(
+                        s.referenced,
+                        format!("{at}.stream"),
+                        "a stream cannot inherit from itself",
+                    );
+                } else if !streams.iter().any(|n| *n == s.value) {
+                    ck.at(
+                        s.referenced,
+                        format!("{at}.stream"),
+                        format!(
+                            "no stream '{}' (streams: {})",
+                            s.value,
+                            streams.join(", ")
+                        ),
+                    );
+                }
+                Publish::Stream {
+                    stream: s.value,
+                    tags: p.tags,
+                    exclude_tags: p.exclude_tags,
+                }
+            }
+            (t, s) => {
+                let where_ = t.map(|t| t.referenced).or(s.map(|s| s.referenced));
+                ck.at(
+                    where_.unwrap_or(raw.name.referenced),
+                    at,
+                    "give exactly one of tag_ref or stream",
+                );
+                continue;
+            }
+        };
+        if !p.disabled {
+            publish.insert(name, action);
+        }
+    }
     Release {
         name: raw.name.value,
         max_unready: raw.max_unready.unwrap_or(0),
@@ -410,6 +537,7 @@ pub(super) fn release(
                 },
             },
         },
+        publish,
         promote: raw.promote,
     }
 }
@@ -600,6 +728,43 @@ streams:
         assert_eq!(p.len(), 1);
         assert!(p[0].starts_with("forge.yaml:14:"), "{p:?}");
         assert!(p[0].contains("unknown field `retries`"), "{p:?}");
+    }
+
+    #[test]
+    fn publish_actions_are_tag_refs_or_inheritance() {
+        let c = parse(
+            &format!(
+                "{BASE}      name: 4.17.0-0.okd-scos
+      publish:
+        tag: {{ tag_ref: scos-4.17 }}
+        okd: {{ stream: okd-scos-4.16, exclude_tags: [installer, machine-os-content] }}
+        off: {{ tag_ref: x, disabled: true }}
+"
+            ),
+            "forge.yaml",
+            Path::new("/cfg"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let r = c.streams["okd-scos-4.17"].release.as_ref().unwrap();
+        assert_eq!(r.publish.len(), 2, "disabled actions are dropped");
+        assert_eq!(r.publish["tag"], Publish::TagRef("scos-4.17".into()));
+        let okd = &r.publish["okd"];
+        assert!(okd.takes("cli") && !okd.takes("installer") && !okd.takes("machine-os-content"));
+        let only = Publish::Stream {
+            stream: "s".into(),
+            tags: vec!["cli".into()],
+            exclude_tags: vec![],
+        };
+        assert!(only.takes("cli") && !only.takes("installer"));
+        assert_eq!(
+            problems("      name: 4.17.0-0.okd-scos\n      publish: { a: { stream: okd-4.99 }, b: { tag_ref: 'x y' }, c: {} , d: { stream: okd-scos-4.17 } }\n"),
+            [
+                "forge.yaml:14:31: streams.okd-scos-4.17.release.publish.a.stream: no stream 'okd-4.99' (streams: okd-scos-4.16, okd-scos-4.17)",
+                "forge.yaml:14:57: streams.okd-scos-4.17.release.publish.b.tag_ref: 'x y' is not a tag (letters, digits, '.', '_', '-')",
+                "forge.yaml:13:13: streams.okd-scos-4.17.release.publish.c: give exactly one of tag_ref or stream",
+                "forge.yaml:14:87: streams.okd-scos-4.17.release.publish.d.stream: a stream cannot inherit from itself",
+            ]
+        );
     }
 
     #[test]
