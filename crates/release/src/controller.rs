@@ -12,7 +12,10 @@
 //! 4. on Ready payloads, the built-in checks run and every job that is due (never run, or its
 //!    backoff after a failure has passed) is launched in the background;
 //! 5. the verdict moves Ready payloads to Accepted or Rejected;
-//! 6. garbage collection removes old payloads from the store and the records.
+//! 6. the stream's `publish:` actions are carried out once for its newest Accepted payload: a
+//!    floating store tag moved to it (`tag_ref`), or its images copied into another stream
+//!    (`stream`, stream inheritance), which then cuts its own payload;
+//! 7. garbage collection removes old payloads from the store and the records.
 //!
 //! Each transition is one transaction with its event ([`crate::state`]); what happens between
 //! transitions (an assembly, a push, a job) is repeatable, so a pass after a crash at any point
@@ -22,7 +25,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use build::config::{Release, Store as StoreConfig, UpgradeFrom};
+use build::config::{PublishAction, Release, Store as StoreConfig, UpgradeFrom};
 use build::run::Forge;
 use build::state::StateError;
 use oci::Store;
@@ -114,6 +117,15 @@ pub enum Action {
         /// Its attempt.
         attempt: u32,
     },
+    /// A `publish:` action was carried out for an Accepted payload.
+    Published {
+        /// The payload.
+        payload: String,
+        /// The action's name.
+        name: String,
+        /// What it did.
+        what: String,
+    },
     /// Garbage collection removed a payload.
     Removed {
         /// The payload.
@@ -139,6 +151,11 @@ impl std::fmt::Display for Action {
                 job,
                 attempt,
             } => write!(f, "{payload}: started {job} (attempt {attempt})"),
+            Action::Published {
+                payload,
+                name,
+                what,
+            } => write!(f, "{payload}: published ({name}): {what}"),
             Action::Removed { payload } => write!(f, "{payload}: removed by garbage collection"),
         }
     }
@@ -388,6 +405,7 @@ impl Controller {
                     self.verify(&p, release, &mut report).await?;
                 }
             }
+            self.publish(stream, release, &mut report).await?;
             self.collect_garbage(stream, release, &mut report).await?;
         }
         Ok(report)
@@ -421,10 +439,11 @@ impl Controller {
         let mut all = Report::default();
         loop {
             let r = self.pass().await?;
+            // Jobs finishing, and images published into another stream, give the next pass work.
             let launched = r
                 .actions
                 .iter()
-                .any(|a| matches!(a, Action::Started { .. }));
+                .any(|a| matches!(a, Action::Started { .. } | Action::Published { .. }));
             // What the passes decided per stream; a later "unchanged" hides nothing.
             for (stream, decision) in r.streams {
                 if decision != "unchanged" || !all.streams.contains_key(&stream) {
@@ -1011,6 +1030,85 @@ impl Controller {
             results,
             passed,
         })
+    }
+
+    /// Carries out the stream's `publish:` actions for its newest Accepted payload, each once: the
+    /// event `published-<action>` on the payload records that it was done (a crash before it
+    /// repeats the action, which converges: tags and stream tags are set, not added).
+    async fn publish(
+        &self,
+        stream: &str,
+        release: &Release,
+        report: &mut Report,
+    ) -> Result<(), ControllerError> {
+        if release.publish.is_empty() {
+            return Ok(());
+        }
+        let Some(p) = self
+            .records()
+            .payloads(stream)?
+            .into_iter()
+            .find(|p| p.phase == Phase::Accepted)
+        else {
+            return Ok(());
+        };
+        for (name, action) in &release.publish {
+            let kind = format!("published-{name}");
+            if self.records().count_events(&p.name, &kind)? > 0 {
+                continue;
+            }
+            self.step("publish")?;
+            let what = match action {
+                PublishAction::TagRef(tag) => {
+                    self.tag(&p, tag).await?;
+                    format!("tag {tag} points at it")
+                }
+                PublishAction::Stream { stream: target, .. } => {
+                    let mut copied = 0;
+                    for (tag, digest) in p.inputs.iter().filter(|(t, _)| action.takes(t)) {
+                        if self.forge.state.promote(target, tag, digest, None)? {
+                            copied += 1;
+                        }
+                    }
+                    let skipped = p.inputs.keys().filter(|t| !action.takes(t)).count();
+                    format!(
+                        "{copied} image(s) copied into stream {target} ({} unchanged, {skipped} excluded)",
+                        p.inputs.len() - skipped - copied
+                    )
+                }
+            };
+            self.step("published")?;
+            self.records()
+                .note(stream, Some(&p.name), &kind, &what, self.now())?;
+            report.actions.push(Action::Published {
+                payload: p.name.clone(),
+                name: name.clone(),
+                what,
+            });
+        }
+        Ok(())
+    }
+
+    /// Points store tag `tag` at payload `p`.
+    async fn tag(&self, p: &PayloadRecord, tag: &str) -> Result<(), ControllerError> {
+        let fail = |e: oci::Error| ControllerError::Store(format!("tag {tag} → {}: {e}", p.name));
+        let digest: oci::Digest = p
+            .digest
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| ControllerError::Store(format!("{}: digest: {e}", p.name)))?;
+        let raw = self
+            .forge
+            .store
+            .get_manifest(Some(&oci::Selector::Digest(digest)))
+            .await
+            .map_err(fail)?;
+        self.forge
+            .store
+            .put_manifest(&raw, Some(tag), true)
+            .await
+            .map_err(fail)
     }
 
     async fn collect_garbage(

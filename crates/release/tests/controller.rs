@@ -107,11 +107,16 @@ const JOBS: &str = r#"
 impl Site {
     /// A site whose stream has the standard images and this `release:` block body.
     fn new(release: &str) -> Site {
+        Site::with_streams(release, "")
+    }
+
+    /// [`Site::new`], with more streams (`streams:` entries, indented by two).
+    fn with_streams(release: &str, more: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
             "store: var/store\nstate: var/forge.db\nleases: {{ quota: 1 }}\nvariants: {{ okd-scos: {{}} }}\n\
              streams:\n  {STREAM}:\n    variant: okd-scos\n    branch: release-4.17\n    \
-             release:\n      name: 4.17.0-0.okd-scos\n{release}\n"
+             release:\n      name: 4.17.0-0.okd-scos\n{release}\n{more}"
         );
         let path = dir.path().join("forge.yaml");
         std::fs::write(&path, yaml).unwrap();
@@ -329,6 +334,93 @@ fn a_payload_is_cut_verified_and_accepted_then_the_next_upgrades_from_it() {
         *p.pull_spec.as_ref().unwrap()
     );
     assert_eq!(upgrade[0]["JOB_NAME"], format!("{second}-upgrade"));
+}
+
+#[test]
+fn an_accepted_payload_is_published_to_a_floating_tag_and_inherited_by_another_stream() {
+    const OKD: &str = "okd-4.17";
+    let site = Site::with_streams(
+        "      publish:
+        tag: { tag_ref: scos-4.17 }
+        okd: { stream: okd-4.17, exclude_tags: [cli, hyperkube] }",
+        "  okd-4.17:\n    variant: okd-scos\n    branch: release-4.17\n    release: { name: 4.17.0-0.okd }\n",
+    );
+    // The target stream builds its own cli and hyperkube; inheritance must leave them alone.
+    let own = ReleaseSet::standard("amd64")
+        .edit("cli", |i| {
+            i.label("io.openshift.build.commit.id", &"7".repeat(40))
+        })
+        .write(&site.store());
+    let own_cli = own.components["cli"].digest.to_string();
+    site.forge
+        .state
+        .promote(OKD, "cli", &own_cli, None)
+        .unwrap();
+    let own_hyperkube = own.components["hyperkube"].digest.to_string();
+    site.forge
+        .state
+        .promote(OKD, "hyperkube", &own_hyperkube, None)
+        .unwrap();
+
+    let rt = rt();
+    let c = site.controller();
+    let report = rt.block_on(c.settle()).unwrap();
+    let published: Vec<String> = report
+        .actions
+        .iter()
+        .filter(|a| matches!(a, release::controller::Action::Published { .. }))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        published,
+        [
+            format!("{FIRST}: published (tag): tag scos-4.17 points at it"),
+            format!("{FIRST}: published (okd): 6 image(s) copied into stream okd-4.17 (0 unchanged, 2 excluded)"),
+        ]
+    );
+    let source = site.records().payload(FIRST).unwrap().unwrap();
+    assert_eq!(source.phase, Phase::Accepted);
+
+    // Every tag but the excluded ones, at the source payload's digests; the target's own cli and
+    // hyperkube kept.
+    let target: BTreeMap<String, String> = site
+        .forge
+        .state
+        .stream_tags(OKD)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.tag, t.digest))
+        .collect();
+    let mut expected: BTreeMap<String, String> = source
+        .inputs
+        .iter()
+        .filter(|(t, _)| !["cli", "hyperkube"].contains(&t.as_str()))
+        .map(|(t, d)| (t.clone(), d.clone()))
+        .collect();
+    expected.insert("cli".into(), own_cli.clone());
+    expected.insert("hyperkube".into(), own_hyperkube);
+    assert_eq!(target, expected);
+
+    // The target stream cut and accepted its own payload from what it inherited.
+    let okd = site.records().payloads(OKD).unwrap();
+    assert_eq!(okd.len(), 1, "{okd:?}");
+    assert_eq!(okd[0].name, "4.17.0-0.okd-2026-11-24-000000");
+    assert_eq!(okd[0].phase, Phase::Accepted, "{:?}", okd[0].reason);
+    assert_eq!(okd[0].inputs, expected);
+
+    // The floating tag points at the Accepted payload.
+    let layout = Layout::open(site.store()).unwrap();
+    let tagged = layout
+        .get_manifest(Some(&oci::Selector::Tag("scos-4.17".into())))
+        .unwrap();
+    assert_eq!(Some(tagged.digest.to_string()), source.digest);
+
+    // Done once: another pass publishes nothing again.
+    assert!(site
+        .event_kinds(FIRST)
+        .contains(&"published-okd".to_string()));
+    let again = rt.block_on(c.settle()).unwrap();
+    assert!(!again.changed(), "{again:?}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub use model::{
     Recipe, Revision, Store, Stream, StreamImage, Variant, DEFAULT_STORE_NAME,
 };
 pub use raw::RawConfig;
-pub use release::{Checks, Release, UpgradeFrom, Verify};
+pub use release::{Checks, PublishAction, Release, UpgradeFrom, Verify};
 
 /// The configuration file used when none is given.
 pub const DEFAULT_FILE: &str = "forge.yaml";

@@ -59,7 +59,7 @@ pub struct RawRelease {
 /// One `publish:` action, on the newest Accepted payload of the stream.
 #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "Publish")]
+#[schemars(rename = "PublishAction")]
 pub struct RawPublish {
     /// Keep this tag of the store pointing at the newest Accepted payload (e.g. `scos-4.17`).
     #[serde(default)]
@@ -212,7 +212,7 @@ pub struct Release {
     /// The built-in checks.
     pub checks: Checks,
     /// What happens on acceptance (not disabled), in file order.
-    pub publish: IndexMap<String, Publish>,
+    pub publish: IndexMap<String, PublishAction>,
     /// The `promote:` block, not interpreted yet.
     pub promote: Option<serde_json::Value>,
 }
@@ -239,7 +239,7 @@ impl Default for Checks {
 /// A `publish:` action, checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Publish {
+pub enum PublishAction {
     /// Move this store tag to the newest Accepted payload.
     TagRef(String),
     /// Copy the newest Accepted payload's images into a stream.
@@ -253,12 +253,12 @@ pub enum Publish {
     },
 }
 
-impl Publish {
+impl PublishAction {
     /// Whether a stream inheriting with this action takes `tag`.
     pub fn takes(&self, tag: &str) -> bool {
         match self {
-            Publish::TagRef(_) => false,
-            Publish::Stream {
+            PublishAction::TagRef(_) => false,
+            PublishAction::Stream {
                 tags, exclude_tags, ..
             } => {
                 (tags.is_empty() || tags.iter().any(|t| t == tag))
@@ -477,10 +477,13 @@ pub(super) fn release(
                     ck.at(
                         t.referenced,
                         format!("{at}.tag_ref"),
-                        format!("'{}' is not a tag (letters, digits, '.', '_', '-')", t.value),
+                        format!(
+                            "'{}' is not a tag (letters, digits, '.', '_', '-')",
+                            t.value
+                        ),
                     );
                 }
-                Publish::TagRef(t.value)
+                PublishAction::TagRef(t.value)
             }
             (None, Some(s)) => {
                 if s.value == stream {
@@ -489,18 +492,14 @@ pub(super) fn release(
                         format!("{at}.stream"),
                         "a stream cannot inherit from itself",
                     );
-                } else if !streams.iter().any(|n| *n == s.value) {
+                } else if !streams.contains(&s.value) {
                     ck.at(
                         s.referenced,
                         format!("{at}.stream"),
-                        format!(
-                            "no stream '{}' (streams: {})",
-                            s.value,
-                            streams.join(", ")
-                        ),
+                        format!("no stream '{}' (streams: {})", s.value, streams.join(", ")),
                     );
                 }
-                Publish::Stream {
+                PublishAction::Stream {
                     stream: s.value,
                     tags: p.tags,
                     exclude_tags: p.exclude_tags,
@@ -747,10 +746,10 @@ streams:
         .unwrap_or_else(|e| panic!("{e}"));
         let r = c.streams["okd-scos-4.17"].release.as_ref().unwrap();
         assert_eq!(r.publish.len(), 2, "disabled actions are dropped");
-        assert_eq!(r.publish["tag"], Publish::TagRef("scos-4.17".into()));
+        assert_eq!(r.publish["tag"], PublishAction::TagRef("scos-4.17".into()));
         let okd = &r.publish["okd"];
         assert!(okd.takes("cli") && !okd.takes("installer") && !okd.takes("machine-os-content"));
-        let only = Publish::Stream {
+        let only = PublishAction::Stream {
             stream: "s".into(),
             tags: vec!["cli".into()],
             exclude_tags: vec![],
