@@ -191,6 +191,9 @@ pub const MIGRATIONS: &[M<'static>] = &[
     ) STRICT;
     CREATE INDEX release_events_by_payload ON release_events (payload, id);",
     ),
+    // Stable releases: Accepted payloads restamped under a stable name, recorded as payloads of
+    // their stream (Accepted, kept) with the payload they were promoted from.
+    M::up("ALTER TABLE release_payloads ADD COLUMN stable_of TEXT;"),
 ];
 
 /// [`MIGRATIONS`] as the `Migrations` that [`State::open`] applies.

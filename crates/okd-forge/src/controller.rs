@@ -1,5 +1,5 @@
 //! `okd-forge controller run|sync`, and the payload records: `okd-forge release
-//! list|show|accept|reject|keep`.
+//! list|show|accept|reject|keep|promote`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,6 +257,52 @@ pub struct KeepArgs {
     config: ConfigFile,
 }
 
+/// Arguments of `release promote`.
+#[derive(Args)]
+pub struct PromoteArgs {
+    /// The Accepted payload.
+    name: String,
+    /// The stable release's name (default: the stream's next X.Y.Z-SUFFIX.N, as 4.17.0-okd-scos.3).
+    #[arg(long = "name", value_name = "VERSION")]
+    stable: Option<String>,
+    #[command(flatten)]
+    config: ConfigFile,
+    #[command(flatten)]
+    access: Access,
+}
+
+/// `release promote`.
+pub async fn promote(a: PromoteArgs, output: Output) -> Result<()> {
+    let config = a.config.load()?;
+    let jobs = run::dirs(&config).0.join("jobs");
+    let forge = Forge::open(config, a.access.options(None)?)?;
+    // No job runs: the executor is never asked.
+    let c = Controller::new(
+        Arc::new(forge),
+        Arc::new(LocalExecutor::new()),
+        jobs,
+        Arc::new(SystemClock),
+    )?;
+    let p = c.promote(&a.name, a.stable.as_deref()).await?;
+    match output {
+        Output::Json => print_json(&p),
+        _ if !p.promoted => println!("{}: promoted as {} before; nothing to do", p.from, p.name),
+        _ => {
+            println!("{}: promoted as the stable release {}", p.from, p.name);
+            println!("  pull spec: {}", p.pull_spec);
+            println!(
+                "  previous:  {}",
+                if p.previous.is_empty() {
+                    "none (no upgrade from a stable release passed into it)".to_string()
+                } else {
+                    p.previous.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
 fn state(config: &Config) -> Result<build::state::State> {
     Ok(build::state::State::open(&config.state)?)
 }
@@ -315,7 +361,10 @@ pub fn list(a: ListArgs, output: Output) -> Result<()> {
             p.phase.to_string() + if p.keep { " (kept)" } else { "" },
             rfc3339(p.created),
             jobs.join(", "),
-            p.reason.clone().unwrap_or_default(),
+            match &p.stable_of {
+                Some(of) => format!("stable release, promoted from {of}"),
+                None => p.reason.clone().unwrap_or_default(),
+            },
         ]);
     }
     println!("{t}");
@@ -348,6 +397,9 @@ pub fn show(a: ShowArgs, output: Output) -> Result<()> {
     );
     if let Some(r) = &p.reason {
         println!("Reason:    {r}");
+    }
+    if let Some(of) = &p.stable_of {
+        println!("Stable:    promoted from {of}");
     }
     println!("Created:   {}", rfc3339(p.created));
     if let Some(s) = &p.pull_spec {

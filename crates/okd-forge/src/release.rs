@@ -48,6 +48,10 @@ pub enum ReleaseCommand {
     Reject(crate::controller::DecideArgs),
     /// Pin a payload so garbage collection never removes it (--unpin undoes it).
     Keep(crate::controller::KeepArgs),
+    /// Promote an Accepted payload to a stable release: restamped under the stable name (default:
+    /// the stream's next X.Y.Z-SUFFIX.N), `previous` = the stable releases it was upgraded from
+    /// successfully, pushed to the store, never garbage-collected.
+    Promote(crate::controller::PromoteArgs),
 }
 
 /// Where content and caches live.
@@ -203,6 +207,7 @@ pub async fn run(cmd: ReleaseCommand, output: Output) -> Result<()> {
         ReleaseCommand::Accept(a) => crate::controller::decide(a, true, output),
         ReleaseCommand::Reject(a) => crate::controller::decide(a, false, output),
         ReleaseCommand::Keep(a) => crate::controller::keep(a, output),
+        ReleaseCommand::Promote(a) => crate::controller::promote(a, output).await,
     }
 }
 

@@ -152,6 +152,36 @@ fn sync_cuts_verifies_and_accepts_a_payload_with_real_jobs() {
     f.ok(&["release", "keep", name]);
     assert_eq!(payloads(&f)[0]["payload"]["keep"], true);
 
+    // Promoted: a Rejected payload cannot be; accepted again by hand, it is restamped as the
+    // stream's first stable release.
+    let err = f.fails(&["release", "promote", name]);
+    assert!(
+        err.contains("is Rejected: only an Accepted payload can be promoted"),
+        "{err}"
+    );
+    f.ok(&[
+        "release",
+        "accept",
+        name,
+        "--reason",
+        "fixed: OKD-42 was the host",
+    ]);
+    let promoted: Value =
+        serde_json::from_str(&f.ok(&["--output", "json", "release", "promote", name])).unwrap();
+    assert_eq!(promoted["name"], "4.17.0-okd-scos.0");
+    assert_eq!(promoted["from"], name);
+    assert_eq!(promoted["promoted"], true);
+    let again = f.ok(&["release", "promote", name]);
+    assert!(
+        again.contains("promoted as 4.17.0-okd-scos.0 before; nothing to do"),
+        "{again}"
+    );
+    let table = f.ok(&["release", "list"]);
+    assert!(
+        table.contains(&format!("stable release, promoted from {name}")),
+        "{table}"
+    );
+
     // Errors name what is wrong.
     let err = f.fails(&[
         "release",

@@ -474,7 +474,11 @@ impl Controller {
             let Some(release) = &s.release else { continue };
             let payloads = self.records().payloads(stream)?;
             let (hash, _) = self.snapshot(stream)?;
-            let lifecycle: Vec<_> = payloads.iter().map(PayloadRecord::lifecycle).collect();
+            let lifecycle: Vec<_> = payloads
+                .iter()
+                .filter(|p| p.stable_of.is_none())
+                .map(PayloadRecord::lifecycle)
+                .collect();
             if let Creation::WaitUntil(t) = lifecycle::creation(release, &lifecycle, &hash, now) {
                 at(t);
             }
@@ -539,7 +543,11 @@ impl Controller {
             "no images yet".to_string()
         } else {
             let payloads = self.records().payloads(stream)?;
-            let lifecycle: Vec<_> = payloads.iter().map(PayloadRecord::lifecycle).collect();
+            let lifecycle: Vec<_> = payloads
+                .iter()
+                .filter(|p| p.stable_of.is_none())
+                .map(PayloadRecord::lifecycle)
+                .collect();
             match lifecycle::creation(release, &lifecycle, &hash, now) {
                 Creation::Create => {
                     let name = lifecycle::payload_name(&release.name, now);
@@ -575,7 +583,7 @@ impl Controller {
 
     async fn push(&self, p: &PayloadRecord, report: &mut Report) -> Result<(), ControllerError> {
         let now = self.now();
-        let built = match self.assemble(p).await {
+        let built = match self.assemble(p, Vec::new()).await {
             Ok(b) => b,
             Err(e) => {
                 self.step("fail")?;
@@ -615,7 +623,12 @@ impl Controller {
         Ok(())
     }
 
-    async fn assemble(&self, p: &PayloadRecord) -> Result<payload::new::Built, String> {
+    /// Assembles payload `p` from its snapshot, with `previous` as the versions that upgrade to it.
+    async fn assemble(
+        &self,
+        p: &PayloadRecord,
+        previous: Vec<String>,
+    ) -> Result<payload::new::Built, String> {
         let mut inputs = BTreeMap::new();
         for (tag, digest) in &p.inputs {
             let pullspec = PullSpec::parse(&format!("tag '{tag}'"), &self.pull_spec(digest))
@@ -635,7 +648,7 @@ impl Controller {
             name: ReleaseName::parse(&p.name).map_err(|e| e.to_string())?,
             inputs,
             base: Base::Tag("cluster-version-operator".into()),
-            previous: Vec::new(),
+            previous,
             metadata: BTreeMap::new(),
             include: Default::default(),
             allow_missing_images: false,
@@ -747,12 +760,13 @@ impl Controller {
         p: &PayloadRecord,
         from: &UpgradeFrom,
     ) -> Result<Result<String, String>, ControllerError> {
-        let newest_accepted =
-            |stream: &str| -> Result<Option<PayloadRecord>, ControllerError> {
-                Ok(self.records().payloads(stream)?.into_iter().find(|q| {
-                    q.phase == Phase::Accepted && q.created < p.created && q.name != p.name
-                }))
-            };
+        let newest_accepted = |stream: &str| -> Result<Option<PayloadRecord>, ControllerError> {
+            Ok(self
+                .records()
+                .payloads(stream)?
+                .into_iter()
+                .find(|q| q.is_accepted_payload() && q.created < p.created && q.name != p.name))
+        };
         let found = match from {
             UpgradeFrom::Previous => newest_accepted(&p.stream)?,
             UpgradeFrom::Stream(s) => newest_accepted(s)?,
@@ -921,7 +935,7 @@ impl Controller {
             .records()
             .payloads(stream)?
             .into_iter()
-            .find(|p| p.phase == Phase::Accepted)
+            .find(PayloadRecord::is_accepted_payload)
             .ok_or_else(|| {
                 ControllerError::Usage(format!(
                     "stream '{stream}' has no Accepted payload to test against; run `okd-forge controller sync` first"
@@ -959,9 +973,10 @@ impl Controller {
             decided_by_hand: None,
             keep: false,
             updated: now,
+            stable_of: None,
         };
         let built = self
-            .assemble(&ephemeral)
+            .assemble(&ephemeral, Vec::new())
             .await
             .map_err(ControllerError::Usage)?;
         payload::new::push(
@@ -1048,7 +1063,7 @@ impl Controller {
             .records()
             .payloads(stream)?
             .into_iter()
-            .find(|p| p.phase == Phase::Accepted)
+            .find(PayloadRecord::is_accepted_payload)
         else {
             return Ok(());
         };
@@ -1111,6 +1126,139 @@ impl Controller {
             .map_err(fail)
     }
 
+    /// Promotes the Accepted payload `name` to a stable release (`okd-forge release promote`):
+    /// restamped under `stable` (default: the stream's next `X.Y.Z-SUFFIX.N` after its payload
+    /// prefix `X.Y.Z-0.SUFFIX`, N counting its stable releases from 0), with `previous` = every
+    /// stable release that an upgrade job upgraded from successfully into the payload; pushed to
+    /// the store under the stable name and recorded as an Accepted payload of the stream that
+    /// garbage collection never removes. The component images are the payload's, digest for
+    /// digest; only the release layer is new. Promoting again to the same name changes nothing.
+    pub async fn promote(
+        &self,
+        name: &str,
+        stable: Option<&str>,
+    ) -> Result<Promotion, ControllerError> {
+        let p = self.records().payload(name)?.ok_or_else(|| {
+            ControllerError::Usage(format!(
+                "no payload named '{name}'; `okd-forge release list` shows the payloads"
+            ))
+        })?;
+        if let Some(of) = &p.stable_of {
+            return Err(ControllerError::Usage(format!(
+                "{name} is a stable release already (promoted from {of})"
+            )));
+        }
+        if p.phase != Phase::Accepted {
+            return Err(ControllerError::Usage(format!(
+                "{name} is {}: only an Accepted payload can be promoted",
+                p.phase
+            )));
+        }
+        let stream = p.stream.clone();
+        let prefix = self
+            .forge
+            .config
+            .streams
+            .get(&stream)
+            .and_then(|s| s.release.as_ref())
+            .map(|r| r.name.clone())
+            .ok_or_else(|| {
+                ControllerError::Usage(format!("stream '{stream}' has no `release:` block"))
+            })?;
+        let stables: Vec<PayloadRecord> = self
+            .records()
+            .payloads(&stream)?
+            .into_iter()
+            .filter(|q| q.stable_of.is_some())
+            .collect();
+        if let Some(done) = stables
+            .iter()
+            .find(|q| q.stable_of.as_deref() == Some(name) && stable.is_none_or(|s| s == q.name))
+        {
+            return Ok(Promotion {
+                name: done.name.clone(),
+                from: p.name,
+                pull_spec: done.pull_spec.clone().unwrap_or_default(),
+                previous: Vec::new(),
+                promoted: false,
+            });
+        }
+        let stable = match stable {
+            Some(s) => s.to_string(),
+            None => default_stable_name(&prefix, stables.len()).ok_or_else(|| {
+                ControllerError::Usage(format!(
+                    "cannot derive a stable name from the payload prefix '{prefix}' (not X.Y.Z-0.SUFFIX); give --name"
+                ))
+            })?,
+        };
+        if let Err(e) = ReleaseName::parse(&stable) {
+            return Err(ControllerError::Usage(format!(
+                "'{stable}' cannot name a stable release: {e}"
+            )));
+        }
+        if self.records().payload(&stable)?.is_some() {
+            return Err(ControllerError::Usage(format!(
+                "a payload or stable release named '{stable}' exists already"
+            )));
+        }
+        let previous = self.upgraded_from_stable(&p)?;
+        let now = self.now();
+        let restamped = PayloadRecord {
+            name: stable.clone(),
+            created: now,
+            ..p.clone()
+        };
+        let built = self
+            .assemble(&restamped, previous.clone())
+            .await
+            .map_err(|e| ControllerError::Store(format!("restamp {name} as {stable}: {e}")))?;
+        self.step("promote-push")?;
+        payload::new::push(&built, &self.forge.copier, &self.forge.store, &stable)
+            .await
+            .map_err(|e| ControllerError::Store(format!("push {stable}: {e}")))?;
+        self.step("promote-record")?;
+        let digest = built.digest.to_string();
+        let pull_spec = self.pull_spec(&digest);
+        let promoted = self
+            .records()
+            .promote(&p, &stable, &digest, &pull_spec, now)?;
+        Ok(Promotion {
+            name: stable,
+            from: p.name,
+            pull_spec,
+            previous,
+            promoted,
+        })
+    }
+
+    /// The stable releases (of any stream) that an upgrade job of `p` upgraded from successfully,
+    /// sorted by version.
+    fn upgraded_from_stable(&self, p: &PayloadRecord) -> Result<Vec<String>, ControllerError> {
+        let mut stable_by_spec: BTreeMap<String, String> = BTreeMap::new();
+        for stream in self.forge.config.streams.keys() {
+            for q in self.records().payloads(stream)? {
+                if let (Some(_), Some(spec)) = (&q.stable_of, &q.pull_spec) {
+                    stable_by_spec.insert(spec.clone(), q.name.clone());
+                }
+            }
+        }
+        let mut out: Vec<semver::Version> = Vec::new();
+        for r in self.records().runs(&p.name)? {
+            let Some(from) = r.initial.as_ref().and_then(|i| stable_by_spec.get(i)) else {
+                continue;
+            };
+            if r.kind == RunKind::Job && r.state == RunState::Succeeded {
+                if let Ok(v) = semver::Version::parse(from) {
+                    if !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out.into_iter().map(|v| v.to_string()).collect())
+    }
+
     async fn collect_garbage(
         &self,
         stream: &str,
@@ -1118,7 +1266,11 @@ impl Controller {
         report: &mut Report,
     ) -> Result<(), ControllerError> {
         let payloads = self.records().payloads(stream)?;
-        let lifecycle: Vec<_> = payloads.iter().map(PayloadRecord::lifecycle).collect();
+        let lifecycle: Vec<_> = payloads
+            .iter()
+            .filter(|p| p.stable_of.is_none())
+            .map(PayloadRecord::lifecycle)
+            .collect();
         for name in lifecycle::garbage(&lifecycle, release.expires, self.now()) {
             self.step("untag")?;
             self.untag(&name).await?;
@@ -1145,6 +1297,29 @@ impl Controller {
             Store::Registry(_) => Ok(()),
         }
     }
+}
+
+/// The stable name after payload prefix `X.Y.Z-0.SUFFIX`: `X.Y.Z-SUFFIX.n` (as
+/// `4.17.0-0.okd-scos` → `4.17.0-okd-scos.3`).
+pub fn default_stable_name(prefix: &str, n: usize) -> Option<String> {
+    let (version, suffix) = prefix.split_once("-0.")?;
+    (!suffix.is_empty() && semver::Version::parse(version).is_ok())
+        .then(|| format!("{version}-{suffix}.{n}"))
+}
+
+/// What [`Controller::promote`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Promotion {
+    /// The stable release.
+    pub name: String,
+    /// The Accepted payload it was promoted from.
+    pub from: String,
+    /// Its pull spec by digest.
+    pub pull_spec: String,
+    /// The versions in its `previous` (upgrade edges with a successful run).
+    pub previous: Vec<String>,
+    /// False when it had been promoted before (nothing was done).
+    pub promoted: bool,
 }
 
 /// The results of [`Controller::test_payload`].

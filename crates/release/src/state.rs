@@ -98,9 +98,16 @@ pub struct PayloadRecord {
     pub keep: bool,
     /// When it last changed phase (unix seconds).
     pub updated: i64,
+    /// For a stable release: the Accepted payload it was promoted from.
+    pub stable_of: Option<String>,
 }
 
 impl PayloadRecord {
+    /// An Accepted payload of the stream, not a stable release promoted from one.
+    pub fn is_accepted_payload(&self) -> bool {
+        self.phase == Phase::Accepted && self.stable_of.is_none()
+    }
+
     /// What the lifecycle rules need of it.
     pub fn lifecycle(&self) -> crate::lifecycle::Payload {
         crate::lifecycle::Payload {
@@ -288,7 +295,7 @@ pub struct RunEnd {
 }
 
 const PAYLOAD_COLUMNS: &str = "name, stream, phase, created, hash, inputs, digest, pull_spec, \
-     reason, override, keep, updated";
+     reason, override, keep, updated, stable_of";
 const RUN_COLUMNS: &str =
     "id, payload, job, kind, attempt, state, initial, dir, started, finished, message, tests";
 
@@ -314,6 +321,7 @@ fn payload_row(r: &Row<'_>) -> rusqlite::Result<PayloadRecord> {
         decided_by_hand,
         keep: r.get::<_, i64>(10)? != 0,
         updated: r.get(11)?,
+        stable_of: r.get(12)?,
     })
 }
 
@@ -464,6 +472,51 @@ impl<'a> Records<'a> {
                     Some(p.name),
                     "created",
                     &format!("cut from {} images of {}", p.inputs.len(), p.stream),
+                )?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    /// Records a stable release: `stable`, pushed as `pull_spec`, promoted from the Accepted
+    /// payload `from` (an Accepted payload of `from`'s stream, kept forever), with its `promoted`
+    /// event on both. False, changing nothing, when `stable` exists already.
+    pub fn promote(
+        &self,
+        from: &PayloadRecord,
+        stable: &str,
+        digest: &str,
+        pull_spec: &str,
+        now: i64,
+    ) -> Result<bool, StateError> {
+        let inputs = serde_json::to_string(&from.inputs).expect("a string map serialises");
+        self.state.transaction(|tx| {
+            let n = tx.execute(
+                "INSERT INTO release_payloads (name, stream, phase, created, hash, inputs, digest, \
+                 pull_spec, keep, updated, stable_of) \
+                 VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, 1, ?3, ?8) \
+                 ON CONFLICT (name) DO NOTHING",
+                params![stable, from.stream, now, from.hash, inputs, digest, pull_spec, from.name],
+            )?;
+            if n == 1 {
+                log(
+                    tx,
+                    now,
+                    &from.stream,
+                    Some(stable),
+                    "promoted",
+                    &format!(
+                        "stable release promoted from {}, pushed as {pull_spec}",
+                        from.name
+                    ),
+                )?;
+                log(
+                    tx,
+                    now,
+                    &from.stream,
+                    Some(&from.name),
+                    "promoted",
+                    &format!("promoted as the stable release {stable}"),
                 )?;
             }
             Ok(n == 1)

@@ -423,6 +423,134 @@ fn an_accepted_payload_is_published_to_a_floating_tag_and_inherited_by_another_s
     assert!(!again.changed(), "{again:?}");
 }
 
+/// The payload's name, `previous` and image-references as tag → digest, read back from the store.
+fn read_back(site: &Site, pull_spec: &str) -> (String, Vec<String>, BTreeMap<String, String>) {
+    let info = rt()
+        .block_on(payload::info::load(
+            &site.forge.sources,
+            &format!("docker://{pull_spec}").parse().unwrap(),
+            None,
+        ))
+        .unwrap();
+    let refs = info
+        .references
+        .spec
+        .tags
+        .iter()
+        .map(|t| {
+            let from = t.from.as_ref().unwrap().name.clone();
+            (t.name.clone(), from.rsplit_once('@').unwrap().1.to_string())
+        })
+        .collect();
+    let previous = info.metadata.as_ref().unwrap().previous.clone();
+    (info.name().to_string(), previous, refs)
+}
+
+#[test]
+fn an_accepted_payload_is_promoted_by_hand_to_a_stable_release_with_its_upgrade_edges() {
+    let site = Site::new(&format!("      min_interval: 1h{JOBS}"));
+    let rt = rt();
+    let c = site.controller();
+    rt.block_on(c.settle()).unwrap();
+    let first = site.records().payload(FIRST).unwrap().unwrap();
+
+    let p = rt.block_on(c.promote(FIRST, None)).unwrap();
+    assert_eq!(
+        (p.name.as_str(), p.from.as_str(), p.promoted),
+        ("4.17.0-okd-scos.0", FIRST, true)
+    );
+    assert!(
+        p.previous.is_empty(),
+        "nothing upgraded from a stable release yet"
+    );
+    // Restamped: its own name, every component image digest for digest, read back as a release.
+    let (name, previous, refs) = read_back(&site, &p.pull_spec);
+    let (_, _, first_refs) = read_back(&site, first.pull_spec.as_ref().unwrap());
+    assert_eq!((name.as_str(), previous.len()), ("4.17.0-okd-scos.0", 0));
+    assert_eq!(refs, first_refs);
+    assert_ne!(Some(&p.pull_spec), first.pull_spec.as_ref());
+    let layout = Layout::open(site.store()).unwrap();
+    assert!(layout.tags().unwrap().contains(&p.name));
+    let stable = site.records().payload(&p.name).unwrap().unwrap();
+    assert_eq!(
+        (stable.phase, stable.keep, stable.stable_of.as_deref()),
+        (Phase::Accepted, true, Some(FIRST))
+    );
+    assert_eq!(site.event_kinds(&p.name), ["promoted"]);
+    // Again: nothing new. A stable release is no payload to promote, and cuts nothing.
+    let again = rt.block_on(c.promote(FIRST, None)).unwrap();
+    assert_eq!(
+        (again.name.as_str(), again.promoted),
+        ("4.17.0-okd-scos.0", false)
+    );
+    let err = rt
+        .block_on(c.promote(&p.name, None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a stable release already"), "{err}");
+    let quiet = rt.block_on(c.settle()).unwrap();
+    assert!(!quiet.changed(), "{quiet:?}");
+
+    // The next payload: its `previous` upgrade job starts from the newest Accepted payload, not
+    // from the stable release.
+    site.change(1);
+    site.clock.advance(3600);
+    rt.block_on(c.settle()).unwrap();
+    let second = "4.17.0-0.okd-scos-2026-11-24-010000";
+    assert_eq!(
+        site.records().payload(second).unwrap().unwrap().phase,
+        Phase::Accepted
+    );
+    assert_eq!(
+        site.jobs.runs_of("upgrade")[0]["RELEASE_IMAGE_INITIAL"],
+        *first.pull_spec.as_ref().unwrap()
+    );
+    // An upgrade run from the stable release into it succeeds (recorded as the controller
+    // records runs): the next stable release has it in `previous`. A failed one does not count.
+    let records = site.records();
+    for (attempt, state) in [(1, RunState::Failed), (2, RunState::Succeeded)] {
+        let id = records
+            .start_run(
+                &release::state::NewRun {
+                    payload: second,
+                    job: "upgrade-from-stable",
+                    kind: release::state::RunKind::Job,
+                    attempt,
+                    initial: Some(&p.pull_spec),
+                    dir: None,
+                },
+                T0 + 3700,
+            )
+            .unwrap()
+            .unwrap();
+        records
+            .finish_run(
+                id,
+                &release::state::RunEnd {
+                    state,
+                    message: None,
+                    tests: None,
+                },
+                T0 + 3800,
+            )
+            .unwrap();
+    }
+    let next = rt.block_on(c.promote(second, None)).unwrap();
+    assert_eq!(next.name, "4.17.0-okd-scos.1");
+    assert_eq!(next.previous, ["4.17.0-okd-scos.0"]);
+    let (name, previous, _) = read_back(&site, &next.pull_spec);
+    assert_eq!(
+        (name.as_str(), previous),
+        ("4.17.0-okd-scos.1", next.previous.clone())
+    );
+    // A name of one's own; one that exists is refused.
+    let err = rt
+        .block_on(c.promote(second, Some("4.17.0-okd-scos.0")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exists already"), "{err}");
+}
+
 #[test]
 fn failed_jobs_are_retried_with_backoff_then_the_payload_is_rejected() {
     let site = Site::new(JOBS);
