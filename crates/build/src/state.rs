@@ -193,7 +193,10 @@ pub const MIGRATIONS: &[M<'static>] = &[
     ),
     // Stable releases: Accepted payloads restamped under a stable name, recorded as payloads of
     // their stream (Accepted, kept) with the payload they were promoted from.
-    M::up("ALTER TABLE release_payloads ADD COLUMN stable_of TEXT;"),
+    M::up(
+        "ALTER TABLE release_payloads ADD COLUMN stable_of TEXT;
+        ALTER TABLE release_payloads ADD COLUMN channels TEXT;",
+    ),
 ];
 
 /// [`MIGRATIONS`] as the `Migrations` that [`State::open`] applies.

@@ -207,6 +207,9 @@ fn print_report(r: &Report, output: Output) {
     for (stream, decision) in &r.streams {
         println!("{stream}: {decision}");
     }
+    for (stream, status) in &r.promotion {
+        println!("{stream}: promotion {status}");
+    }
     for a in &r.actions {
         println!("{a}");
     }

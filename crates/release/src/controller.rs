@@ -89,6 +89,9 @@ pub struct Report {
     /// Per stream, what creation decided: `created NAME`, `unchanged`, `waiting until …`,
     /// `blocked: …`, `no images yet`.
     pub streams: BTreeMap<String, String>,
+    /// Per stream with a `promote:` schedule, where promotion stands: `promoted …`, `next due …`,
+    /// or why nothing qualifies although it is due.
+    pub promotion: BTreeMap<String, String>,
     /// What it did, in order.
     pub actions: Vec<Action>,
     /// Problems that did not stop the pass.
@@ -126,6 +129,13 @@ pub enum Action {
         /// What it did.
         what: String,
     },
+    /// An Accepted payload was promoted to a stable release on schedule.
+    Promoted {
+        /// The payload.
+        payload: String,
+        /// The stable release.
+        stable: String,
+    },
     /// Garbage collection removed a payload.
     Removed {
         /// The payload.
@@ -156,6 +166,9 @@ impl std::fmt::Display for Action {
                 name,
                 what,
             } => write!(f, "{payload}: published ({name}): {what}"),
+            Action::Promoted { payload, stable } => {
+                write!(f, "{payload}: promoted as the stable release {stable}")
+            }
             Action::Removed { payload } => write!(f, "{payload}: removed by garbage collection"),
         }
     }
@@ -365,19 +378,89 @@ impl Controller {
         out
     }
 
-    /// The gates of a stream: its built-in checks (blocking, no retries) and its jobs.
-    fn gates(&self, release: &Release) -> Vec<Gate> {
-        let mut gates: Vec<Gate> = self
+    /// The gates of payload `p`: the stream's built-in checks (blocking, no retries) and its jobs,
+    /// an `all_previous_stable` upgrade job once per stable release it upgrades from (gate
+    /// `<job> from <version>`).
+    fn gates(&self, p: &PayloadRecord, release: &Release) -> Result<Vec<Planned>, ControllerError> {
+        let mut gates: Vec<Planned> = self
             .checks_of(release)
             .iter()
-            .map(|(name, _)| Gate {
-                name: name.clone(),
-                optional: false,
-                max_retries: 0,
+            .map(|(name, _)| Planned {
+                gate: Gate {
+                    name: name.clone(),
+                    optional: false,
+                    max_retries: 0,
+                },
+                job: name.clone(),
+                source: None,
             })
             .collect();
-        gates.extend(lifecycle::job_gates(release));
-        gates
+        let mut sources = None;
+        for gate in lifecycle::job_gates(release) {
+            let job = gate.name.clone();
+            if release.verify[&job].upgrade_from == Some(UpgradeFrom::AllPreviousStable) {
+                if sources.is_none() {
+                    sources = Some(self.stable_sources(p)?);
+                }
+                let from = sources.as_deref().unwrap_or_default();
+                if !from.is_empty() {
+                    for (version, spec) in from {
+                        gates.push(Planned {
+                            gate: Gate {
+                                name: format!("{job} from {version}"),
+                                ..gate.clone()
+                            },
+                            job: job.clone(),
+                            source: Some(spec.clone()),
+                        });
+                    }
+                    continue;
+                }
+            }
+            gates.push(Planned {
+                gate,
+                job,
+                source: None,
+            });
+        }
+        Ok(gates)
+    }
+
+    /// What `all_previous_stable` upgrades `p` from, as (version, pull spec), oldest first: every
+    /// stable release of `p`'s minor (of any stream), then the newest of the previous minor.
+    fn stable_sources(&self, p: &PayloadRecord) -> Result<Vec<(String, String)>, ControllerError> {
+        let Ok(v) = semver::Version::parse(&p.name) else {
+            return Ok(Vec::new());
+        };
+        let mut this: Vec<(semver::Version, String)> = Vec::new();
+        let mut before: Option<(semver::Version, String)> = None;
+        for stream in self.forge.config.streams.keys() {
+            for q in self.records().payloads(stream)? {
+                let (Some(of), Some(spec)) = (&q.stable_of, &q.pull_spec) else {
+                    continue;
+                };
+                let Ok(qv) = semver::Version::parse(&q.name) else {
+                    continue;
+                };
+                if *of == p.name || q.name == p.name {
+                    continue;
+                }
+                if (qv.major, qv.minor) == (v.major, v.minor) {
+                    this.push((qv, spec.clone()));
+                } else if v.minor > 0
+                    && (qv.major, qv.minor) == (v.major, v.minor - 1)
+                    && before.as_ref().is_none_or(|(b, _)| qv > *b)
+                {
+                    before = Some((qv, spec.clone()));
+                }
+            }
+        }
+        this.sort();
+        Ok(before
+            .into_iter()
+            .chain(this)
+            .map(|(v, spec)| (v.to_string(), spec))
+            .collect())
     }
 
     /// One pass over every stream with a `release:` block (see the module documentation). Jobs it
@@ -406,6 +489,7 @@ impl Controller {
                 }
             }
             self.publish(stream, release, &mut report).await?;
+            self.promote_due(stream, release, &mut report).await?;
             self.collect_garbage(stream, release, &mut report).await?;
         }
         Ok(report)
@@ -450,6 +534,7 @@ impl Controller {
                     all.streams.insert(stream, decision);
                 }
             }
+            all.promotion.extend(r.promotion);
             all.actions.extend(r.actions);
             all.problems.extend(r.problems);
             if !launched {
@@ -483,8 +568,9 @@ impl Controller {
                 at(t);
             }
             for p in payloads.iter().filter(|p| p.phase == Phase::Ready) {
-                let runs = by_gate(&self.records().runs(&p.name)?);
-                for gate in self.gates(release) {
+                let gates = self.gates(p, release)?;
+                let runs = by_gate(&self.records().runs(&p.name)?, &gates);
+                for Planned { gate, .. } in gates {
                     let r = runs.get(&gate.name).map_or(&[][..], Vec::as_slice);
                     if let JobStatus::LaunchAt(t) = lifecycle::job_status(r, gate.max_retries, now)
                     {
@@ -667,33 +753,11 @@ impl Controller {
         release: &Release,
         report: &mut Report,
     ) -> Result<(), ControllerError> {
-        let now = self.now();
-        let all_runs = self.records().runs(&p.name)?;
-        let runs = by_gate(&all_runs);
-        let attempts = |job: &str| all_runs.iter().filter(|r| r.job == job).count() as u32;
-        let checks = self.checks_of(release);
-        let gates = self.gates(release);
-        for gate in &gates {
-            let r = runs.get(&gate.name).map_or(&[][..], Vec::as_slice);
-            let JobStatus::LaunchAt(t) = lifecycle::job_status(r, gate.max_retries, now) else {
-                continue;
-            };
-            if t > now {
-                continue;
-            }
-            let attempt = attempts(&gate.name) + 1;
-            if let Some((_, check)) = checks.iter().find(|(n, _)| *n == gate.name) {
-                report.started(&p.name, &gate.name, attempt);
-                self.run_check(p, &gate.name, check.clone(), attempt)
-                    .await?;
-            } else if let Some(job) = release.verify.get(&gate.name) {
-                if self.launch(p, &gate.name, job, attempt)? {
-                    report.started(&p.name, &gate.name, attempt);
-                }
-            }
-        }
+        let planned = self.gates(p, release)?;
+        self.launch_due(p, release, &planned, report).await?;
         // The verdict, on what is recorded now (a check that just ran counts).
-        let runs = by_gate(&self.records().runs(&p.name)?);
+        let runs = by_gate(&self.records().runs(&p.name)?, &planned);
+        let gates: Vec<Gate> = planned.into_iter().map(|g| g.gate).collect();
         match lifecycle::verdict(&gates, &runs, None, self.now()) {
             Verdict::Wait => {}
             Verdict::Accept => {
@@ -711,6 +775,45 @@ impl Controller {
                 self.step("reject")?;
                 if self.records().decide(&p.name, false, &why, self.now())? {
                     report.phase(&p.name, Phase::Rejected, Some(&why));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the due checks of `gates` and launches their due jobs: never run, or failed with
+    /// attempts left and the backoff passed.
+    async fn launch_due(
+        self: &Arc<Self>,
+        p: &PayloadRecord,
+        release: &Release,
+        gates: &[Planned],
+        report: &mut Report,
+    ) -> Result<(), ControllerError> {
+        let now = self.now();
+        let all_runs = self.records().runs(&p.name)?;
+        let runs = by_gate(&all_runs, gates);
+        // Attempts are numbered per job, over all its upgrade sources.
+        let attempts = |job: &str| all_runs.iter().filter(|r| r.job == job).count() as u32;
+        let checks = self.checks_of(release);
+        let mut launched: Vec<&str> = Vec::new();
+        for Planned { gate, job, source } in gates {
+            let r = runs.get(&gate.name).map_or(&[][..], Vec::as_slice);
+            let JobStatus::LaunchAt(t) = lifecycle::job_status(r, gate.max_retries, now) else {
+                continue;
+            };
+            // One launch per job and pass: attempt numbers stay unique.
+            if t > now || launched.contains(&job.as_str()) {
+                continue;
+            }
+            let attempt = attempts(job) + 1;
+            if let Some((_, check)) = checks.iter().find(|(n, _)| n == job) {
+                report.started(&p.name, job, attempt);
+                self.run_check(p, job, check.clone(), attempt).await?;
+            } else if let Some(verify) = release.verify.get(job) {
+                if self.launch(p, job, verify, source.as_deref(), attempt)? {
+                    launched.push(job);
+                    report.started(&p.name, &gate.name, attempt);
                 }
             }
         }
@@ -831,12 +934,14 @@ impl Controller {
         p: &PayloadRecord,
         name: &str,
         job: &build::config::Verify,
+        source: Option<&str>,
         attempt: u32,
     ) -> Result<bool, ControllerError> {
         let pull_spec = p.pull_spec.clone().unwrap_or_default();
-        let initial = match &job.upgrade_from {
-            None => None,
-            Some(from) => match self.upgrade_source(p, from)? {
+        let initial = match (&job.upgrade_from, source) {
+            (_, Some(spec)) => Some(spec.to_string()),
+            (None, None) => None,
+            (Some(from), None) => match self.upgrade_source(p, from)? {
                 Ok(src) => Some(src),
                 Err(why) => {
                     // As the release controller: an upgrade job with nothing to upgrade from
@@ -974,6 +1079,7 @@ impl Controller {
             keep: false,
             updated: now,
             stable_of: None,
+            channels: Vec::new(),
         };
         let built = self
             .assemble(&ephemeral, Vec::new())
@@ -1155,16 +1261,16 @@ impl Controller {
             )));
         }
         let stream = p.stream.clone();
-        let prefix = self
+        let release = self
             .forge
             .config
             .streams
             .get(&stream)
-            .and_then(|s| s.release.as_ref())
-            .map(|r| r.name.clone())
+            .and_then(|s| s.release.clone())
             .ok_or_else(|| {
                 ControllerError::Usage(format!("stream '{stream}' has no `release:` block"))
             })?;
+        let prefix = &release.name;
         let stables: Vec<PayloadRecord> = self
             .records()
             .payloads(&stream)?
@@ -1180,22 +1286,33 @@ impl Controller {
                 from: p.name,
                 pull_spec: done.pull_spec.clone().unwrap_or_default(),
                 previous: Vec::new(),
+                channels: done.channels.clone(),
                 promoted: false,
             });
         }
-        let stable = match stable {
-            Some(s) => s.to_string(),
-            None => default_stable_name(&prefix, stables.len()).ok_or_else(|| {
-                ControllerError::Usage(format!(
-                    "cannot derive a stable name from the payload prefix '{prefix}' (not X.Y.Z-0.SUFFIX); give --name"
-                ))
-            })?,
+        let template = match &release.promote {
+            Some(p) => Some(p.name.clone()),
+            None => build::config::default_stable_template(prefix),
         };
-        if let Err(e) = ReleaseName::parse(&stable) {
-            return Err(ControllerError::Usage(format!(
-                "'{stable}' cannot name a stable release: {e}"
-            )));
-        }
+        let stable = match (stable, template) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(t)) => t.replace("{n}", &stables.len().to_string()),
+            (None, None) => {
+                return Err(ControllerError::Usage(format!(
+                    "cannot derive a stable name from the payload prefix '{prefix}' (not X.Y.Z-0.SUFFIX); give --name"
+                )))
+            }
+        };
+        let version = semver::Version::parse(&stable).map_err(|e| {
+            ControllerError::Usage(format!("'{stable}' cannot name a stable release: {e}"))
+        })?;
+        let channels = match &release.promote {
+            Some(p) => p.channels.clone(),
+            None => vec![
+                format!("stable-{}", version.major),
+                format!("stable-{}.{}", version.major, version.minor),
+            ],
+        };
         if self.records().payload(&stable)?.is_some() {
             return Err(ControllerError::Usage(format!(
                 "a payload or stable release named '{stable}' exists already"
@@ -1221,14 +1338,96 @@ impl Controller {
         let pull_spec = self.pull_spec(&digest);
         let promoted = self
             .records()
-            .promote(&p, &stable, &digest, &pull_spec, now)?;
+            .promote(&p, &stable, &digest, &pull_spec, &channels, now)?;
         Ok(Promotion {
             name: stable,
             from: p.name,
             pull_spec,
             previous,
+            channels,
             promoted,
         })
+    }
+
+    /// Promotes on the stream's `promote:` schedule. When due, the candidates are the Accepted
+    /// payloads newer than the last promoted one, newest first; the first whose required jobs all
+    /// passed (for `all_previous_stable`, from every stable release there is now) is promoted. A
+    /// candidate's missing required runs (an upgrade from a stable release promoted after it was
+    /// verified) are launched, so that it can qualify on a later pass.
+    async fn promote_due(
+        self: &Arc<Self>,
+        stream: &str,
+        release: &Release,
+        report: &mut Report,
+    ) -> Result<(), ControllerError> {
+        let Some(promote) = &release.promote else {
+            return Ok(());
+        };
+        let now = self.now();
+        let payloads = self.records().payloads(stream)?;
+        let newest_stable = payloads.iter().find(|p| p.stable_of.is_some());
+        let due = promote.next_due(newest_stable.map(|s| s.created));
+        if due > now {
+            report
+                .promotion
+                .insert(stream.to_string(), format!("next due {}", rfc3339(due)));
+            return Ok(());
+        }
+        let since = newest_stable
+            .and_then(|s| {
+                payloads
+                    .iter()
+                    .find(|p| Some(&p.name) == s.stable_of.as_ref())
+            })
+            .map(|p| p.created);
+        let candidates: Vec<&PayloadRecord> = payloads
+            .iter()
+            .filter(|p| p.is_accepted_payload() && since.is_none_or(|t| p.created > t))
+            .collect();
+        let mut why: Vec<String> = Vec::new();
+        for cand in candidates {
+            let planned: Vec<Planned> = self
+                .gates(cand, release)?
+                .into_iter()
+                .filter(|g| promote.require.contains(&g.job))
+                .collect();
+            let runs = by_gate(&self.records().runs(&cand.name)?, &planned);
+            let missing: Vec<&str> = planned
+                .iter()
+                .filter(|g| {
+                    let r = runs.get(&g.gate.name).map_or(&[][..], Vec::as_slice);
+                    lifecycle::job_status(r, g.gate.max_retries, now) != JobStatus::Succeeded
+                })
+                .map(|g| g.gate.name.as_str())
+                .collect();
+            if missing.is_empty() {
+                self.step("promote")?;
+                let p = self.promote(&cand.name, None).await?;
+                report.promotion.insert(
+                    stream.to_string(),
+                    format!("promoted {} as {}", p.from, p.name),
+                );
+                if p.promoted {
+                    report.actions.push(Action::Promoted {
+                        payload: p.from,
+                        stable: p.name,
+                    });
+                }
+                return Ok(());
+            }
+            why.push(format!("{}: {} not passed", cand.name, missing.join(", ")));
+            self.launch_due(cand, release, &planned, report).await?;
+        }
+        let message = if why.is_empty() {
+            match since {
+                Some(_) => "due; no Accepted payload newer than the last promoted one".to_string(),
+                None => "due; no Accepted payload".to_string(),
+            }
+        } else {
+            format!("due; nothing qualifies: {}", why.join("; "))
+        };
+        report.promotion.insert(stream.to_string(), message);
+        Ok(())
     }
 
     /// The stable releases (of any stream) that an upgrade job of `p` upgraded from successfully,
@@ -1299,14 +1498,6 @@ impl Controller {
     }
 }
 
-/// The stable name after payload prefix `X.Y.Z-0.SUFFIX`: `X.Y.Z-SUFFIX.n` (as
-/// `4.17.0-0.okd-scos` → `4.17.0-okd-scos.3`).
-pub fn default_stable_name(prefix: &str, n: usize) -> Option<String> {
-    let (version, suffix) = prefix.split_once("-0.")?;
-    (!suffix.is_empty() && semver::Version::parse(version).is_ok())
-        .then(|| format!("{version}-{suffix}.{n}"))
-}
-
 /// What [`Controller::promote`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Promotion {
@@ -1318,6 +1509,8 @@ pub struct Promotion {
     pub pull_spec: String,
     /// The versions in its `previous` (upgrade edges with a successful run).
     pub previous: Vec<String>,
+    /// The channels it joined.
+    pub channels: Vec<String>,
     /// False when it had been promoted before (nothing was done).
     pub promoted: bool,
 }
@@ -1354,13 +1547,28 @@ pub struct GateResult {
     pub dir: Option<PathBuf>,
 }
 
+/// A gate of one payload, and what runs for it.
+struct Planned {
+    /// The gate.
+    gate: Gate,
+    /// The check or `verify:` job.
+    job: String,
+    /// For one upgrade source of an `all_previous_stable` job: its pull spec.
+    source: Option<String>,
+}
+
 /// The counted runs by gate name, oldest first, as the lifecycle sees them (interrupted runs do
-/// not count).
-fn by_gate(runs: &[RunRecord]) -> BTreeMap<String, Vec<Run>> {
+/// not count). A run counts for the gate of its job, and of its upgrade source if the gate has one.
+fn by_gate(runs: &[RunRecord], gates: &[Planned]) -> BTreeMap<String, Vec<Run>> {
     let mut out: BTreeMap<String, Vec<Run>> = BTreeMap::new();
     for r in runs {
-        if let Some(run) = r.state.lifecycle(r.finished.unwrap_or(r.started)) {
-            out.entry(r.job.clone()).or_default().push(run);
+        let Some(run) = r.state.lifecycle(r.finished.unwrap_or(r.started)) else {
+            continue;
+        };
+        for g in gates {
+            if g.job == r.job && (g.source.is_none() || g.source == r.initial) {
+                out.entry(g.gate.name.clone()).or_default().push(run);
+            }
         }
     }
     out

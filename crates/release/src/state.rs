@@ -100,6 +100,8 @@ pub struct PayloadRecord {
     pub updated: i64,
     /// For a stable release: the Accepted payload it was promoted from.
     pub stable_of: Option<String>,
+    /// For a stable release: the channels it is in.
+    pub channels: Vec<String>,
 }
 
 impl PayloadRecord {
@@ -295,7 +297,7 @@ pub struct RunEnd {
 }
 
 const PAYLOAD_COLUMNS: &str = "name, stream, phase, created, hash, inputs, digest, pull_spec, \
-     reason, override, keep, updated, stable_of";
+     reason, override, keep, updated, stable_of, channels";
 const RUN_COLUMNS: &str =
     "id, payload, job, kind, attempt, state, initial, dir, started, finished, message, tests";
 
@@ -322,6 +324,10 @@ fn payload_row(r: &Row<'_>) -> rusqlite::Result<PayloadRecord> {
         keep: r.get::<_, i64>(10)? != 0,
         updated: r.get(11)?,
         stable_of: r.get(12)?,
+        channels: match r.get::<_, Option<String>>(13)? {
+            Some(c) => serde_json::from_str(&c).map_err(|e| bad_value(e.to_string()))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -487,16 +493,28 @@ impl<'a> Records<'a> {
         stable: &str,
         digest: &str,
         pull_spec: &str,
+        channels: &[String],
         now: i64,
     ) -> Result<bool, StateError> {
         let inputs = serde_json::to_string(&from.inputs).expect("a string map serialises");
+        let channels = serde_json::to_string(channels).expect("strings serialise");
         self.state.transaction(|tx| {
             let n = tx.execute(
                 "INSERT INTO release_payloads (name, stream, phase, created, hash, inputs, digest, \
-                 pull_spec, keep, updated, stable_of) \
-                 VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, 1, ?3, ?8) \
+                 pull_spec, keep, updated, stable_of, channels) \
+                 VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, 1, ?3, ?8, ?9) \
                  ON CONFLICT (name) DO NOTHING",
-                params![stable, from.stream, now, from.hash, inputs, digest, pull_spec, from.name],
+                params![
+                    stable,
+                    from.stream,
+                    now,
+                    from.hash,
+                    inputs,
+                    digest,
+                    pull_spec,
+                    from.name,
+                    channels
+                ],
             )?;
             if n == 1 {
                 log(

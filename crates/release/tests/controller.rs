@@ -552,6 +552,104 @@ fn an_accepted_payload_is_promoted_by_hand_to_a_stable_release_with_its_upgrade_
 }
 
 #[test]
+fn every_period_promotes_a_stable_release_upgrade_tested_from_every_earlier_one() {
+    const DAY: i64 = 86_400;
+    let site = Site::new(
+        "      verify:
+        e2e: { command: [./e2e.sh] }
+        upgrade: { command: [./upgrade.sh], upgrade_from: all_previous_stable, max_retries: 1 }
+      promote: { every: 14d }",
+    );
+    let rt = rt();
+    let c = site.controller();
+    let stable = |n: usize| format!("4.17.0-okd-scos.{n}");
+    let spec = |name: &str| {
+        site.records()
+            .payload(name)
+            .unwrap()
+            .unwrap()
+            .pull_spec
+            .unwrap()
+    };
+
+    // Period 1: the first payload has no stable release to upgrade from; it becomes .0 at once.
+    let r = rt.block_on(c.settle()).unwrap();
+    assert_eq!(
+        r.promotion[STREAM],
+        format!("promoted {FIRST} as {}", stable(0))
+    );
+    let s0 = c.records().payload(&stable(0)).unwrap().unwrap();
+    assert_eq!(s0.channels, ["stable-4", "stable-4.17"]);
+    let r = rt.block_on(c.settle()).unwrap();
+    assert_eq!(r.promotion[STREAM], "next due 2026-12-08T00:00:00Z");
+
+    // Period 2: the upgrade from .0 is flaky: it fails, is retried after its backoff, passes.
+    site.change(1);
+    site.clock.advance(14 * DAY);
+    site.jobs.fail("upgrade", 1);
+    let r = rt.block_on(c.settle()).unwrap();
+    assert_eq!(
+        r.promotion[STREAM],
+        "due; no Accepted payload newer than the last promoted one"
+    );
+    let second = "4.17.0-0.okd-scos-2026-12-08-000000";
+    assert_eq!(
+        c.records().payload(second).unwrap().unwrap().phase,
+        Phase::Ready
+    );
+    site.clock.advance(60);
+    let r = rt.block_on(c.settle()).unwrap();
+    assert_eq!(
+        r.promotion[STREAM],
+        format!("promoted {second} as {}", stable(1))
+    );
+    let upgrades = site.jobs.runs_of("upgrade");
+    assert_eq!(upgrades.len(), 2, "one failed run, one retry");
+    assert!(upgrades
+        .iter()
+        .all(|e| e["RELEASE_IMAGE_INITIAL"] == spec(&stable(0))));
+    let (_, previous, _) = read_back(&site, &spec(&stable(1)));
+    assert_eq!(
+        previous,
+        [stable(0)],
+        "the edge appears once its run passed"
+    );
+
+    // Period 3: one upgrade run from each earlier stable release; .2 has both in `previous`.
+    site.change(2);
+    site.clock.advance(14 * DAY);
+    let r = rt.block_on(c.settle()).unwrap();
+    let third = "4.17.0-0.okd-scos-2026-12-22-000100";
+    assert_eq!(
+        r.promotion[STREAM],
+        format!("promoted {third} as {}", stable(2))
+    );
+    let mut froms: Vec<String> = site.jobs.runs_of("upgrade")[2..]
+        .iter()
+        .map(|e| e["RELEASE_IMAGE_INITIAL"].clone())
+        .collect();
+    froms.sort();
+    let mut want = vec![spec(&stable(0)), spec(&stable(1))];
+    want.sort();
+    assert_eq!(froms, want);
+    let (name, previous, refs) = read_back(&site, &spec(&stable(2)));
+    assert_eq!(name, stable(2));
+    assert_eq!(previous, [stable(0), stable(1)]);
+    let (_, _, third_refs) = read_back(&site, &spec(third));
+    assert_eq!(refs, third_refs, "every component digest kept");
+    // The runs of the third payload are named per source.
+    let gates: Vec<String> = c
+        .records()
+        .runs(third)
+        .unwrap()
+        .iter()
+        .filter(|r| r.job == "upgrade")
+        .map(|r| format!("{} {}", r.attempt, r.state.as_str()))
+        .collect();
+    assert_eq!(gates, ["1 succeeded", "2 succeeded"]);
+}
+
+#[test]
 fn failed_jobs_are_retried_with_backoff_then_the_payload_is_rejected() {
     let site = Site::new(JOBS);
     site.jobs.fail("e2e", 2);

@@ -17,7 +17,9 @@ pub use model::{
     Recipe, Revision, Store, Stream, StreamImage, Variant, DEFAULT_STORE_NAME,
 };
 pub use raw::RawConfig;
-pub use release::{Checks, PublishAction, Release, UpgradeFrom, Verify};
+pub use release::{
+    default_stable_template, Checks, Promote, PublishAction, Release, Schedule, UpgradeFrom, Verify,
+};
 
 /// The configuration file used when none is given.
 pub const DEFAULT_FILE: &str = "forge.yaml";

@@ -50,10 +50,44 @@ pub struct RawRelease {
     #[serde(default)]
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub publish: IndexMap<String, RawPublish>,
-    /// Promotion to stable releases. Not interpreted yet: any value is kept as is.
+    /// Promotion of Accepted payloads to stable releases on a schedule.
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub promote: Option<serde_json::Value>,
+    pub promote: Option<RawPromote>,
+}
+
+/// The `promote:` block: when and how the newest qualifying Accepted payload becomes a stable
+/// release.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Promote")]
+pub struct RawPromote {
+    /// Promote this long after the last promotion, e.g. `14d`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<Spanned<String>>,
+    /// Or: promote at the times of this cron expression (UTC), e.g. `0 0 * * 1`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<Spanned<String>>,
+    /// The stable name, `{n}` counting the stream's stable releases from 0. Default: from the
+    /// payload prefix, `X.Y.Z-0.SUFFIX` → `X.Y.Z-SUFFIX.{n}`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Spanned<String>>,
+    /// The channels the stable releases join. Default: `stable-X` and `stable-X.Y`.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    /// The `verify:` jobs that must have passed on a payload for it to be promoted. Default: every
+    /// upgrade job.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require: Option<Vec<Spanned<String>>>,
 }
 
 /// One `publish:` action, on the newest Accepted payload of the stream.
@@ -213,8 +247,58 @@ pub struct Release {
     pub checks: Checks,
     /// What happens on acceptance (not disabled), in file order.
     pub publish: IndexMap<String, PublishAction>,
-    /// The `promote:` block, not interpreted yet.
-    pub promote: Option<serde_json::Value>,
+    /// Promotion to stable releases, if scheduled.
+    pub promote: Option<Promote>,
+}
+
+/// When promotion is due.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// This long after the last promotion.
+    #[serde(with = "seconds")]
+    Every(Duration),
+    /// At the times of a cron expression.
+    Cron(Box<super::model::Rebuild>),
+}
+
+/// The `promote:` block, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Promote {
+    /// When it is due.
+    pub schedule: Schedule,
+    /// The stable name template, with `{n}`.
+    pub name: String,
+    /// Channels.
+    pub channels: Vec<String>,
+    /// Jobs that must have passed.
+    pub require: Vec<String>,
+}
+
+impl Promote {
+    /// When the next promotion is due (unix seconds), given the last one; the first is due at once.
+    pub fn next_due(&self, last: Option<i64>) -> i64 {
+        let Some(last) = last else { return i64::MIN };
+        match &self.schedule {
+            Schedule::Every(d) => last.saturating_add(d.as_secs() as i64),
+            Schedule::Cron(c) => chrono::DateTime::from_timestamp(last, 0)
+                .and_then(|from| c.cron.find_next_occurrence(&from, false).ok())
+                .map_or(i64::MAX, |t| t.timestamp()),
+        }
+    }
+
+    /// The stable name of the stream's `n`th stable release (from 0).
+    pub fn stable_name(&self, n: usize) -> String {
+        self.name.replace("{n}", &n.to_string())
+    }
+}
+
+/// The default stable name template after payload prefix `X.Y.Z-0.SUFFIX`: `X.Y.Z-SUFFIX.{n}`
+/// (`4.17.0-0.okd-scos` → `4.17.0-okd-scos.{n}`).
+pub fn default_stable_template(prefix: &str) -> Option<String> {
+    let (version, suffix) = prefix.split_once("-0.")?;
+    (!suffix.is_empty() && semver::Version::parse(version).is_ok())
+        .then(|| format!("{version}-{suffix}.{{n}}"))
 }
 
 /// The built-in checks of a stream, checked.
@@ -519,6 +603,10 @@ pub(super) fn release(
             publish.insert(name, action);
         }
     }
+    let promote = raw
+        .promote
+        .map(|p| promote(ck, &field, &raw.name, &verify, p))
+        .and_then(|p| p);
     Release {
         name: raw.name.value,
         max_unready: raw.max_unready.unwrap_or(0),
@@ -537,8 +625,120 @@ pub(super) fn release(
             },
         },
         publish,
-        promote: raw.promote,
+        promote,
     }
+}
+
+fn promote(
+    ck: &mut Checker,
+    field: &str,
+    prefix: &Spanned<String>,
+    verify: &IndexMap<String, Verify>,
+    p: RawPromote,
+) -> Option<Promote> {
+    let at = format!("{field}.promote");
+    let schedule = match (p.every, p.cron) {
+        (Some(every), None) => {
+            let d = duration(ck, format!("{at}.every"), Some(every))?;
+            Schedule::Every(d)
+        }
+        (None, Some(cron)) => match cron.value.parse::<croner::Cron>() {
+            Ok(c) => Schedule::Cron(Box::new(super::model::Rebuild {
+                expression: cron.value,
+                cron: c,
+            })),
+            Err(e) => {
+                ck.at(
+                    cron.referenced,
+                    format!("{at}.cron"),
+                    format!(
+                        "'{}' is not a cron expression ({e}); e.g. '0 0 * * 1' for Mondays 00:00 UTC",
+                        cron.value
+                    ),
+                );
+                return None;
+            }
+        },
+        (every, cron) => {
+            let loc = every
+                .map(|e| e.referenced)
+                .or(cron.map(|c| c.referenced))
+                .unwrap_or(prefix.referenced);
+            ck.at(loc, at, "give exactly one of every (e.g. 14d) or cron");
+            return None;
+        }
+    };
+    let name = match p.name {
+        Some(n) => {
+            let example = n.value.replace("{n}", "0");
+            if !n.value.contains("{n}") || payload::version::ReleaseName::parse(&example).is_err() {
+                ck.at(
+                    n.referenced,
+                    format!("{at}.name"),
+                    format!(
+                        "'{}' must contain {{n}} and make a semantic version (e.g. 4.17.0-okd-scos.{{n}})",
+                        n.value
+                    ),
+                );
+            }
+            n.value
+        }
+        None => match default_stable_template(&prefix.value) {
+            Some(t) => t,
+            None => {
+                ck.at(
+                    prefix.referenced,
+                    format!("{at}.name"),
+                    format!(
+                        "no default stable name for '{}' (not X.Y.Z-0.SUFFIX); give promote.name",
+                        prefix.value
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    let channels = p.channels.unwrap_or_else(|| {
+        semver::Version::parse(&name.replace("{n}", "0"))
+            .map(|v| {
+                vec![
+                    format!("stable-{}", v.major),
+                    format!("stable-{}.{}", v.major, v.minor),
+                ]
+            })
+            .unwrap_or_default()
+    });
+    let require = match p.require {
+        None => verify
+            .iter()
+            .filter(|(_, v)| v.upgrade_from.is_some())
+            .map(|(n, _)| n.clone())
+            .collect(),
+        Some(jobs) => {
+            let mut out = Vec::new();
+            for j in jobs {
+                if !verify.contains_key(&j.value) {
+                    ck.at(
+                        j.referenced,
+                        format!("{at}.require"),
+                        format!(
+                            "no verify job '{}' (jobs: {})",
+                            j.value,
+                            verify.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+                out.push(j.value);
+            }
+            out
+        }
+    };
+    Some(Promote {
+        schedule,
+        name,
+        channels,
+        require,
+    })
 }
 
 mod seconds {
@@ -655,7 +855,19 @@ streams:
             r.verify["plain-upgrade"].image.as_deref(),
             Some("quay.io/okd/tests:4.17")
         );
-        assert_eq!(r.promote, Some(serde_json::json!({ "every": "14d" })));
+        let promote = r.promote.as_ref().unwrap();
+        assert!(
+            matches!(promote.schedule, Schedule::Every(d) if d == Duration::from_secs(14 * 86_400))
+        );
+        assert_eq!(promote.stable_name(3), "4.17.0-okd-scos.3");
+        assert_eq!(promote.channels, ["stable-4", "stable-4.17"]);
+        assert_eq!(
+            promote.require,
+            ["upgrade", "upgrade-minor", "plain-upgrade"],
+            "every upgrade job by default"
+        );
+        assert_eq!(promote.next_due(None), i64::MIN, "the first is due at once");
+        assert_eq!(promote.next_due(Some(100)), 100 + 14 * 86_400);
         assert_eq!(r.checks, Checks::default(), "both checks by default");
     }
 
@@ -763,6 +975,46 @@ streams:
                 "forge.yaml:13:13: streams.okd-scos-4.17.release.publish.c: give exactly one of tag_ref or stream",
                 "forge.yaml:14:87: streams.okd-scos-4.17.release.publish.d.stream: a stream cannot inherit from itself",
             ]
+        );
+    }
+
+    #[test]
+    fn promote_settings_and_their_problems() {
+        let promote = |yaml: &str| {
+            let c = parse(
+                &format!("{BASE}      name: 4.17.0-0.okd-scos\n      verify: {{ up: {{ command: [u], upgrade: true }} }}\n      promote: {yaml}\n"),
+                "forge.yaml",
+                Path::new("/cfg"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            c.streams["okd-scos-4.17"]
+                .release
+                .clone()
+                .unwrap()
+                .promote
+                .unwrap()
+        };
+        let p = promote("{ cron: '0 0 * * 1', name: '4.17.0-okd-scos.{n}', channels: [stable-scos-4], require: [] }");
+        assert!(p.require.is_empty());
+        assert_eq!(p.channels, ["stable-scos-4"]);
+        // 2026-11-24 is a Tuesday; the next Monday 00:00 UTC is 2026-11-30.
+        let tuesday = 1_795_478_400;
+        assert_eq!(p.next_due(Some(tuesday)), tuesday + 6 * 86_400);
+        let p = problems(
+            "      name: 4.17.0-0.okd-scos\n      promote: { every: 14d, cron: '* * * * *' }\n",
+        );
+        assert_eq!(p, ["forge.yaml:14:25: streams.okd-scos-4.17.release.promote: give exactly one of every (e.g. 14d) or cron"]);
+        let p = problems(
+            "      name: 4.17.0-0.okd-scos\n      promote: { every: 14d, name: 4.17.0-okd-scos, require: [e2e] }\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("promote.name: '4.17.0-okd-scos' must contain {n}"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("promote.require: no verify job 'e2e'"),
+            "{p:?}"
         );
     }
 
