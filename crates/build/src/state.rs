@@ -193,9 +193,30 @@ pub const MIGRATIONS: &[M<'static>] = &[
     ),
     // Stable releases: Accepted payloads restamped under a stable name, recorded as payloads of
     // their stream (Accepted, kept) with the payload they were promoted from.
+    // Upgrade edges: every finished upgrade run from a recorded payload or stable release, kept
+    // when garbage collection removes the payloads and runs; and edges blocked by hand.
     M::up(
         "ALTER TABLE release_payloads ADD COLUMN stable_of TEXT;
-        ALTER TABLE release_payloads ADD COLUMN channels TEXT;",
+        ALTER TABLE release_payloads ADD COLUMN channels TEXT;
+        CREATE TABLE release_upgrades (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            from_name   TEXT NOT NULL,
+            to_name     TEXT NOT NULL,
+            job         TEXT NOT NULL,
+            run_id      INTEGER NOT NULL UNIQUE,
+            succeeded   INTEGER NOT NULL CHECK (succeeded IN (0, 1)),
+            dir         TEXT,
+            at          INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX release_upgrades_by_to ON release_upgrades (to_name, from_name);
+        CREATE TABLE release_edge_blocks (
+            from_name   TEXT NOT NULL,
+            to_name     TEXT NOT NULL,
+            reason      TEXT NOT NULL,
+            url         TEXT,
+            at          INTEGER NOT NULL,
+            PRIMARY KEY (from_name, to_name)
+        ) STRICT;",
     ),
 ];
 

@@ -1,5 +1,5 @@
 //! `okd-forge controller run|sync`, and the payload records: `okd-forge release
-//! list|show|accept|reject|keep|promote`.
+//! list|show|accept|reject|keep|promote|edges|block-edge`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -302,6 +302,100 @@ pub async fn promote(a: PromoteArgs, output: Output) -> Result<()> {
                 }
             );
         }
+    }
+    Ok(())
+}
+
+/// Arguments of `release edges`.
+#[derive(Args)]
+pub struct EdgesArgs {
+    #[command(flatten)]
+    config: ConfigFile,
+}
+
+/// Arguments of `release block-edge`.
+#[derive(Args)]
+pub struct BlockEdgeArgs {
+    /// The stable release upgraded from.
+    from: String,
+    /// The stable release upgraded to.
+    to: String,
+    /// The risk, shown with the conditional edge.
+    #[arg(long, required_unless_present = "unblock")]
+    reason: Option<String>,
+    /// A link about the risk (a bug).
+    #[arg(long, conflicts_with = "unblock")]
+    url: Option<String>,
+    /// Remove the block.
+    #[arg(long)]
+    unblock: bool,
+    #[command(flatten)]
+    config: ConfigFile,
+}
+
+/// `release edges`.
+pub fn edges(a: EdgesArgs, output: Output) -> Result<()> {
+    let config = a.config.load()?;
+    let state = state(&config)?;
+    let edges = Records::new(&state).edges()?;
+    if output == Output::Json {
+        print_json(&edges);
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    t.set_header(["FROM", "TO", "RUNS", "EDGE"]);
+    for e in &edges {
+        let passed = e.runs.iter().filter(|r| r.succeeded).count();
+        let state = match (&e.blocked, e.tested()) {
+            (Some(b), _) => format!(
+                "conditional: {}{}",
+                b.reason,
+                b.url
+                    .as_ref()
+                    .map(|u| format!(" ({u})"))
+                    .unwrap_or_default()
+            ),
+            (None, true) => "tested".to_string(),
+            (None, false) => "untested (no run passed)".to_string(),
+        };
+        t.add_row([
+            e.from.clone(),
+            e.to.clone(),
+            format!("{passed} passed, {} failed", e.runs.len() - passed),
+            state,
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// `release block-edge`.
+pub fn block_edge(a: BlockEdgeArgs, output: Output) -> Result<()> {
+    let config = a.config.load()?;
+    let state = state(&config)?;
+    let records = Records::new(&state);
+    for name in [&a.from, &a.to] {
+        if records.payload(name)?.is_none_or(|p| p.stable_of.is_none()) {
+            bail!("no stable release named '{name}'; `okd-forge release edges` lists the edges");
+        }
+    }
+    let block = a
+        .reason
+        .as_deref()
+        .filter(|_| !a.unblock)
+        .map(|r| (r, a.url.as_deref()));
+    let changed = records.block_edge(&a.from, &a.to, block, ::release::jobs::now())?;
+    match output {
+        Output::Json => print_json(&json!({
+            "from": a.from, "to": a.to, "blocked": !a.unblock, "changed": changed
+        })),
+        _ if a.unblock && !changed => println!("{} → {}: was not blocked", a.from, a.to),
+        _ if a.unblock => println!("{} → {}: unblocked", a.from, a.to),
+        _ => println!(
+            "{} → {}: blocked; the update graph serves it as a conditional edge",
+            a.from, a.to
+        ),
     }
     Ok(())
 }

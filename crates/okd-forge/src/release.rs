@@ -52,6 +52,11 @@ pub enum ReleaseCommand {
     /// the stream's next X.Y.Z-SUFFIX.N), `previous` = the stable releases it was upgraded from
     /// successfully, pushed to the store, never garbage-collected.
     Promote(crate::controller::PromoteArgs),
+    /// The upgrade edges between stable releases: their runs, and whether blocked by hand.
+    Edges(crate::controller::EdgesArgs),
+    /// Block an upgrade edge by hand (the update graph serves it as a conditional edge with the
+    /// risk), or --unblock it.
+    BlockEdge(crate::controller::BlockEdgeArgs),
 }
 
 /// Where content and caches live.
@@ -208,6 +213,8 @@ pub async fn run(cmd: ReleaseCommand, output: Output) -> Result<()> {
         ReleaseCommand::Reject(a) => crate::controller::decide(a, false, output),
         ReleaseCommand::Keep(a) => crate::controller::keep(a, output),
         ReleaseCommand::Promote(a) => crate::controller::promote(a, output).await,
+        ReleaseCommand::Edges(a) => crate::controller::edges(a, output),
+        ReleaseCommand::BlockEdge(a) => crate::controller::block_edge(a, output),
     }
 }
 

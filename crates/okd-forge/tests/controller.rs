@@ -181,6 +181,49 @@ fn sync_cuts_verifies_and_accepts_a_payload_with_real_jobs() {
         table.contains(&format!("stable release, promoted from {name}")),
         "{table}"
     );
+    // Edges are between stable releases; blocking one names both ends.
+    let err = f.fails(&[
+        "release",
+        "block-edge",
+        name,
+        "4.17.0-okd-scos.0",
+        "--reason",
+        "x",
+    ]);
+    assert!(
+        err.contains(&format!("no stable release named '{name}'")),
+        "{err}"
+    );
+    let edges: Value =
+        serde_json::from_str(&f.ok(&["--output", "json", "release", "edges"])).unwrap();
+    assert_eq!(edges, serde_json::json!([]));
+    f.ok(&["release", "promote", name, "--name", "4.17.0-okd-scos.5"]);
+    let out = f.ok(&[
+        "release",
+        "block-edge",
+        "4.17.0-okd-scos.0",
+        "4.17.0-okd-scos.5",
+        "--reason",
+        "etcd fails to migrate",
+        "--url",
+        "https://issues.redhat.com/browse/OKD-7",
+    ]);
+    assert!(out.contains("conditional edge"), "{out}");
+    let table = f.ok(&["release", "edges"]);
+    assert!(
+        table.contains(
+            "conditional: etcd fails to migrate (https://issues.redhat.com/browse/OKD-7)"
+        ),
+        "{table}"
+    );
+    let out = f.ok(&[
+        "release",
+        "block-edge",
+        "4.17.0-okd-scos.0",
+        "4.17.0-okd-scos.5",
+        "--unblock",
+    ]);
+    assert!(out.contains("unblocked"), "{out}");
 
     // Errors name what is wrong.
     let err = f.fails(&[

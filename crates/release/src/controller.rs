@@ -1430,30 +1430,15 @@ impl Controller {
         Ok(())
     }
 
-    /// The stable releases (of any stream) that an upgrade job of `p` upgraded from successfully,
-    /// sorted by version.
+    /// The stable releases that an upgrade job of `p` upgraded from successfully, sorted by
+    /// version.
     fn upgraded_from_stable(&self, p: &PayloadRecord) -> Result<Vec<String>, ControllerError> {
-        let mut stable_by_spec: BTreeMap<String, String> = BTreeMap::new();
-        for stream in self.forge.config.streams.keys() {
-            for q in self.records().payloads(stream)? {
-                if let (Some(_), Some(spec)) = (&q.stable_of, &q.pull_spec) {
-                    stable_by_spec.insert(spec.clone(), q.name.clone());
-                }
-            }
-        }
-        let mut out: Vec<semver::Version> = Vec::new();
-        for r in self.records().runs(&p.name)? {
-            let Some(from) = r.initial.as_ref().and_then(|i| stable_by_spec.get(i)) else {
-                continue;
-            };
-            if r.kind == RunKind::Job && r.state == RunState::Succeeded {
-                if let Ok(v) = semver::Version::parse(from) {
-                    if !out.contains(&v) {
-                        out.push(v);
-                    }
-                }
-            }
-        }
+        let mut out: Vec<semver::Version> = self
+            .records()
+            .upgraded_from_stable(&p.name)?
+            .iter()
+            .filter_map(|v| semver::Version::parse(v).ok())
+            .collect();
         out.sort();
         Ok(out.into_iter().map(|v| v.to_string()).collect())
     }

@@ -253,6 +253,61 @@ pub struct Event {
     pub message: String,
 }
 
+/// An upgrade edge between two stable releases and its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Edge {
+    /// The version upgraded from.
+    pub from: String,
+    /// The version upgraded to.
+    pub to: String,
+    /// Its upgrade runs, oldest first (into `to` or the payload it was promoted from).
+    pub runs: Vec<UpgradeRun>,
+    /// Blocked by hand: the graph serves it as a conditional edge with this risk.
+    pub blocked: Option<Block>,
+}
+
+impl Edge {
+    fn new(from: &str, to: &str) -> Edge {
+        Edge {
+            from: from.to_string(),
+            to: to.to_string(),
+            runs: Vec::new(),
+            blocked: None,
+        }
+    }
+
+    /// A run passed: the edge is in the graph (conditional if blocked).
+    pub fn tested(&self) -> bool {
+        self.runs.iter().any(|r| r.succeeded)
+    }
+}
+
+/// One upgrade run of an edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpgradeRun {
+    /// The verification job.
+    pub job: String,
+    /// The run's id (its `BUILD_ID`).
+    pub run: i64,
+    /// Whether it passed.
+    pub succeeded: bool,
+    /// Its directory in Prow's layout.
+    pub dir: Option<String>,
+    /// When it finished (unix seconds).
+    pub at: i64,
+}
+
+/// Why an edge is blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Block {
+    /// The risk, for people.
+    pub reason: String,
+    /// A link about it (a bug).
+    pub url: Option<String>,
+    /// When it was blocked (unix seconds).
+    pub at: i64,
+}
+
 /// A new payload, as cut.
 #[derive(Debug, Clone)]
 pub struct NewPayload<'a> {
@@ -694,16 +749,17 @@ impl<'a> Records<'a> {
             .as_ref()
             .map(|t| serde_json::to_string(t).expect("counts serialise"));
         self.state.transaction(|tx| {
-            let row: Option<(String, String, u32, String)> = tx
+            type Row = (String, String, u32, String, Option<String>, Option<String>);
+            let row: Option<Row> = tx
                 .query_row(
-                    "SELECT r.payload, r.job, r.attempt, p.stream FROM release_runs r \
-                     JOIN release_payloads p ON p.name = r.payload \
+                    "SELECT r.payload, r.job, r.attempt, p.stream, r.initial, r.dir \
+                     FROM release_runs r JOIN release_payloads p ON p.name = r.payload \
                      WHERE r.id = ?1 AND r.state = 'running'",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()?;
-            let Some((payload, job, attempt, stream)) = row else {
+            let Some((payload, job, attempt, stream, initial, dir)) = row else {
                 return Ok(false);
             };
             tx.execute(
@@ -711,12 +767,175 @@ impl<'a> Records<'a> {
                  WHERE id = ?1",
                 params![id, end.state.as_str(), now, end.message, tests],
             )?;
+            // An upgrade run from a recorded payload or stable release is evidence for its edge.
+            let counts = match end.state {
+                RunState::Succeeded => Some(true),
+                RunState::Failed | RunState::TimedOut | RunState::Error => Some(false),
+                _ => None,
+            };
+            if let (Some(spec), Some(succeeded)) = (initial, counts) {
+                let from: Option<String> = tx
+                    .query_row(
+                        "SELECT name FROM release_payloads WHERE pull_spec = ?1 \
+                         ORDER BY stable_of IS NULL LIMIT 1",
+                        [&spec],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(from) = from {
+                    tx.execute(
+                        "INSERT INTO release_upgrades (from_name, to_name, job, run_id, succeeded, dir, at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (run_id) DO NOTHING",
+                        params![from, payload, job, id, succeeded as i64, dir.map(|d| format!("{d}/{id}")), now],
+                    )?;
+                }
+            }
             let mut what = format!("{job} attempt {attempt}: {}", end.state.as_str());
             if let Some(m) = &end.message {
                 what.push_str(&format!(" ({m})"));
             }
             log(tx, now, &stream, Some(&payload), "run-finished", &what)?;
             Ok(true)
+        })
+    }
+
+    /// The upgrade edges between stable releases, by (from, to) version: an upgrade run into a
+    /// payload counts for the stable releases promoted from it. Edges blocked by hand are listed
+    /// even without runs.
+    pub fn edges(&self) -> Result<Vec<Edge>, StateError> {
+        self.state.query(|c| {
+            let mut stable_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut stable = std::collections::BTreeSet::new();
+            let mut s = c.prepare_cached(
+                "SELECT name, stable_of FROM release_payloads WHERE stable_of IS NOT NULL",
+            )?;
+            for row in s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+                let (name, of) = row?;
+                stable.insert(name.clone());
+                stable_of.entry(of).or_default().push(name);
+            }
+            let mut edges: BTreeMap<(String, String), Edge> = BTreeMap::new();
+            let mut s = c.prepare_cached(
+                "SELECT from_name, to_name, job, run_id, succeeded, dir, at FROM release_upgrades ORDER BY id",
+            )?;
+            let rows = s.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    UpgradeRun {
+                        job: r.get(2)?,
+                        run: r.get(3)?,
+                        succeeded: r.get::<_, i64>(4)? != 0,
+                        dir: r.get(5)?,
+                        at: r.get(6)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (from, to, run) = row?;
+                if !stable.contains(&from) {
+                    continue;
+                }
+                let tos: Vec<String> = if stable.contains(&to) {
+                    vec![to]
+                } else {
+                    stable_of.get(&to).cloned().unwrap_or_default()
+                };
+                for to in tos {
+                    edges
+                        .entry((from.clone(), to.clone()))
+                        .or_insert_with(|| Edge::new(&from, &to))
+                        .runs
+                        .push(run.clone());
+                }
+            }
+            let mut s = c.prepare_cached(
+                "SELECT from_name, to_name, reason, url, at FROM release_edge_blocks",
+            )?;
+            let rows = s.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    Block {
+                        reason: r.get(2)?,
+                        url: r.get(3)?,
+                        at: r.get(4)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (from, to, block) = row?;
+                edges
+                    .entry((from.clone(), to.clone()))
+                    .or_insert_with(|| Edge::new(&from, &to))
+                    .blocked = Some(block);
+            }
+            Ok(edges.into_values().collect())
+        })
+    }
+
+    /// The stable releases that an upgrade run into payload `to` upgraded from successfully.
+    pub fn upgraded_from_stable(&self, to: &str) -> Result<Vec<String>, StateError> {
+        self.state.query(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT DISTINCT u.from_name FROM release_upgrades u \
+                 JOIN release_payloads s ON s.name = u.from_name AND s.stable_of IS NOT NULL \
+                 WHERE u.to_name = ?1 AND u.succeeded = 1",
+            )?;
+            let rows = s.query_map([to], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// Blocks the upgrade edge `from` → `to` by hand (the update graph keeps it as a conditional
+    /// edge with this risk), or with `None` unblocks it. False when nothing changed.
+    pub fn block_edge(
+        &self,
+        from: &str,
+        to: &str,
+        block: Option<(&str, Option<&str>)>,
+        now: i64,
+    ) -> Result<bool, StateError> {
+        self.state.transaction(|tx| {
+            let stream: Option<String> = tx
+                .query_row(
+                    "SELECT stream FROM release_payloads WHERE name = ?1",
+                    [to],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let n = match block {
+                Some((reason, url)) => tx.execute(
+                    "INSERT INTO release_edge_blocks (from_name, to_name, reason, url, at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (from_name, to_name) DO UPDATE SET \
+                     reason = excluded.reason, url = excluded.url, at = excluded.at",
+                    params![from, to, reason, url, now],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM release_edge_blocks WHERE from_name = ?1 AND to_name = ?2",
+                    [from, to],
+                )?,
+            };
+            if n > 0 {
+                let what = match block {
+                    Some((reason, _)) => format!("upgrade edge {from} → {to} blocked: {reason}"),
+                    None => format!("upgrade edge {from} → {to} unblocked"),
+                };
+                let kind = if block.is_some() {
+                    "edge-blocked"
+                } else {
+                    "edge-unblocked"
+                };
+                log(
+                    tx,
+                    now,
+                    stream.as_deref().unwrap_or(""),
+                    Some(to),
+                    kind,
+                    &what,
+                )?;
+            }
+            Ok(n > 0)
         })
     }
 

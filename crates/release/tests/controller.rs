@@ -647,6 +647,64 @@ fn every_period_promotes_a_stable_release_upgrade_tested_from_every_earlier_one(
         .map(|r| format!("{} {}", r.attempt, r.state.as_str()))
         .collect();
     assert_eq!(gates, ["1 succeeded", "2 succeeded"]);
+
+    // The upgrade edges between stable releases, with their evidence; the flaky run's failure is
+    // kept as history.
+    let edges = c.records().edges().unwrap();
+    let summary: Vec<(String, String, Vec<bool>)> = edges
+        .iter()
+        .map(|e| {
+            (
+                e.from.clone(),
+                e.to.clone(),
+                e.runs.iter().map(|r| r.succeeded).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (stable(0), stable(1), vec![false, true]),
+            (stable(0), stable(2), vec![true]),
+            (stable(1), stable(2), vec![true]),
+        ]
+    );
+    assert!(edges.iter().all(|e| e.tested() && e.blocked.is_none()));
+    // Blocked by hand: still tested, now conditional with its risk; unblocked again.
+    let url = "https://issues.redhat.com/browse/OKD-7";
+    assert!(c
+        .records()
+        .block_edge(
+            &stable(0),
+            &stable(2),
+            Some(("etcd fails to migrate", Some(url))),
+            T0
+        )
+        .unwrap());
+    let blocked = c.records().edges().unwrap();
+    let e = blocked
+        .iter()
+        .find(|e| e.to == stable(2) && e.from == stable(0))
+        .unwrap();
+    let block = e.blocked.as_ref().unwrap();
+    assert_eq!(
+        (block.reason.as_str(), block.url.as_deref()),
+        ("etcd fails to migrate", Some(url))
+    );
+    assert!(e.tested());
+    assert!(site
+        .event_kinds(&stable(2))
+        .contains(&"edge-blocked".to_string()));
+    assert!(c
+        .records()
+        .block_edge(&stable(0), &stable(2), None, T0)
+        .unwrap());
+    assert!(c
+        .records()
+        .edges()
+        .unwrap()
+        .iter()
+        .all(|e| e.blocked.is_none()));
 }
 
 #[test]
