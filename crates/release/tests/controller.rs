@@ -878,19 +878,28 @@ fn garbage_collection_removes_old_payloads_from_the_store_and_the_records() {
     let site = Site::new("      expires: 1h\n      verify:\n        e2e: { command: [./e2e.sh] }");
     let rt = rt();
     let c = site.controller();
-    // Eight accepted payloads, an hour apart, the second one pinned.
+    // Eight accepted payloads, an hour apart, the first one promoted, the second one pinned.
     for n in 0..8 {
         if n > 0 {
             site.change(n);
             site.clock.advance(3600);
         }
         rt.block_on(c.settle()).unwrap();
+        if n == 0 {
+            rt.block_on(c.promote(FIRST, None)).unwrap();
+        }
         if n == 1 {
-            let name = site.phases()[1].0.clone();
-            site.records().keep(&name, true, T0).unwrap();
+            let name = "4.17.0-0.okd-scos-2026-11-24-010000";
+            site.records().keep(name, true, T0).unwrap();
         }
     }
-    let names: Vec<String> = site.phases().into_iter().map(|(n, _)| n).collect();
+    let stable = "4.17.0-okd-scos.0";
+    let names: Vec<String> = site
+        .phases()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n != stable)
+        .collect();
     // Kept: the newest five, and the pinned one; the first and third (older than 1h) are gone.
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(!names.contains(&FIRST.to_string()));
@@ -904,6 +913,10 @@ fn garbage_collection_removes_old_payloads_from_the_store_and_the_records() {
     let removed = site.event_kinds(FIRST);
     assert_eq!(removed.last().map(String::as_str), Some("removed"));
     assert!(site.records().runs(FIRST).unwrap().is_empty());
+    // The stable release promoted from the first one is never collected.
+    let kept = site.records().payload(stable).unwrap().unwrap();
+    assert_eq!(kept.stable_of.as_deref(), Some(FIRST));
+    assert!(tags.contains(&stable.to_string()));
 }
 
 /// What a converged site looks like, for comparing runs with and without a crash.
