@@ -567,6 +567,10 @@ impl Controller {
             if let Creation::WaitUntil(t) = lifecycle::creation(release, &lifecycle, &hash, now) {
                 at(t);
             }
+            if let Some(promote) = &release.promote {
+                let newest_stable = payloads.iter().find(|p| p.stable_of.is_some());
+                at(promote.next_due(newest_stable.map(|s| s.created)));
+            }
             for p in payloads.iter().filter(|p| p.phase == Phase::Ready) {
                 let gates = self.gates(p, release)?;
                 let runs = by_gate(&self.records().runs(&p.name)?, &gates);
