@@ -582,7 +582,11 @@ fn every_period_promotes_a_stable_release_upgrade_tested_from_every_earlier_one(
     assert_eq!(s0.channels, ["stable-4", "stable-4.17"]);
     let r = rt.block_on(c.settle()).unwrap();
     assert_eq!(r.promotion[STREAM], "next due 2026-12-08T00:00:00Z");
-    assert_eq!(c.next_due().unwrap(), Some(T0 + 14 * DAY), "controller run wakes for it");
+    assert_eq!(
+        c.next_due().unwrap(),
+        Some(T0 + 14 * DAY),
+        "controller run wakes for it"
+    );
 
     // Period 2: the upgrade from .0 is flaky: it fails, is retried after its backoff, passes.
     site.change(1);
