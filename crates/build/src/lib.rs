@@ -1,5 +1,6 @@
 //! The build stage of okd-forge: the `forge.yaml` configuration ([`config`], parsed into raw types and
-//! validated into the model the rest of the program uses, and [`import`] from ci-operator configs),
+//! validated into the model the rest of the program uses, [`import`] from ci-operator configs and
+//! [`import_rc`] of stream release settings from release-controller configs),
 //! git sources ([`git`]), the two builders ([`buildah`], [`native`]), the state database ([`state`]),
 //! and one reconcile of the streams with their branches ([`run`]): resolve, hash, build what changed,
 //! promote.
@@ -22,6 +23,7 @@ pub mod buildah;
 pub mod config;
 pub mod git;
 pub mod import;
+pub mod import_rc;
 pub mod native;
 pub mod run;
 pub mod state;

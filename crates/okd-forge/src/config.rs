@@ -1,4 +1,5 @@
-//! `okd-forge config …`: check `forge.yaml`, print its JSON Schema, import ci-operator configs.
+//! `okd-forge config …`: check `forge.yaml`, print its JSON Schema, import ci-operator and
+//! release-controller configs.
 
 use std::path::PathBuf;
 
@@ -25,6 +26,16 @@ pub enum ConfigCommand {
     /// (or written to --output-file); every field that could not be mapped is reported on stderr
     /// as FILE: FIELD: not mapped (REASON).
     ImportCiOperator(ImportArgs),
+    /// Convert release-controller stream configurations (ReleaseConfig JSON) into the release:
+    /// settings of forge.yaml streams.
+    ///
+    /// Each file becomes one stream, named after its payload prefix (4.20.0-0.okd-scos →
+    /// okd-scos-4.20): the result is a forge.yaml fragment, streams: { NAME: { release: ... } },
+    /// to merge into a configuration that defines those streams. Verification jobs get a
+    /// command that fails, naming their Prow job, until they are given a real one. Every field
+    /// that could not be mapped is reported on stderr as FILE: FIELD: not mapped (REASON); with
+    /// --output json the result is {config, notes}.
+    ImportReleaseController(ImportRcArgs),
 }
 
 /// Arguments of `config check`.
@@ -45,6 +56,20 @@ pub struct ImportArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Write forge.yaml here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+}
+
+/// Arguments of `config import-release-controller`.
+#[derive(Args)]
+pub struct ImportRcArgs {
+    /// ReleaseConfig files (openshift/release core-services/release-controller/_releases/*.json).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The stream's name, instead of the one that follows from `name` (one file only).
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// Write the result here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub output_file: Option<PathBuf>,
 }
@@ -141,6 +166,7 @@ pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
             Ok(())
         }
         ConfigCommand::ImportCiOperator(args) => import(&args),
+        ConfigCommand::ImportReleaseController(args) => import_rc(&args, output),
         ConfigCommand::Schema => {
             println!(
                 "{}",
@@ -215,6 +241,57 @@ fn import(args: &ImportArgs) -> Result<()> {
     }
     for note in &imported.notes {
         eprintln!("{note}");
+    }
+    Ok(())
+}
+
+/// A note of `config import-release-controller --output json`.
+#[derive(Serialize)]
+struct NoteJson<'a> {
+    file: &'a str,
+    path: &'a str,
+    reason: &'a str,
+}
+
+fn import_rc(args: &ImportRcArgs, output: Output) -> Result<()> {
+    if args.stream.is_some() && args.paths.len() != 1 {
+        anyhow::bail!(
+            "--stream names the stream of one file, but {} files were given",
+            args.paths.len()
+        );
+    }
+    let mut files = Vec::new();
+    for path in &args.paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        files.push((path.display().to_string(), text));
+    }
+    let imported = build::import_rc::import(&files, args.stream.as_deref())?;
+    let text = if output == Output::Json {
+        let notes: Vec<NoteJson> = imported
+            .notes
+            .iter()
+            .map(|n| NoteJson {
+                file: &n.file,
+                path: &n.path,
+                reason: &n.reason,
+            })
+            .collect();
+        let doc = serde_json::json!({ "config": imported.to_json(), "notes": notes });
+        format!("{}\n", serde_json::to_string_pretty(&doc)?)
+    } else {
+        imported.to_yaml()
+    };
+    match &args.output_file {
+        Some(out) => {
+            std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?
+        }
+        None => print!("{text}"),
+    }
+    if output != Output::Json {
+        for note in &imported.notes {
+            eprintln!("{note}");
+        }
     }
     Ok(())
 }
