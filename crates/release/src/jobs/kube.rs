@@ -130,7 +130,8 @@ exit "$rc""#;
 /// The `artifacts` container's command is `sh -c ARTIFACTS_SCRIPT okd-forge WAIT MARKER DIR`: wait
 /// for `MARKER` (once the pod is being deleted, for at most `WAIT` seconds more), print `DIR` as a
 /// gzipped tar in base64 between [`ARTIFACTS_BEGIN`] and [`ARTIFACTS_END`], then sleep until the
-/// pod is deleted.
+/// pod is deleted. The last sleep is in the foreground, a second at a time: a background sleep
+/// could be forked after the TERM trap ran and outlive the script, holding its stdout open.
 pub const ARTIFACTS_SCRIPT: &str = r#"term=0
 trap 'term=1' TERM INT
 while [ ! -e "$2" ]; do
@@ -143,9 +144,9 @@ while [ ! -e "$2" ]; do
 done
 echo okd-forge-artifacts-begin
 tar cf - -C "$3" . | gzip -c | base64
-trap 'kill $! 2>/dev/null; exit 0' TERM INT
+trap 'exit 0' TERM INT
 echo okd-forge-artifacts-end
-while :; do sleep 3600 & wait $!; done"#;
+while :; do sleep 1; done"#;
 
 /// Waiting reasons of a container that mean the pod will not start without a change elsewhere.
 const FATAL_WAITING: &[&str] = &[
