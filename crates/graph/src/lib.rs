@@ -1,0 +1,1 @@
+//! The update graph that clusters follow (Cincinnati protocol, `../shared/specs/cincinnati.md`).

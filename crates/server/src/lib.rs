@@ -1,0 +1,48 @@
+//! `okd-forge serve`: one axum router over a [`Forge`] (its records, store and configuration).
+//!
+//! | module | paths |
+//! |---|---|
+//! | [`dashboard`] | `/`, `/streams/…`, `/releases/…` (HTML, server-rendered) |
+//! | [`api`] | `/api/v1/releasestream/…`, `/api/v1/releasestreams/…`, `/changelog` (release-controller JSON) |
+//! | [`graph`] | `/graph`, `/api/upgrades_info/graph`, `/api/upgrades_info/v1/graph` (Cincinnati) |
+//! | [`registry`] | `/v2/…` (read-only OCI distribution API over the store) |
+//! | [`ops`] | `/healthz`, `/readyz`, `/metrics`, webhooks, bearer-token mutations |
+
+use std::sync::Arc;
+
+use axum::Router;
+use build::run::Forge;
+
+pub mod api;
+pub mod dashboard;
+pub mod graph;
+pub mod ops;
+pub mod registry;
+
+/// What every handler shares.
+pub struct App {
+    /// The configuration, the records, the store.
+    pub forge: Arc<Forge>,
+    /// The bearer token that mutations (accept, reject, promote, trigger) require; with none,
+    /// mutations are refused.
+    pub token: Option<String>,
+}
+
+/// The shared state of the router.
+pub type AppState = Arc<App>;
+
+/// Every route of the server.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .merge(dashboard::routes())
+        .merge(api::routes())
+        .merge(graph::routes())
+        .merge(registry::routes())
+        .merge(ops::routes())
+        .with_state(app)
+}
+
+/// Serves `router(app)` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, app: AppState) -> std::io::Result<()> {
+    axum::serve(listener, router(app)).await
+}
