@@ -426,12 +426,14 @@ impl Controller {
         Ok(gates)
     }
 
-    /// What `all_previous_stable` upgrades `p` from, as (version, pull spec), oldest first: every
-    /// stable release of `p`'s minor (of any stream), then the newest of the previous minor.
+    /// What `all_previous_stable` upgrades `p` from, as (version, pull spec), oldest first: the
+    /// newest stable release of the previous minor, then every stable release of `p`'s minor (of
+    /// any stream; for a stable release `p`, those older than it).
     fn stable_sources(&self, p: &PayloadRecord) -> Result<Vec<(String, String)>, ControllerError> {
         let Ok(v) = semver::Version::parse(&p.name) else {
             return Ok(Vec::new());
         };
+        let stable = p.stable_of.is_some();
         let mut this: Vec<(semver::Version, String)> = Vec::new();
         let mut before: Option<(semver::Version, String)> = None;
         for stream in self.forge.config.streams.keys() {
@@ -446,7 +448,9 @@ impl Controller {
                     continue;
                 }
                 if (qv.major, qv.minor) == (v.major, v.minor) {
-                    this.push((qv, spec.clone()));
+                    if !stable || qv < v {
+                        this.push((qv, spec.clone()));
+                    }
                 } else if v.minor > 0
                     && (qv.major, qv.minor) == (v.major, v.minor - 1)
                     && before.as_ref().is_none_or(|(b, _)| qv > *b)
@@ -490,6 +494,12 @@ impl Controller {
             }
             self.publish(stream, release, &mut report).await?;
             self.promote_due(stream, release, &mut report).await?;
+            for s in self.records().payloads(stream)? {
+                if s.stable_of.is_some() {
+                    let gaps = self.edge_gaps(&s, release)?;
+                    self.launch_due(&s, release, &gaps, &mut report).await?;
+                }
+            }
             self.collect_garbage(stream, release, &mut report).await?;
         }
         Ok(report)
@@ -571,8 +581,12 @@ impl Controller {
                 let newest_stable = payloads.iter().find(|p| p.stable_of.is_some());
                 at(promote.next_due(newest_stable.map(|s| s.created)));
             }
-            for p in payloads.iter().filter(|p| p.phase == Phase::Ready) {
-                let gates = self.gates(p, release)?;
+            for p in &payloads {
+                let gates = match (p.phase, &p.stable_of) {
+                    (_, Some(_)) => self.edge_gaps(p, release)?,
+                    (Phase::Ready, None) => self.gates(p, release)?,
+                    _ => continue,
+                };
                 let runs = by_gate(&self.records().runs(&p.name)?, &gates);
                 for Planned { gate, .. } in gates {
                     let r = runs.get(&gate.name).map_or(&[][..], Vec::as_slice);
@@ -1445,6 +1459,34 @@ impl Controller {
             .collect();
         out.sort();
         Ok(out.into_iter().map(|v| v.to_string()).collect())
+    }
+
+    /// The `all_previous_stable` upgrade gates of stable release `s` that lack a successful run,
+    /// into `s` or into the payload it was promoted from: a source promoted after `s` (the newest
+    /// stable release of the previous minor), or an upgrade job that promotion did not require.
+    /// Their runs are recorded against `s` and retried as any gate; the edges they prove go to
+    /// the update graph ([`Records::edges`]), not into `s`'s `previous`, which would change its
+    /// digest.
+    fn edge_gaps(
+        &self,
+        s: &PayloadRecord,
+        release: &Release,
+    ) -> Result<Vec<Planned>, ControllerError> {
+        let mut proven = self.records().upgraded_from_stable(&s.name)?;
+        if let Some(of) = &s.stable_of {
+            proven.extend(self.records().upgraded_from_stable(of)?);
+        }
+        let wanted: Vec<String> = self
+            .stable_sources(s)?
+            .into_iter()
+            .filter(|(version, _)| !proven.contains(version))
+            .map(|(_, spec)| spec)
+            .collect();
+        Ok(self
+            .gates(s, release)?
+            .into_iter()
+            .filter(|g| g.source.as_ref().is_some_and(|spec| wanted.contains(spec)))
+            .collect())
     }
 
     async fn collect_garbage(

@@ -712,6 +712,84 @@ fn every_period_promotes_a_stable_release_upgrade_tested_from_every_earlier_one(
         .all(|e| e.blocked.is_none()));
 }
 
+/// A stable release of the previous minor promoted after this minor's stable release: the
+/// controller runs the missing upgrade into the stable release itself (retried when flaky) until
+/// the edge has evidence.
+#[test]
+fn an_edge_into_an_existing_stable_release_is_tested_once_its_source_is_promoted() {
+    const OLD: &str = "okd-scos-4.16";
+    let site = Site::with_streams(
+        "      verify:
+        upgrade: { command: [./upgrade.sh], upgrade_from: all_previous_stable, max_retries: 1 }
+      promote: { every: 14d }",
+        "  okd-scos-4.16:\n    variant: okd-scos\n    branch: release-4.16\n    release: { name: 4.16.0-0.okd-scos }\n",
+    );
+    let set = ReleaseSet::standard("amd64").write(&site.store());
+    for (tag, c) in &set.components {
+        site.forge
+            .state
+            .promote(OLD, tag, &c.digest.to_string(), None)
+            .unwrap();
+    }
+    let rt = rt();
+    let c = site.controller();
+    let spec = |name: &str| {
+        site.records()
+            .payload(name)
+            .unwrap()
+            .unwrap()
+            .pull_spec
+            .unwrap()
+    };
+    rt.block_on(c.settle()).unwrap();
+    let new = "4.17.0-okd-scos.0";
+    assert_eq!(
+        site.records().payload(new).unwrap().unwrap().phase,
+        Phase::Accepted
+    );
+    assert!(
+        site.jobs.runs_of("upgrade").is_empty(),
+        "nothing to upgrade from yet"
+    );
+
+    // 4.16 gets its stable release later; the edge into 4.17.0-okd-scos.0 has no evidence.
+    let old_payload = site.records().payloads(OLD).unwrap()[0].name.clone();
+    let old = rt.block_on(c.promote(&old_payload, None)).unwrap().name;
+    assert_eq!(old, "4.16.0-okd-scos.0");
+    site.jobs.fail("upgrade", 1);
+    rt.block_on(c.settle()).unwrap();
+    assert_eq!(
+        c.next_due().unwrap(),
+        Some(T0 + 60),
+        "the retry is due after its backoff"
+    );
+    site.clock.advance(60);
+    rt.block_on(c.settle()).unwrap();
+    let runs = site.jobs.runs_of("upgrade");
+    assert_eq!(runs.len(), 2, "a failed run and its retry");
+    for env in &runs {
+        assert_eq!(env["RELEASE_IMAGE_INITIAL"], spec(&old));
+        assert_eq!(
+            env["RELEASE_IMAGE_LATEST"],
+            spec(new),
+            "the stable release is tested"
+        );
+    }
+    let edges: Vec<(String, String, Vec<bool>)> = c
+        .records()
+        .edges()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.from, e.to, e.runs.iter().map(|r| r.succeeded).collect()))
+        .collect();
+    assert_eq!(edges, [(old.clone(), new.to_string(), vec![false, true])]);
+
+    // With the evidence there, nothing more is launched or due.
+    let again = rt.block_on(c.settle()).unwrap();
+    assert!(!again.changed(), "{again:?}");
+    assert_eq!(site.jobs.runs_of("upgrade").len(), 2);
+}
+
 #[test]
 fn failed_jobs_are_retried_with_backoff_then_the_payload_is_rejected() {
     let site = Site::new(JOBS);
