@@ -218,6 +218,15 @@ pub const MIGRATIONS: &[M<'static>] = &[
             PRIMARY KEY (from_name, to_name)
         ) STRICT;",
     ),
+    // Why a stream's promotion did or did not happen, as of the last controller pass: what the
+    // dashboard and the API show.
+    M::up(
+        "CREATE TABLE release_promotion_status (
+            stream      TEXT PRIMARY KEY,
+            status      TEXT NOT NULL,
+            at          INTEGER NOT NULL
+        ) STRICT;",
+    ),
 ];
 
 /// [`MIGRATIONS`] as the `Migrations` that [`State::open`] applies.

@@ -494,6 +494,10 @@ impl Controller {
             }
             self.publish(stream, release, &mut report).await?;
             self.promote_due(stream, release, &mut report).await?;
+            if let Some(status) = report.promotion.get(stream) {
+                self.records()
+                    .set_promotion_status(stream, status, self.now())?;
+            }
             for s in self.records().payloads(stream)? {
                 if s.stable_of.is_some() {
                     let gaps = self.edge_gaps(&s, release)?;

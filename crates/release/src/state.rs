@@ -887,6 +887,37 @@ impl<'a> Records<'a> {
         })
     }
 
+    /// Records why `stream`'s promotion did or did not happen on this pass (see
+    /// [`Records::promotion_status`]); the time is kept while the status stays the same.
+    pub fn set_promotion_status(
+        &self,
+        stream: &str,
+        status: &str,
+        now: i64,
+    ) -> Result<(), StateError> {
+        self.state.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO release_promotion_status (stream, status, at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (stream) DO UPDATE SET status = ?2, at = ?3 WHERE status != ?2",
+                params![stream, status, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The promotion status of `stream` as of the last controller pass ("promoted X as Y", "next
+    /// due T", "due; nothing qualifies: …"), and since when it has been so.
+    pub fn promotion_status(&self, stream: &str) -> Result<Option<(String, i64)>, StateError> {
+        self.state.query(|c| {
+            c.query_row(
+                "SELECT status, at FROM release_promotion_status WHERE stream = ?1",
+                [stream],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
     /// Blocks the upgrade edge `from` → `to` by hand (the update graph keeps it as a conditional
     /// edge with this risk), or with `None` unblocks it. False when nothing changed.
     pub fn block_edge(

@@ -597,6 +597,11 @@ fn every_period_promotes_a_stable_release_upgrade_tested_from_every_earlier_one(
         r.promotion[STREAM],
         "due; no Accepted payload newer than the last promoted one"
     );
+    // Kept in the records for the dashboard and the API, with the time it became so.
+    assert_eq!(
+        c.records().promotion_status(STREAM).unwrap(),
+        Some((r.promotion[STREAM].clone(), T0 + 14 * DAY))
+    );
     let second = "4.17.0-0.okd-scos-2026-12-08-000000";
     assert_eq!(
         c.records().payload(second).unwrap().unwrap().phase,
