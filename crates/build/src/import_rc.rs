@@ -41,6 +41,7 @@ use serde_json::{Map, Value};
 use serde_saphyr::{Location, Spanned};
 
 use crate::config::release::{RawPublish, RawRelease, RawVerify};
+use crate::config::PayloadPrefix;
 use crate::import::Note;
 
 /// A file that cannot be imported.
@@ -100,42 +101,9 @@ fn sp<T>(value: T) -> Spanned<T> {
     Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
 }
 
-/// A payload name prefix `X.Y.Z-0.SUFFIX`, taken apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prefix {
-    /// X.
-    pub major: u64,
-    /// Y.
-    pub minor: u64,
-    /// SUFFIX, as `okd-scos`.
-    pub suffix: String,
-}
-
-impl Prefix {
-    /// Parses `X.Y.Z-0.SUFFIX`; `None` for anything else (`4-scos-stable`).
-    pub fn parse(name: &str) -> Option<Prefix> {
-        let (version, suffix) = name.split_once("-0.")?;
-        let v = semver::Version::parse(version).ok()?;
-        let ok = !suffix.is_empty()
-            && suffix
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
-        ok.then(|| Prefix {
-            major: v.major,
-            minor: v.minor,
-            suffix: suffix.to_string(),
-        })
-    }
-
-    /// The stream name: `SUFFIX-X.Y` (`okd-scos-4.20`).
-    pub fn stream(&self) -> String {
-        format!("{}-{}.{}", self.suffix, self.major, self.minor)
-    }
-}
-
 /// The stream name of a payload prefix `X.Y.Z-0.SUFFIX`: `SUFFIX-X.Y`.
 pub fn stream_name(prefix: &str) -> Option<String> {
-    Prefix::parse(prefix).map(|p| p.stream())
+    PayloadPrefix::parse(prefix).map(|p| p.stream())
 }
 
 /// Seconds in the largest unit that divides them exactly (`43200` → `12h`, `90` → `90s`).
@@ -391,7 +359,7 @@ fn file(
         })?,
         "name",
     )?;
-    let prefix = Prefix::parse(name);
+    let prefix = PayloadPrefix::parse(name);
     if stable || (prefix.is_none() && name.contains("stable")) {
         return Err(f.error(
             if stable { "as" } else { "name" },
@@ -457,7 +425,7 @@ fn verify_job(
     at: &str,
     job: &str,
     spec: &Value,
-    prefix: &Prefix,
+    prefix: &PayloadPrefix,
 ) -> Result<RawVerify, ImportError> {
     let o = f.object(spec, at)?;
     let mut prow = None;
@@ -563,7 +531,7 @@ fn candidate(
     f: &mut File<'_>,
     field: &str,
     source: &Value,
-    prefix: &Prefix,
+    prefix: &PayloadPrefix,
 ) -> Result<Option<String>, ImportError> {
     let c = f.object(source, field)?;
     let stream = match c.get("stream") {

@@ -18,7 +18,8 @@ pub use model::{
 };
 pub use raw::RawConfig;
 pub use release::{
-    default_stable_template, Checks, Promote, PublishAction, Release, Schedule, UpgradeFrom, Verify,
+    default_stable_template, Checks, PayloadPrefix, Promote, PublishAction, Release, Schedule,
+    UpgradeFrom, Verify,
 };
 
 /// The configuration file used when none is given.

@@ -296,9 +296,48 @@ impl Promote {
 /// The default stable name template after payload prefix `X.Y.Z-0.SUFFIX`: `X.Y.Z-SUFFIX.{n}`
 /// (`4.17.0-0.okd-scos` → `4.17.0-okd-scos.{n}`).
 pub fn default_stable_template(prefix: &str) -> Option<String> {
-    let (version, suffix) = prefix.split_once("-0.")?;
-    (!suffix.is_empty() && semver::Version::parse(version).is_ok())
-        .then(|| format!("{version}-{suffix}.{{n}}"))
+    PayloadPrefix::parse(prefix).map(|p| p.stable_template())
+}
+
+/// A payload name prefix `X.Y.Z-0.SUFFIX`, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadPrefix {
+    /// X.
+    pub major: u64,
+    /// Y.
+    pub minor: u64,
+    /// `X.Y.Z`.
+    pub version: String,
+    /// SUFFIX, as `okd-scos`.
+    pub suffix: String,
+}
+
+impl PayloadPrefix {
+    /// Parses `X.Y.Z-0.SUFFIX`; `None` for anything else (`4-scos-stable`).
+    pub fn parse(name: &str) -> Option<PayloadPrefix> {
+        let (version, suffix) = name.split_once("-0.")?;
+        let v = semver::Version::parse(version).ok()?;
+        let ok = !suffix.is_empty()
+            && suffix
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
+        ok.then(|| PayloadPrefix {
+            major: v.major,
+            minor: v.minor,
+            version: version.to_string(),
+            suffix: suffix.to_string(),
+        })
+    }
+
+    /// The stable name template: `X.Y.Z-SUFFIX.{n}` (`4.17.0-okd-scos.{n}`).
+    pub fn stable_template(&self) -> String {
+        format!("{}-{}.{{n}}", self.version, self.suffix)
+    }
+
+    /// The stream name: `SUFFIX-X.Y` (`okd-scos-4.20`).
+    pub fn stream(&self) -> String {
+        format!("{}-{}.{}", self.suffix, self.major, self.minor)
+    }
 }
 
 /// The built-in checks of a stream, checked.
