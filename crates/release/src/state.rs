@@ -67,6 +67,21 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// A `release_upgrades` row selected as `from_name, to_name, job, run_id, succeeded, dir, at`.
+fn upgrade_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, UpgradeRun)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        UpgradeRun {
+            job: r.get(2)?,
+            run: r.get(3)?,
+            succeeded: r.get::<_, i64>(4)? != 0,
+            dir: r.get(5)?,
+            at: r.get(6)?,
+        },
+    ))
+}
+
 fn bad_value(message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, message.into())
 }
@@ -818,19 +833,7 @@ impl<'a> Records<'a> {
             let mut s = c.prepare_cached(
                 "SELECT from_name, to_name, job, run_id, succeeded, dir, at FROM release_upgrades ORDER BY id",
             )?;
-            let rows = s.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    UpgradeRun {
-                        job: r.get(2)?,
-                        run: r.get(3)?,
-                        succeeded: r.get::<_, i64>(4)? != 0,
-                        dir: r.get(5)?,
-                        at: r.get(6)?,
-                    },
-                ))
-            })?;
+            let rows = s.query_map([], upgrade_row)?;
             for row in rows {
                 let (from, to, run) = row?;
                 if !stable.contains(&from) {
@@ -915,6 +918,19 @@ impl<'a> Records<'a> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
+        })
+    }
+
+    /// The recorded upgrade runs from or into `name` (a payload or stable release), as
+    /// (from, to, run), oldest first.
+    pub fn upgrades_of(&self, name: &str) -> Result<Vec<(String, String, UpgradeRun)>, StateError> {
+        self.state.query(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT from_name, to_name, job, run_id, succeeded, dir, at FROM release_upgrades \
+                 WHERE from_name = ?1 OR to_name = ?1 ORDER BY id",
+            )?;
+            let rows = s.query_map([name], upgrade_row)?;
+            rows.collect()
         })
     }
 
