@@ -28,6 +28,10 @@ impl Site {
     /// payloads A (Accepted, promoted to S0), B (Accepted: e2e passed on its retry, upgrade from
     /// S0 passed) and C (Rejected).
     fn new() -> Site {
+        Site::with_token(None)
+    }
+
+    fn with_token(token: Option<&str>) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
             "store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n\
@@ -103,15 +107,20 @@ impl Site {
         r.decide(C, false, "e2e failed", T0).unwrap();
         r.set_promotion_status(STREAM, "next due 2026-12-08T00:00:00Z", T0)
             .unwrap();
-        let app = Arc::new(server::App { forge, token: None });
+        let app = Arc::new(server::App {
+            forge,
+            token: token.map(String::from),
+        });
         Site { _dir: dir, app }
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, String) {
-        let res = server::router(self.app.clone())
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
             .await
-            .unwrap();
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, String) {
+        let res = server::router(self.app.clone()).oneshot(req).await.unwrap();
         let status = res.status();
         let body = axum::body::to_bytes(res.into_body(), usize::MAX)
             .await
@@ -255,4 +264,69 @@ async fn the_candidate_says_where_promotion_stands() {
         c["promotion"],
         json!({ "status": "next due 2026-12-08T00:00:00Z", "since": "2026-11-24T00:00:00Z" })
     );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let site = Site::new();
+    assert_eq!(site.get("/healthz").await, (StatusCode::OK, "ok\n".into()));
+    assert_eq!(site.get("/readyz").await.0, StatusCode::OK);
+    let (status, metrics) = site.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        "# TYPE okd_forge_payloads gauge",
+        "okd_forge_payloads{stream=\"okd-scos-4.17\",phase=\"Accepted\"} 2",
+        "okd_forge_payloads{stream=\"okd-scos-4.17\",phase=\"Rejected\"} 1",
+        "okd_forge_stable_releases{stream=\"okd-scos-4.17\"} 1",
+        "okd_forge_runs{state=\"failed\"} 2",
+        "okd_forge_runs{state=\"succeeded\"} 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_mutation_needs_the_bearer_token() {
+    let post = |token: Option<&str>| {
+        let mut req = Request::post(format!(
+            "/api/v1/releasestream/{PREFIX}/release/{C}/accept?reason=flaky%20infra"
+        ));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    // No token configured: mutations are off.
+    let off = Site::new();
+    assert_eq!(
+        off.send(post(Some("s3cret"))).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let site = Site::with_token(Some("s3cret"));
+    assert_eq!(site.send(post(None)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        site.send(post(Some("s3cre"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let phase = |site: &Site| {
+        Records::new(&site.app.forge.state)
+            .payload(C)
+            .unwrap()
+            .unwrap()
+            .phase
+    };
+    assert_eq!(
+        phase(&site),
+        release::lifecycle::Phase::Rejected,
+        "refused, unchanged"
+    );
+    let (status, body) = site.send(post(Some("s3cret"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(phase(&site), release::lifecycle::Phase::Accepted);
+    let p = Records::new(&site.app.forge.state)
+        .payload(C)
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.reason.as_deref(), Some("flaky infra"));
 }
