@@ -7,6 +7,7 @@ mod controller;
 mod image;
 mod progress;
 mod release;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,9 @@ enum Command {
     /// Build, inspect, extract and compare release payloads (like `oc adm release`).
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Serve the dashboard, the release-controller API, the update graph (/graph), a read-only
+    /// registry view of the store (/v2/) and metrics.
+    Serve(serve::ServeArgs),
     /// Maintain the embedded content store (an OCI image-layout directory).
     #[command(subcommand)]
     Store(image::StoreCommand),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             Command::Config(c) => config::run(c, cli.output),
             Command::Controller(c) => controller::run(c, cli.output).await,
             Command::Image(c) => image::run(c, cli.output).await,
+            Command::Serve(a) => serve::serve(a, cli.output).await,
             Command::Store(c) => image::run_store(c, cli.output).await,
             Command::Release(c) => release::run(c, cli.output).await,
             Command::Stream(c) => build::stream(c, cli.output),

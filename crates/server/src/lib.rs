@@ -42,7 +42,14 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// Serves `router(app)` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, app: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).await
+/// Serves `router(app)` on `listener` until `shutdown` resolves, then finishes the requests in
+/// flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
