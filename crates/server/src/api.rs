@@ -43,6 +43,13 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 
+impl ApiError {
+    /// Its status and message.
+    pub fn parts(self) -> (StatusCode, String) {
+        (self.0, self.1)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
@@ -99,7 +106,7 @@ impl From<&PayloadRecord> for ApiTag {
 pub const STABLE: &str = "stable";
 
 /// The stream named `name` (release-controller or okd-forge name): (okd-forge name, settings).
-fn stream(app: &AppState, name: &str) -> Result<(String, Release), ApiError> {
+pub(crate) fn stream(app: &AppState, name: &str) -> Result<(String, Release), ApiError> {
     app.forge
         .config
         .streams
@@ -113,7 +120,7 @@ fn stream(app: &AppState, name: &str) -> Result<(String, Release), ApiError> {
 
 /// The tags of release stream `name`, newest first by semver (then by creation): a stream's
 /// payloads, or for [`STABLE`] every stable release.
-fn tags_of(app: &AppState, name: &str) -> Result<Vec<PayloadRecord>, ApiError> {
+pub(crate) fn tags_of(app: &AppState, name: &str) -> Result<Vec<PayloadRecord>, ApiError> {
     let records = Records::new(&app.forge.state);
     let mut tags = Vec::new();
     if name == STABLE {

@@ -1,10 +1,344 @@
-//! See the [crate documentation](crate).
+//! The dashboard: server-rendered HTML (askama, every value escaped), no JavaScript needed. The
+//! paths are the release-controller's (`../shared/specs/release-controller.md` §3.1):
+//!
+//! - `/`: every release stream with its payloads, where promotion stands, the stable releases;
+//! - `/releasestream/{s}`: one stream's payloads with their job results;
+//! - `/releasestream/{s}/release/{tag}` and `/releasetag/{tag}`: one payload or stable release:
+//!   pull spec, verification runs, upgrades from and to it, its component images, and a
+//!   "report a bug" link prefilled with its version, digest and platform.
 
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use release::state::{PayloadRecord, Records};
 
+use crate::api::{stream, tags_of, STABLE};
 use crate::AppState;
 
 /// This module's routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(overview))
+        .route("/releasestream/{stream}", get(stream_page))
+        .route("/releasestream/{stream}/release/{tag}", get(payload_page))
+        .route("/releasetag/{tag}", get(tag_page))
+}
+
+/// A tag in a list.
+struct Row {
+    name: String,
+    phase: String,
+    age: String,
+    jobs: Vec<Job>,
+}
+
+/// A job's newest result.
+struct Job {
+    name: String,
+    state: String,
+}
+
+struct StreamView {
+    key: String,
+    name: String,
+    promotion: Option<String>,
+    tags: Vec<Row>,
+}
+
+struct StableRow {
+    name: String,
+    channels: String,
+    from: String,
+    age: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct Overview {
+    streams: Vec<StreamView>,
+    stable: Vec<StableRow>,
+    graph_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "stream.html")]
+struct StreamPage {
+    name: String,
+    promotion: Option<String>,
+    tags: Vec<Row>,
+}
+
+struct RunRow {
+    job: String,
+    attempt: u32,
+    state: String,
+    tests: String,
+    message: String,
+    dir: String,
+}
+
+struct UpgradeRow {
+    other: String,
+    success: usize,
+    failure: usize,
+}
+
+#[derive(Template)]
+#[template(path = "payload.html")]
+struct PayloadPage {
+    p: PayloadRecord,
+    pull_spec: String,
+    channels: String,
+    bug_url: String,
+    runs: Vec<RunRow>,
+    upgrades_to: Vec<UpgradeRow>,
+    upgrades_from: Vec<UpgradeRow>,
+}
+
+/// A page, or an error page with its status.
+fn page(t: Result<impl Template, (StatusCode, String)>) -> Response {
+    match t.and_then(|t| {
+        t.render()
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }) {
+        Ok(html) => Html(html).into_response(),
+        Err((status, message)) => (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{message}\n"),
+        )
+            .into_response(),
+    }
+}
+
+fn err(e: crate::api::ApiError) -> (StatusCode, String) {
+    e.parts()
+}
+
+fn db(e: build::state::StateError) -> (StatusCode, String) {
+    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `3d4h`, `5h12m`, `40m`, `12s`.
+fn age(since: i64, now: i64) -> String {
+    let s = (now - since).max(0);
+    match s {
+        s if s >= 86_400 => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn rows(records: &Records<'_>, tags: &[PayloadRecord], jobs: bool) -> Vec<Row> {
+    let now = now();
+    tags.iter()
+        .map(|p| {
+            let mut newest: BTreeMap<String, (u32, String)> = BTreeMap::new();
+            if jobs {
+                for r in records.runs(&p.name).unwrap_or_default() {
+                    if newest.get(&r.job).is_none_or(|(a, _)| *a < r.attempt) {
+                        newest.insert(r.job.clone(), (r.attempt, state_class(r.state)));
+                    }
+                }
+            }
+            Row {
+                name: p.name.clone(),
+                phase: p.phase.to_string(),
+                age: age(p.created, now),
+                jobs: newest
+                    .into_iter()
+                    .map(|(name, (_, state))| Job { name, state })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// A run state as the pages show it (and style it): Success, Failure, Pending, Skipped.
+fn state_class(s: release::state::RunState) -> String {
+    use release::state::RunState::*;
+    match s {
+        Succeeded => "Success",
+        Failed | TimedOut | Error => "Failure",
+        Skipped => "Skipped",
+        _ => "Pending",
+    }
+    .to_string()
+}
+
+async fn overview(State(app): State<AppState>) -> Response {
+    page((|| {
+        let records = Records::new(&app.forge.state);
+        let mut streams = Vec::new();
+        for (key, s) in &app.forge.config.streams {
+            let Some(r) = &s.release else { continue };
+            let tags = tags_of(&app, key).map_err(err)?;
+            streams.push(StreamView {
+                key: key.clone(),
+                name: r.name.clone(),
+                promotion: records.promotion_status(key).map_err(db)?.map(|(s, _)| s),
+                tags: rows(&records, &tags[..tags.len().min(10)], false),
+            });
+        }
+        let now = now();
+        let stable = tags_of(&app, STABLE)
+            .map_err(err)?
+            .into_iter()
+            .map(|p| StableRow {
+                channels: p.channels.join(", "),
+                from: p.stable_of.clone().unwrap_or_default(),
+                age: age(p.created, now),
+                name: p.name,
+            })
+            .collect();
+        Ok(Overview {
+            streams,
+            stable,
+            graph_url: "/graph".into(),
+        })
+    })())
+}
+
+async fn stream_page(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    page((|| {
+        let records = Records::new(&app.forge.state);
+        let tags = tags_of(&app, &name).map_err(err)?;
+        let promotion = match stream(&app, &name) {
+            Ok((key, _)) => records.promotion_status(&key).map_err(db)?.map(|(s, _)| s),
+            Err(_) => None,
+        };
+        Ok(StreamPage {
+            name,
+            promotion,
+            tags: rows(&records, &tags, true),
+        })
+    })())
+}
+
+async fn payload_page(
+    State(app): State<AppState>,
+    Path((name, tag)): Path<(String, String)>,
+) -> Response {
+    page((|| {
+        let p = tags_of(&app, &name)
+            .map_err(err)?
+            .into_iter()
+            .find(|p| p.name == tag)
+            .ok_or_else(|| {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("unable to find release tag {tag} in stream {name}"),
+                )
+            })?;
+        payload(&app, p)
+    })())
+}
+
+async fn tag_page(State(app): State<AppState>, Path(tag): Path<String>) -> Response {
+    page((|| {
+        let p = Records::new(&app.forge.state)
+            .payload(&tag)
+            .map_err(db)?
+            .ok_or_else(|| {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("unable to find release tag {tag}"),
+                )
+            })?;
+        payload(&app, p)
+    })())
+}
+
+fn payload(app: &AppState, p: PayloadRecord) -> Result<PayloadPage, (StatusCode, String)> {
+    let records = Records::new(&app.forge.state);
+    let runs = records
+        .runs(&p.name)
+        .map_err(db)?
+        .into_iter()
+        .map(|r| RunRow {
+            job: r.job.clone(),
+            attempt: r.attempt,
+            state: state_class(r.state),
+            tests: r
+                .tests
+                .map(|t| {
+                    format!(
+                        "{} passed, {} failed, {} skipped",
+                        t.passed, t.failures, t.skipped
+                    )
+                })
+                .unwrap_or_default(),
+            message: r.message.unwrap_or_default(),
+            dir: r.dir.map(|d| format!("{d}/{}", r.id)).unwrap_or_default(),
+        })
+        .collect();
+    let mut to: BTreeMap<String, UpgradeRow> = BTreeMap::new();
+    let mut from: BTreeMap<String, UpgradeRow> = BTreeMap::new();
+    for (f, t, run) in records.upgrades_of(&p.name).map_err(db)? {
+        let (map, other) = if t == p.name {
+            (&mut to, f)
+        } else {
+            (&mut from, t)
+        };
+        let row = map.entry(other.clone()).or_insert(UpgradeRow {
+            other,
+            success: 0,
+            failure: 0,
+        });
+        if run.succeeded {
+            row.success += 1;
+        } else {
+            row.failure += 1;
+        }
+    }
+    let pull_spec = p.pull_spec.clone().unwrap_or_default();
+    Ok(PayloadPage {
+        bug_url: bug_url(&p),
+        channels: p.channels.join(", "),
+        pull_spec,
+        runs,
+        upgrades_to: to.into_values().collect(),
+        upgrades_from: from.into_values().collect(),
+        p,
+    })
+}
+
+/// A new okd-project/okd issue, prefilled with the release's version, digest and platform.
+fn bug_url(p: &PayloadRecord) -> String {
+    let body = format!(
+        "### Version\n\n{}\n\n### Release image\n\n{}\n\n### Digest\n\n{}\n\n### Platform\n\n(aws, gcp, metal, vsphere, none, …)\n\n### What happened\n\n",
+        p.name,
+        p.pull_spec.as_deref().unwrap_or(""),
+        p.digest.as_deref().unwrap_or(""),
+    );
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("labels", "kind/bug")
+        .append_pair("title", &format!("[{}] ", p.name))
+        .append_pair("body", &body)
+        .finish();
+    format!("https://github.com/okd-project/okd/issues/new?{q}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_at_a_glance() {
+        assert_eq!(age(0, 12), "12s");
+        assert_eq!(age(0, 40 * 60 + 5), "40m");
+        assert_eq!(age(0, 5 * 3600 + 12 * 60), "5h12m");
+        assert_eq!(age(0, 3 * 86_400 + 4 * 3600), "3d4h");
+        assert_eq!(age(10, 0), "0s");
+    }
 }

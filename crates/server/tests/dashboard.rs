@@ -1,0 +1,116 @@
+//! The dashboard's pages, server-rendered over the records, through the real router.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use release::state::{NewRun, Records, RunEnd, RunKind, RunState};
+
+async fn html(site: &Site, uri: &str) -> String {
+    let (status, body) = site.get(uri).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
+    body
+}
+
+#[tokio::test]
+async fn the_overview_lists_streams_payloads_promotion_and_stable_releases() {
+    let site = Site::new();
+    let page = html(&site, "/").await;
+    for text in [
+        PREFIX,
+        STREAM,
+        A,
+        B,
+        C,
+        S0,
+        "promotion: next due 2026-12-08T00:00:00Z",
+        "stable-4, stable-4.17",
+        &format!("href=\"/releasestream/{PREFIX}/release/{B}\""),
+    ] {
+        assert!(page.contains(text), "{text} in:\n{page}");
+    }
+}
+
+#[tokio::test]
+async fn the_stream_page_shows_each_payloads_job_results() {
+    let site = Site::new();
+    let page = html(&site, &format!("/releasestream/{PREFIX}")).await;
+    assert!(
+        page.contains("<span class=\"Success\">e2e: Success</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span class=\"Failure\">e2e: Failure</span>"),
+        "{page}"
+    );
+    let (status, _) = site.get("/releasestream/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_payload_page_has_its_runs_upgrades_components_and_a_bug_link() {
+    let site = Site::new();
+    let page = html(&site, &format!("/releasestream/{PREFIX}/release/{B}")).await;
+    let pull = spec(&format!("sha256:{:064}", 11));
+    assert!(
+        page.contains(&format!("oc adm release info {pull}")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("from {S0}: 1 passed, 0 failed")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&"1".repeat(64)),
+        "the component digest: {page}"
+    );
+    // The bug link carries the version and the digest.
+    let link = page
+        .split("href=\"")
+        .find(|s| s.starts_with("https://github.com/okd-project/okd/issues/new?"))
+        .unwrap();
+    assert!(
+        link.contains(B) && link.contains(&format!("{:064}", 11)),
+        "{link}"
+    );
+    let stable = html(&site, &format!("/releasetag/{S0}")).await;
+    assert!(
+        stable.contains(&format!("Stable release promoted from {A}")),
+        "{stable}"
+    );
+    assert!(stable.contains(&format!("to {B}: 1 passed")), "{stable}");
+}
+
+#[tokio::test]
+async fn hostile_text_from_jobs_is_rendered_inert() {
+    let site = Site::new();
+    let r = Records::new(&site.app.forge.state);
+    let id = r
+        .start_run(
+            &NewRun {
+                payload: C,
+                job: "e2e",
+                kind: RunKind::Job,
+                attempt: 2,
+                initial: None,
+                dir: None,
+            },
+            T0,
+        )
+        .unwrap()
+        .unwrap();
+    r.finish_run(
+        id,
+        &RunEnd {
+            state: RunState::Failed,
+            message: Some("<script>alert('pwned')</script>".into()),
+            tests: None,
+        },
+        T0,
+    )
+    .unwrap();
+    let page = html(&site, &format!("/releasetag/{C}")).await;
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.contains("&#60;script&#62;"), "{page}");
+}
