@@ -1062,4 +1062,14 @@ impl<'a> Records<'a> {
             Ok(true)
         })
     }
+
+    /// The id of the newest event (0 with none): every change of the records logs one, so the
+    /// records changed exactly when this did (the update graph recomputes on that).
+    pub fn last_event(&self) -> Result<i64, StateError> {
+        self.state.query(|c| {
+            c.query_row("SELECT coalesce(max(id), 0) FROM release_events", [], |r| {
+                r.get(0)
+            })
+        })
+    }
 }

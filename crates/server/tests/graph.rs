@@ -1,0 +1,360 @@
+//! The update graph over real HTTP on loopback: paths, the Accept-header matrix, the parameters
+//! and error bodies, channel filtering, conditional edges, and recomputation when the records
+//! change.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use build::run::Forge;
+use release::state::{NewPayload, NewRun, Records, RunEnd, RunKind, RunState};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STREAM: &str = "4-scos";
+
+struct Site {
+    _dir: tempfile::TempDir,
+    forge: Arc<Forge>,
+    port: u16,
+}
+
+fn records(forge: &Forge) -> Records<'_> {
+    Records::new(&forge.state)
+}
+
+/// Records a stable release `name` in `channels`, promoted from a payload of its own.
+fn stable(forge: &Forge, name: &str, channels: &[&str], at: i64) {
+    let r = records(forge);
+    let payload = format!("4.17.0-0.okd-scos-{at}");
+    let inputs = BTreeMap::new();
+    r.create(&NewPayload {
+        name: &payload,
+        stream: STREAM,
+        created: at,
+        hash: &payload,
+        inputs: &inputs,
+    })
+    .unwrap();
+    let digest = format!("sha256:{at:0>64}");
+    let spec = format!("registry.example/okd/release@{digest}");
+    r.ready(&payload, &digest, &spec, at).unwrap();
+    r.decide(&payload, true, "passed", at).unwrap();
+    let from = r.payload(&payload).unwrap().unwrap();
+    let digest = format!("sha256:{:0>64}", at + 1);
+    let spec = format!("registry.example/okd/scos-release@{digest}");
+    let channels: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+    assert!(r
+        .promote(&from, name, &digest, &spec, &channels, at)
+        .unwrap());
+}
+
+/// Records an upgrade run from stable release `from` into stable release `to`.
+fn upgrade(forge: &Forge, from: &str, to: &str, ok: bool, attempt: u32) {
+    let r = records(forge);
+    let spec = r.payload(from).unwrap().unwrap().pull_spec.unwrap();
+    let id = r
+        .start_run(
+            &NewRun {
+                payload: to,
+                job: "upgrade",
+                kind: RunKind::Job,
+                attempt,
+                initial: Some(&spec),
+                dir: None,
+            },
+            1,
+        )
+        .unwrap()
+        .unwrap();
+    let state = if ok {
+        RunState::Succeeded
+    } else {
+        RunState::Failed
+    };
+    let end = RunEnd {
+        state,
+        message: None,
+        tests: None,
+    };
+    assert!(r.finish_run(id, &end, 2).unwrap());
+}
+
+async fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n\
+         streams:\n  {STREAM}:\n    variant: okd-scos\n    branch: release-4.17\n"
+    );
+    let path = dir.path().join("forge.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = build::config::load(&path).unwrap();
+    let forge = Arc::new(Forge::open(config, Default::default()).unwrap());
+    stable(&forge, "4.17.0-okd-scos.0", &["stable-4"], 100);
+    stable(&forge, "4.17.0-okd-scos.1", &["stable-4", "next-4"], 200);
+    stable(&forge, "4.18.0-okd-scos.0", &["next-4"], 300);
+    upgrade(&forge, "4.17.0-okd-scos.0", "4.17.0-okd-scos.1", false, 1);
+    upgrade(&forge, "4.17.0-okd-scos.0", "4.17.0-okd-scos.1", true, 2);
+    upgrade(&forge, "4.17.0-okd-scos.1", "4.18.0-okd-scos.0", true, 1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Arc::new(server::App {
+        forge: forge.clone(),
+        token: None,
+    });
+    tokio::spawn(server::serve(listener, app, std::future::pending()));
+    Site {
+        _dir: dir,
+        forge,
+        port,
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&self.body));
+        })
+    }
+}
+
+/// One HTTP/1.1 request, by hand, so that headers are sent exactly as given.
+async fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+async fn get(port: u16, target: &str) -> Reply {
+    request(port, "GET", target, &[("Accept", "application/json")]).await
+}
+
+fn versions(v: &Value) -> Vec<&str> {
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["version"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_path_serves_the_channel_graph() {
+    let site = site().await;
+    for path in [
+        "/graph",
+        "/api/upgrades_info/graph",
+        "/api/upgrades_info/v1/graph",
+    ] {
+        let r = get(
+            site.port,
+            &format!("{path}?channel=stable-4&version=4.17.0&id=x&other=1"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}");
+        let v = r.json();
+        assert_eq!(v["version"], 1);
+        assert_eq!(versions(&v), ["4.17.0-okd-scos.0", "4.17.0-okd-scos.1"]);
+        assert_eq!(v["edges"], json!([[0, 1]]));
+        assert_eq!(v["conditionalEdges"], json!([]));
+        let meta = &v["nodes"][1]["metadata"];
+        assert_eq!(
+            meta["io.openshift.upgrades.graph.release.channels"],
+            "next-4,stable-4"
+        );
+        assert_eq!(
+            meta["io.openshift.upgrades.graph.release.manifestref"],
+            format!("sha256:{:0>64}", 201)
+        );
+        assert_eq!(
+            v["nodes"][1]["payload"],
+            format!("registry.example/okd/scos-release@sha256:{:0>64}", 201)
+        );
+    }
+    let next = get(site.port, "/graph?channel=next-4&arch=amd64")
+        .await
+        .json();
+    assert_eq!(versions(&next), ["4.17.0-okd-scos.1", "4.18.0-okd-scos.0"]);
+    assert_eq!(next["edges"], json!([[0, 1]]));
+    // Unknown channel and unknown arch: a 200 empty graph.
+    for q in ["channel=fast-4", "channel=stable-4&arch=arm64"] {
+        let r = get(site.port, &format!("/graph?{q}")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body,
+            br#"{"version":1,"nodes":[],"edges":[],"conditionalEdges":[]}"#
+        );
+    }
+}
+
+#[tokio::test]
+async fn accept_matrix() {
+    let site = site().await;
+    let target = "/graph?channel=stable-4";
+    for (accept, status, content_type) in [
+        (None, 200, Some("application/vnd.redhat.cincinnati.v1+json")),
+        (Some("application/json"), 200, Some("application/json")),
+        (
+            Some("application/vnd.redhat.cincinnati.v1+json"),
+            200,
+            Some("application/vnd.redhat.cincinnati.v1+json"),
+        ),
+        (Some("*/*"), 200, Some("application/json")),
+        (Some("*"), 200, Some("application/json")),
+        (Some("application/*"), 200, Some("application/json")),
+        (Some("application/json, text/plain"), 406, None),
+        (Some("application/json;q=0.9"), 406, None),
+        (Some("text/html"), 406, None),
+    ] {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept", *a)).collect();
+        let r = request(site.port, "GET", target, &headers).await;
+        assert_eq!(r.status, status, "Accept {accept:?}");
+        if let Some(ct) = content_type {
+            assert_eq!(r.header("content-type"), Some(ct), "Accept {accept:?}");
+            assert_eq!(versions(&r.json()).len(), 2);
+        } else {
+            assert_eq!(
+                r.json(),
+                json!({"kind": "invalid_content_type", "value": "invalid Content-Type requested"})
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn parameters_and_error_bodies() {
+    let site = site().await;
+    for (q, status, body) in [
+        (
+            "",
+            400,
+            json!({"kind": "missing_params", "value": "mandatory client parameters missing: channel"}),
+        ),
+        (
+            "?arch=amd64&version=4.17.0",
+            400,
+            json!({"kind": "missing_params", "value": "mandatory client parameters missing: channel"}),
+        ),
+        (
+            "?channel=Stable_4",
+            400,
+            json!({"kind": "invalid_params", "value":
+                "invalid client parameters: channel 'Stable_4' does not match regex '^[0-9a-z\\-\\.]+$'"}),
+        ),
+        (
+            "?channel=stable-4&arch=x86_64",
+            400,
+            json!({"kind": "invalid_params", "value":
+                "invalid client parameters: arch 'x86_64' does not match regex '^[0-9a-z]+$'"}),
+        ),
+    ] {
+        let r = get(site.port, &format!("/graph{q}")).await;
+        assert_eq!(r.status, status, "{q}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{q}");
+        assert_eq!(r.json(), body, "{q}");
+    }
+    // Percent-encoded parameters are decoded.
+    let r = get(site.port, "/graph?channel=stable%2D4").await;
+    assert_eq!(versions(&r.json()).len(), 2);
+    // HEAD is refused; CORS echoes the origin.
+    let r = request(site.port, "HEAD", "/graph?channel=stable-4", &[]).await;
+    assert_eq!(r.status, 405);
+    let r = request(
+        site.port,
+        "GET",
+        "/graph?channel=stable-4",
+        &[("Origin", "https://console.example")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://console.example")
+    );
+}
+
+#[tokio::test]
+async fn blocked_edges_become_conditional_when_the_records_change() {
+    let site = site().await;
+    let before = get(site.port, "/graph?channel=next-4").await.json();
+    assert_eq!(before["edges"], json!([[0, 1]]));
+    records(&site.forge)
+        .block_edge(
+            "4.17.0-okd-scos.1",
+            "4.18.0-okd-scos.0",
+            Some(("etcd fails to start", Some("https://issues.example/1"))),
+            400,
+        )
+        .unwrap();
+    stable(&site.forge, "4.18.0-okd-scos.1", &["next-4"], 500);
+    tokio::time::sleep(server::graph::CHECK_INTERVAL * 2).await;
+    let after = get(site.port, "/graph?channel=next-4").await.json();
+    assert_eq!(
+        versions(&after),
+        [
+            "4.17.0-okd-scos.1",
+            "4.18.0-okd-scos.0",
+            "4.18.0-okd-scos.1"
+        ]
+    );
+    assert_eq!(
+        after["edges"],
+        json!([]),
+        "a blocked edge is not a plain edge"
+    );
+    assert_eq!(
+        after["conditionalEdges"],
+        json!([{
+            "edges": [{"from": "4.17.0-okd-scos.1", "to": "4.18.0-okd-scos.0"}],
+            "risks": [{"url": "https://issues.example/1", "name": "EtcdFailsToStart",
+                       "message": "etcd fails to start", "matchingRules": [{"type": "Always"}]}]
+        }])
+    );
+    // Unchanged records: the same bytes.
+    let a = get(site.port, "/graph?channel=next-4").await.body;
+    tokio::time::sleep(server::graph::CHECK_INTERVAL * 2).await;
+    let b = get(site.port, "/graph?channel=next-4").await.body;
+    assert_eq!(a, b);
+}
