@@ -245,12 +245,23 @@ async fn skopeo_inspects_and_copies_an_image_and_an_index() {
 async fn podman_pulls_from_the_view() {
     let s = site().await;
     let reference = format!("127.0.0.1:{}/okd:{TAG}", s.port);
-    let want = s.single.digest.to_string();
+    let multi = format!("127.0.0.1:{}/okd:multi", s.port);
+    let (want, want_multi) = (s.single.digest.to_string(), s.index.digest.to_string());
     blocking(move || {
         let podman = testkit::podman::Podman::new();
         podman.ok(&["pull", "--tls-verify=false", &reference]);
         let digest = podman.ok(&["image", "inspect", "--format", "{{.Digest}}", &reference]);
         assert_eq!(digest.trim(), want);
+        // From the index, podman picks the amd64 image and records the index's digest.
+        podman.ok(&["pull", "--tls-verify=false", "--arch", "amd64", &multi]);
+        let out = podman.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Digest}} {{.Architecture}}",
+            &multi,
+        ]);
+        assert_eq!(out.trim(), format!("{want_multi} amd64"));
     })
     .await;
 }
