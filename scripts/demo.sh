@@ -9,7 +9,11 @@
 #      results; the upgrade job has nothing to upgrade from yet) and accepts it; show and extract it
 #   5. test a pull request to the operand with `okd-forge test-pr` (an ephemeral payload, nothing
 #      promoted), merge it, build again (only the operand), and let the controller cut, verify and
-#      accept the next payload, now upgrade-tested from the first; diff the two with the changelog
+#      accept the next payload; diff the two with the changelog
+#   6. stable releases: the first payload was promoted to 4.17.0-okd-scos.0 at once (promote:
+#      every 14d); the second, upgrade-tested from it, is promoted by hand to .1, with the edge
+#      .0 -> .1 in `release edges`. With --serve, `okd-forge serve` then shows it all on
+#      http://127.0.0.1:8080/ until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -155,16 +159,17 @@ streams:
           command: [sh, -c, '"\$FORGE" release info "\$RELEASE_IMAGE_LATEST" --output json > "\$ARTIFACT_DIR/release-info.json" && printf "<testsuite name=\\"e2e\\"><testcase name=\\"payload reads back\\"/></testsuite>" > "\$ARTIFACT_DIR/junit.xml"']
           env: { FORGE: $PWD/$forge }
           max_retries: 1
-        upgrade:                    # informing; from the newest Accepted payload
+        upgrade:                    # informing; from every earlier stable release
           command: [sh, -c, 'echo "upgrade from \$RELEASE_IMAGE_INITIAL to \$RELEASE_IMAGE_LATEST"']
-          upgrade_from: previous
+          upgrade_from: all_previous_stable
           optional: true
+      promote: { every: 14d }       # stable releases 4.17.0-okd-scos.N, channels stable-4, stable-4.17
 YAML
 cat "$work/forge.yaml"
 
 cfg=(--config "$work/forge.yaml")
 # The names of the stream's payloads, oldest first.
-payloads() { $forge release list okd-scos-4.17 "${cfg[@]}" --output json | sed -n 's/^ *"name": "\(4\.17[^"]*\)",*$/\1/p' | sort; }
+payloads() { $forge release list okd-scos-4.17 "${cfg[@]}" --output json | sed -n 's/^ *"name": "\(4\.17\.0-0\.[^"]*\)",*$/\1/p' | sort; }
 set -x
 $forge config check "${cfg[@]}"
 $forge build "${cfg[@]}"
@@ -201,3 +206,15 @@ set -x
 $forge release list "${cfg[@]}"
 $forge release diff "docker://$registry/okd/content:$first" "docker://$registry/okd/content:$second" --changelog
 { set +x; } 2>/dev/null
+
+echo "==> the first payload became 4.17.0-okd-scos.0 at once; promote the second by hand: an edge from .0"
+set -x
+$forge release promote "$second" "${cfg[@]}"
+$forge release edges "${cfg[@]}"
+{ set +x; } 2>/dev/null
+
+if [ "${1:-}" = "--serve" ]; then
+  echo "==> serving the dashboard, the release-controller API and metrics (Ctrl-C stops)"
+  $forge serve "${cfg[@]}" --listen 127.0.0.1:8080 || true
+fi
+echo "==> to browse it: $forge serve ${cfg[*]}   (or scripts/demo.sh --serve)"
