@@ -8,7 +8,10 @@ use std::sync::Arc;
 use build::run::Forge;
 use release::state::{NewPayload, NewRun, Records, RunEnd, RunKind, RunState};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+
+use common::{forge_from, request, serve, Reply};
 
 const STREAM: &str = "4-scos";
 
@@ -85,85 +88,18 @@ async fn site() -> Site {
         "store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n\
          streams:\n  {STREAM}:\n    variant: okd-scos\n    branch: release-4.17\n"
     );
-    let path = dir.path().join("forge.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let config = build::config::load(&path).unwrap();
-    let forge = Arc::new(Forge::open(config, Default::default()).unwrap());
+    let forge = forge_from(dir.path(), &yaml);
     stable(&forge, "4.17.0-okd-scos.0", &["stable-4"], 100);
     stable(&forge, "4.17.0-okd-scos.1", &["stable-4", "next-4"], 200);
     stable(&forge, "4.18.0-okd-scos.0", &["next-4"], 300);
     upgrade(&forge, "4.17.0-okd-scos.0", "4.17.0-okd-scos.1", false, 1);
     upgrade(&forge, "4.17.0-okd-scos.0", "4.17.0-okd-scos.1", true, 2);
     upgrade(&forge, "4.17.0-okd-scos.1", "4.18.0-okd-scos.0", true, 1);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = Arc::new(server::App {
-        forge: forge.clone(),
-        token: None,
-    });
-    tokio::spawn(server::serve(listener, app, std::future::pending()));
+    let port = serve(forge.clone()).await;
     Site {
         _dir: dir,
         forge,
         port,
-    }
-}
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&self.body));
-        })
-    }
-}
-
-/// One HTTP/1.1 request, by hand, so that headers are sent exactly as given.
-async fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
     }
 }
 

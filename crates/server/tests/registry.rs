@@ -2,13 +2,16 @@
 //! and a multi-arch index from a layout store; the error codes, HEAD, ranges, tag pagination and
 //! 405 on writes at the HTTP level.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use build::run::Forge;
 use oci::{Layout, RawManifest, Store};
 use serde_json::Value;
 use testkit::images::{self, Format, ImageSpec};
+
+mod common;
+
+use common::{forge_from, request, serve, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TAG: &str = "4.17.0-okd-scos.1";
@@ -22,20 +25,12 @@ struct Site {
     layer: oci::Descriptor,
 }
 
+/// A Forge whose store is `store`.
 fn forge(dir: &std::path::Path, store: &str) -> Arc<Forge> {
-    let yaml = format!("store: {store}\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n");
-    let path = dir.join("forge.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let config = build::config::load(&path).unwrap();
-    Arc::new(Forge::open(config, Default::default()).unwrap())
-}
-
-async fn serve(forge: Arc<Forge>) -> u16 {
-    let app = Arc::new(server::App { forge, token: None });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(server::serve(listener, app, std::future::pending()));
-    port
+    forge_from(
+        dir,
+        &format!("store: {store}\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n"),
+    )
 }
 
 /// A layout store (named `okd-forge.local/okd`, so served as `okd`) with an OCI image tagged
@@ -77,78 +72,6 @@ async fn site() -> Site {
         index,
         docker,
         layer,
-    }
-}
-
-struct Reply {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The code of the one distribution-spec error in the body.
-    fn code(&self) -> String {
-        let v = self.json();
-        assert_eq!(v["errors"].as_array().map(Vec::len), Some(1), "{v}");
-        assert!(
-            v["errors"][0]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{v}"
-        );
-        v["errors"][0]["code"].as_str().unwrap().to_string()
-    }
-}
-
-async fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method != "GET" && method != "HEAD" {
-        req.push_str("Content-Length: 0\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
     }
 }
 

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use release::state::{NewPayload, NewRun, Records, RunEnd, RunKind, RunState};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 pub const STREAM: &str = "okd-scos-4.17";
@@ -42,10 +43,7 @@ impl Site {
              upgrade: {{ command: [./upgrade.sh], upgrade_from: all_previous_stable, optional: true }}\n      \
              promote: {{ every: 14d }}\n"
         );
-        let path = dir.path().join("forge.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let config = build::config::load(&path).unwrap();
-        let forge = Arc::new(build::run::Forge::open(config, Default::default()).unwrap());
+        let forge = forge_from(dir.path(), &yaml);
         let r = Records::new(&forge.state);
         let inputs: BTreeMap<String, String> =
             [("cli".to_string(), format!("sha256:{}", "1".repeat(64)))].into();
@@ -139,4 +137,93 @@ impl Site {
 
 pub fn spec(digest: &str) -> String {
     format!("localhost/okd@{digest}")
+}
+
+/// A Forge over a `forge.yaml` of `yaml` written in `dir`.
+pub fn forge_from(dir: &std::path::Path, yaml: &str) -> Arc<build::run::Forge> {
+    let path = dir.join("forge.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = build::config::load(&path).unwrap();
+    Arc::new(build::run::Forge::open(config, Default::default()).unwrap())
+}
+
+/// Serves `forge` (no token) on a free loopback port until the test ends; the port.
+pub async fn serve(forge: Arc<build::run::Forge>) -> u16 {
+    let app = Arc::new(server::App { forge, token: None });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(server::serve(listener, app, std::future::pending()));
+    port
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The code of the one distribution-spec error in the body.
+    pub fn code(&self) -> String {
+        let v = self.json();
+        assert_eq!(v["errors"].as_array().map(Vec::len), Some(1), "{v}");
+        assert!(
+            v["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+        v["errors"][0]["code"].as_str().unwrap().to_string()
+    }
+}
+
+pub async fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method != "GET" && method != "HEAD" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
 }
