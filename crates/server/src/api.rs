@@ -312,13 +312,46 @@ struct JobResult {
 /// An upgrade summary between two tags, with the release-controller's capitalised keys.
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct Upgrade {
-    from: String,
-    to: String,
-    success: usize,
-    failure: usize,
+pub(crate) struct Upgrade {
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) success: usize,
+    pub(crate) failure: usize,
     total: usize,
     history: BTreeMap<String, Value>,
+}
+
+/// The upgrade runs of `name` ([`Records::upgrades_of`]) summed per other tag: those into it,
+/// and those from it.
+pub(crate) fn upgrades_to_and_from(
+    name: &str,
+    runs: Vec<(String, String, UpgradeRun)>,
+) -> (Vec<Upgrade>, Vec<Upgrade>) {
+    let mut to: BTreeMap<String, Upgrade> = BTreeMap::new();
+    let mut from: BTreeMap<String, Upgrade> = BTreeMap::new();
+    for (f, t, run) in runs {
+        let (map, other) = if t == name {
+            (&mut to, f.clone())
+        } else {
+            (&mut from, t.clone())
+        };
+        let u = map.entry(other).or_insert_with(|| Upgrade {
+            from: f,
+            to: t,
+            ..Default::default()
+        });
+        u.total += 1;
+        if run.succeeded {
+            u.success += 1;
+        } else {
+            u.failure += 1;
+        }
+        let url = run.dir.clone().unwrap_or_else(|| run.run.to_string());
+        let state = if run.succeeded { "Succeeded" } else { "Failed" };
+        u.history
+            .insert(url.clone(), json!({ "state": state, "url": url }));
+    }
+    (to.into_values().collect(), from.into_values().collect())
 }
 
 /// `release/{tag}`: the tag's phase, its job results (blocking, informing, pending), and the
@@ -380,30 +413,7 @@ async fn tag(
             blocking.insert(job, result);
         }
     }
-    let mut to: BTreeMap<String, Upgrade> = BTreeMap::new();
-    let mut from: BTreeMap<String, Upgrade> = BTreeMap::new();
-    for (f, t, run) in upgrades {
-        let (map, other) = if t == p.name {
-            (&mut to, f.clone())
-        } else {
-            (&mut from, t.clone())
-        };
-        let u = map.entry(other).or_insert_with(|| Upgrade {
-            from: f.clone(),
-            to: t.clone(),
-            ..Default::default()
-        });
-        u.total += 1;
-        if run.succeeded {
-            u.success += 1;
-        } else {
-            u.failure += 1;
-        }
-        let url = run.dir.clone().unwrap_or_else(|| run.run.to_string());
-        let state = if run.succeeded { "Succeeded" } else { "Failed" };
-        u.history
-            .insert(url.clone(), json!({ "state": state, "url": url }));
-    }
+    let (to, from) = upgrades_to_and_from(&p.name, upgrades);
     Ok(Json(json!({
         "name": p.name,
         "phase": p.phase.to_string(),
@@ -416,8 +426,8 @@ async fn tag(
             "informingJobs": informing,
             "pendingJobs": pending,
         },
-        "upgradesTo": to.into_values().collect::<Vec<_>>(),
-        "upgradesFrom": from.into_values().collect::<Vec<_>>(),
+        "upgradesTo": to,
+        "upgradesFrom": from,
     })))
 }
 

@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use release::state::{PayloadRecord, Records};
 
-use crate::api::{stream, tags_of, STABLE};
+use crate::api::{stream, tags_of, upgrades_to_and_from, Upgrade, STABLE};
 use crate::AppState;
 
 /// This module's routes.
@@ -82,12 +82,6 @@ struct RunRow {
     dir: String,
 }
 
-struct UpgradeRow {
-    other: String,
-    success: usize,
-    failure: usize,
-}
-
 #[derive(Template)]
 #[template(path = "payload.html")]
 struct PayloadPage {
@@ -96,8 +90,8 @@ struct PayloadPage {
     channels: String,
     bug_url: String,
     runs: Vec<RunRow>,
-    upgrades_to: Vec<UpgradeRow>,
-    upgrades_from: Vec<UpgradeRow>,
+    upgrades_to: Vec<Upgrade>,
+    upgrades_from: Vec<Upgrade>,
 }
 
 /// A page, or an error page with its status.
@@ -282,33 +276,16 @@ fn payload(app: &AppState, p: PayloadRecord) -> Result<PayloadPage, (StatusCode,
             dir: r.dir.map(|d| format!("{d}/{}", r.id)).unwrap_or_default(),
         })
         .collect();
-    let mut to: BTreeMap<String, UpgradeRow> = BTreeMap::new();
-    let mut from: BTreeMap<String, UpgradeRow> = BTreeMap::new();
-    for (f, t, run) in records.upgrades_of(&p.name).map_err(db)? {
-        let (map, other) = if t == p.name {
-            (&mut to, f)
-        } else {
-            (&mut from, t)
-        };
-        let row = map.entry(other.clone()).or_insert(UpgradeRow {
-            other,
-            success: 0,
-            failure: 0,
-        });
-        if run.succeeded {
-            row.success += 1;
-        } else {
-            row.failure += 1;
-        }
-    }
+    let (upgrades_to, upgrades_from) =
+        upgrades_to_and_from(&p.name, records.upgrades_of(&p.name).map_err(db)?);
     let pull_spec = p.pull_spec.clone().unwrap_or_default();
     Ok(PayloadPage {
         bug_url: bug_url(&p),
         channels: p.channels.join(", "),
         pull_spec,
         runs,
-        upgrades_to: to.into_values().collect(),
-        upgrades_from: from.into_values().collect(),
+        upgrades_to,
+        upgrades_from,
         p,
     })
 }
