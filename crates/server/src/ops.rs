@@ -196,16 +196,10 @@ async fn decide(
         }
     };
     let records = Records::new(&app.forge.state);
-    let in_stream = app.forge.config.streams.iter().any(|(key, s)| {
-        s.release
-            .as_ref()
-            .is_some_and(|r| key == &stream || r.name == stream)
-            && records
-                .payload(&tag)
-                .ok()
-                .flatten()
-                .is_some_and(|p| &p.stream == key)
-    });
+    let in_stream = match (crate::api::stream(&app, &stream), records.payload(&tag)) {
+        (Ok((key, _)), Ok(Some(p))) => p.stream == key && p.stable_of.is_none(),
+        _ => false,
+    };
     if !in_stream {
         return text(
             StatusCode::NOT_FOUND,

@@ -199,4 +199,16 @@ async fn a_mutation_needs_the_bearer_token() {
         .unwrap()
         .unwrap();
     assert_eq!(p.reason.as_deref(), Some("flaky infra"));
+    // A stable release, or a tag of no stream, is not decided on.
+    for uri in [
+        format!("/api/v1/releasestream/{PREFIX}/release/{S0}/reject"),
+        format!("/api/v1/releasestream/nope/release/{C}/reject"),
+    ] {
+        let req = Request::post(uri)
+            .header("authorization", "Bearer s3cret")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(site.send(req).await.0, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(phase(&site), release::lifecycle::Phase::Accepted);
 }
