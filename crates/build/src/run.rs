@@ -786,7 +786,9 @@ async fn attempt(
             let (command, outputs) = (command.clone(), outputs.clone());
             let (dir, env, logp) = (checkout.clone(), build_args.clone(), log.clone());
             let tar = tokio::task::spawn_blocking(move || {
-                native::run(&command, &dir, &env, &logp)?;
+                if !command.is_empty() {
+                    native::run(&command, &dir, &env, &logp)?;
+                }
                 native::layer_tar(&dir, &outputs, 0)
             })
             .await
@@ -1090,6 +1092,9 @@ async fn push_native(
     let layer = Layer::from_tar(tar);
     let created = "1970-01-01T00:00:00Z";
     let comment = match recipe {
+        Recipe::Native { command, .. } if command.is_empty() => {
+            "okd-forge native build: outputs taken from the checkout".into()
+        }
         Recipe::Native { command, .. } => format!("okd-forge native build: {}", command.join(" ")),
         _ => String::new(),
     };

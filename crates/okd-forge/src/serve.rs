@@ -47,19 +47,23 @@ pub async fn serve(a: ServeArgs, output: Output) -> Result<()> {
         }
     };
     let forge = Forge::open(config, a.access.options(None)?)?;
-    let listener = tokio::net::TcpListener::bind(a.listen)
+    let mut app = server::App::new(Arc::new(forge));
+    app.token = token;
+    serve_app(app, a.listen, output).await
+}
+
+/// Listens on `listen`, prints the URL (a JSON object with `url` for `--output json`) and serves
+/// `app` until interrupted.
+pub async fn serve_app(app: server::App, listen: SocketAddr, output: Output) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", a.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let url = format!("http://{}/", listener.local_addr()?);
     match output {
         Output::Json => println!("{}", serde_json::json!({ "url": url })),
         _ => println!("serving {url}"),
     }
-    let app = Arc::new(server::App {
-        forge: Arc::new(forge),
-        token,
-    });
-    server::serve(listener, app, shutdown()).await?;
+    server::serve(listener, Arc::new(app), shutdown()).await?;
     Ok(())
 }
 

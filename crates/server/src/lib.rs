@@ -6,7 +6,8 @@
 //! | [`api`] | `/api/v1/releasestream/…`, `/api/v1/releasestreams/…`, `/changelog` (release-controller JSON) |
 //! | [`graph`] | `/graph`, `/api/upgrades_info/graph`, `/api/upgrades_info/v1/graph` (Cincinnati) |
 //! | [`registry`] | `/v2/…` (read-only OCI distribution API over the store) |
-//! | [`ops`] | `/healthz`, `/readyz`, `/metrics`, webhooks, bearer-token mutations |
+//! | [`ops`] | `/healthz`, `/readyz`, `/metrics`; the bearer-token mutations (accept, reject, promote, `/api/v1/trigger`) and the build queue |
+//! | [`webhook`] | `/webhooks/github`, `/webhooks/gitlab` (signed push events trigger builds) |
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub mod dashboard;
 pub mod graph;
 pub mod ops;
 pub mod registry;
+pub mod webhook;
 
 /// What every handler shares.
 pub struct App {
@@ -26,6 +28,27 @@ pub struct App {
     /// The bearer token that mutations (accept, reject, promote, trigger) require; with none,
     /// mutations are refused.
     pub token: Option<String>,
+    /// The secret of the GitHub webhook (`X-Hub-Signature-256`); with none, `/webhooks/github`
+    /// is refused.
+    pub github_secret: Option<String>,
+    /// The secret token (`X-Gitlab-Token`) or signing token (`whsec_…`, `webhook-signature`) of
+    /// the GitLab webhook; with none, `/webhooks/gitlab` is refused.
+    pub gitlab_secret: Option<String>,
+    /// The builds that triggers and webhooks started, one at a time.
+    pub builds: ops::Builds,
+}
+
+impl App {
+    /// An app over `forge` with every mutation and webhook refused (no token, no secrets).
+    pub fn new(forge: Arc<Forge>) -> App {
+        App {
+            forge,
+            token: None,
+            github_secret: None,
+            gitlab_secret: None,
+            builds: ops::Builds::default(),
+        }
+    }
 }
 
 /// The shared state of the router.
@@ -39,6 +62,7 @@ pub fn router(app: AppState) -> Router {
         .merge(graph::routes())
         .merge(registry::routes())
         .merge(ops::routes())
+        .merge(webhook::routes())
         .with_state(app)
 }
 

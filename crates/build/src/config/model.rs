@@ -155,7 +155,8 @@ pub enum Recipe {
     },
     /// A native build.
     Native {
-        /// Program and arguments, at least the program.
+        /// Program and arguments; empty when the recipe gives no command (nothing is run, the
+        /// outputs come from the checkout as they are).
         command: Vec<String>,
         /// Outputs, at least one.
         outputs: Vec<NativeOutput>,
@@ -745,13 +746,20 @@ fn image(
                     "context applies to containerfile builds only",
                 );
             }
-            if n.command.value.first().is_none_or(|p| p.is_empty()) {
-                ck.at(
-                    n.command.referenced,
-                    format!("{field}.native.command"),
-                    "the command needs at least a program",
-                );
-            }
+            let command = match n.command {
+                None => Vec::new(),
+                Some(c) => {
+                    if c.value.first().is_none_or(|p| p.is_empty()) {
+                        ck.at(
+                            c.referenced,
+                            format!("{field}.native.command"),
+                            "the command needs at least a program (or leave `command` out to \
+                             take the outputs from the checkout as they are)",
+                        );
+                    }
+                    c.value
+                }
+            };
             if n.outputs.value.is_empty() {
                 ck.at(
                     n.outputs.referenced,
@@ -785,7 +793,7 @@ fn image(
                 }
             }
             Some(Recipe::Native {
-                command: n.command.value,
+                command,
                 outputs,
                 base: ck.image_ref(n.base),
             })
@@ -1200,6 +1208,11 @@ components:
             &c.components["cvo"].images[0].recipe,
             Recipe::Native { outputs, .. } if outputs == &[NativeOutput { source: "bin/cvo".into(), dest: "/usr/bin/cvo".into() }]
         ));
+        let c = ok(&native.replace("          command: [make]\n", ""));
+        assert!(matches!(
+            &c.components["cvo"].images[0].recipe,
+            Recipe::Native { command, .. } if command.is_empty()
+        ));
         assert_eq!(
             one_error(&native.replace("native:", "containerfile: Dockerfile\n        native:")),
             "forge.yaml:6:24: components.cvo.images[0]: give either containerfile or native, not both"
@@ -1228,7 +1241,7 @@ components:
         );
         assert_eq!(
             one_error(&native.replace("[make]", "[]")),
-            "forge.yaml:7:20: components.cvo.images[0].native.command: the command needs at least a program"
+            "forge.yaml:7:20: components.cvo.images[0].native.command: the command needs at least a program (or leave `command` out to take the outputs from the checkout as they are)"
         );
         assert_eq!(
             one_error(&BASE.replace("Dockerfile.rhel7", "/etc/Dockerfile")),

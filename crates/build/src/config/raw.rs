@@ -197,9 +197,12 @@ pub struct RawInput {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Native")]
 pub struct RawNative {
-    /// The command run in the checkout (program and arguments; no shell).
-    #[schemars(with = "Vec<String>")]
-    pub command: Spanned<Vec<String>>,
+    /// The command run in the checkout (program and arguments; no shell). Without one, the outputs
+    /// are taken from the checkout as they are (manifests, scripts, prebuilt files).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Spanned<Vec<String>>>,
     /// What the command produced, as `CHECKOUT_PATH:IMAGE_PATH` (e.g.
     /// `bin/installer:/usr/bin/installer`): the checkout path is relative, the image path absolute.
     #[schemars(with = "Vec<String>")]

@@ -107,10 +107,9 @@ impl Site {
         r.decide(C, false, "e2e failed", T0).unwrap();
         r.set_promotion_status(STREAM, "next due 2026-12-08T00:00:00Z", T0)
             .unwrap();
-        let app = Arc::new(server::App {
-            forge,
-            token: token.map(String::from),
-        });
+        let mut app = server::App::new(forge);
+        app.token = token.map(String::from);
+        let app = Arc::new(app);
         Site { _dir: dir, app }
     }
 
@@ -149,7 +148,7 @@ pub fn forge_from(dir: &std::path::Path, yaml: &str) -> Arc<build::run::Forge> {
 
 /// Serves `forge` (no token) on a free loopback port until the test ends; the port.
 pub async fn serve(forge: Arc<build::run::Forge>) -> u16 {
-    let app = Arc::new(server::App { forge, token: None });
+    let app = Arc::new(server::App::new(forge));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(server::serve(listener, app, std::future::pending()));
