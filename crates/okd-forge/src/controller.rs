@@ -277,15 +277,8 @@ pub struct PromoteArgs {
 /// `release promote`.
 pub async fn promote(a: PromoteArgs, output: Output) -> Result<()> {
     let config = a.config.load()?;
-    let jobs = run::dirs(&config).0.join("jobs");
     let forge = Forge::open(config, a.access.options(None)?)?;
-    // No job runs: the executor is never asked.
-    let c = Controller::new(
-        Arc::new(forge),
-        Arc::new(LocalExecutor::new()),
-        jobs,
-        Arc::new(SystemClock),
-    )?;
+    let c = Controller::without_jobs(Arc::new(forge))?;
     let p = c.promote(&a.name, a.stable.as_deref()).await?;
     match output {
         Output::Json => print_json(&p),

@@ -298,6 +298,19 @@ impl Controller {
         })
     }
 
+    /// A controller for what runs no job (`okd-forge release promote`, the server's `…/promote`):
+    /// over `forge`, with the system clock and a local executor that is never asked, its jobs
+    /// directory the one `controller run` uses (`<var>/jobs`).
+    pub fn without_jobs(forge: Arc<Forge>) -> Result<Controller, ControllerError> {
+        let jobs = build::run::dirs(&forge.config).0.join("jobs");
+        Controller::new(
+            forge,
+            Arc::new(crate::jobs::LocalExecutor::new()),
+            jobs,
+            Arc::new(SystemClock),
+        )
+    }
+
     /// Adds a blocking check, run once on every Ready payload of every stream, after the built-in
     /// ones a stream's `checks:` turn on.
     pub fn with_check(mut self, name: &str, check: Check) -> Controller {
