@@ -109,10 +109,7 @@ fn main() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let port = listener.local_addr().unwrap().port();
-    let app = Arc::new(server::App {
-        forge: forge.clone(),
-        token: None,
-    });
+    let app = Arc::new(server::App::new(forge.clone()));
     rt.spawn(server::serve(listener, app, std::future::pending()));
     let url = format!("http://127.0.0.1:{port}/graph?channel=stable-4");
     // The first request builds the graphs.

@@ -119,12 +119,7 @@ impl Site {
     }
 
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, String) {
-        let res = server::router(self.app.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (status, String::from_utf8(body.to_vec()).unwrap())
+        send(&self.app, req).await
     }
 
     pub async fn json(&self, uri: &str) -> Value {
@@ -132,6 +127,16 @@ impl Site {
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
         serde_json::from_str(&body).unwrap()
     }
+}
+
+/// `req` through the real router of `app`: (status, body).
+pub async fn send(app: &server::AppState, req: Request<Body>) -> (StatusCode, String) {
+    let res = server::router(app.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
 pub fn spec(digest: &str) -> String {
