@@ -501,7 +501,10 @@ async fn a_signed_github_push_to_a_configured_branch_builds_the_component() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // Another repository, or another branch of this one: nothing to build.
+    // Another repository, another branch or a tag of this one, the branch deleted: nothing to
+    // build.
+    let deleted = push.replace("\"deleted\":false", "\"deleted\":true");
+    assert_ne!(deleted, push);
     for push in [
         github_push(
             "https://github.example/okd-project/other.git",
@@ -509,6 +512,7 @@ async fn a_signed_github_push_to_a_configured_branch_builds_the_component() {
         ),
         github_push(&site.hello.url(), "refs/heads/main"),
         github_push(&site.hello.url(), "refs/tags/v4.17.0"),
+        deleted,
     ] {
         let (status, body) = send(&app, github("push", &push, Some(GITHUB_SECRET))).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -576,6 +580,16 @@ async fn a_gitlab_push_with_the_secret_token_builds_the_component() {
         let (status, body) = send(&app, gitlab(&push, headers)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{headers:?}: {body}");
     }
+    // Another event of the same project triggers nothing.
+    let mut tag_push = gitlab(&push, &[("x-gitlab-token", "t0ken")]);
+    tag_push
+        .headers_mut()
+        .insert("x-gitlab-event", "Tag Push Hook".parse().unwrap());
+    let (status, body) = send(&app, tag_push).await;
+    assert_eq!(
+        (status, parse(&body)["builds"].clone()),
+        (StatusCode::OK, json!([]))
+    );
     let (status, body) = send(&app, gitlab(&push, &[("x-gitlab-token", "t0ken")])).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(pairs(&parse(&body)), pair("world"));
