@@ -22,6 +22,7 @@
 pub mod buildah;
 pub mod config;
 pub mod git;
+pub mod gitwrite;
 pub mod import;
 pub mod import_rc;
 pub mod native;

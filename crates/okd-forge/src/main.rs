@@ -4,6 +4,7 @@
 mod build;
 mod config;
 mod controller;
+mod demo;
 mod image;
 mod progress;
 mod release;
@@ -51,6 +52,12 @@ enum Command {
     /// garbage.
     #[command(subcommand)]
     Controller(controller::ControllerCommand),
+    /// Run the whole pipeline on generated repositories, on the embedded defaults (no external
+    /// tool, no network), then serve the result: builds, payloads, verification, stable releases.
+    Demo(demo::DemoArgs),
+    /// A verification job of `okd-forge demo` (run by the demo's release controller).
+    #[command(hide = true)]
+    DemoJob(demo::JobArgs),
     /// Copy, inspect and list images in registries and OCI layouts.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -96,25 +103,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Build(a) => build::build(a, cli.output).await,
-            Command::Config(c) => config::run(c, cli.output),
-            Command::Controller(c) => controller::run(c, cli.output).await,
-            Command::Image(c) => image::run(c, cli.output).await,
-            Command::Serve(a) => serve::serve(a, cli.output).await,
-            Command::Store(c) => image::run_store(c, cli.output).await,
-            Command::Release(c) => release::run(c, cli.output).await,
-            Command::Stream(c) => build::stream(c, cli.output),
-            Command::TestPr(a) => controller::test_pr(a, cli.output).await,
-            Command::Watch(a) => build::watch(a, cli.output).await,
-        }
-    });
+    let result = runtime.block_on(dispatch(cli.command, cli.output));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs one command.
+async fn dispatch(command: Command, output: Output) -> anyhow::Result<()> {
+    match command {
+        Command::Build(a) => build::build(a, output).await,
+        Command::Config(c) => config::run(c, output),
+        Command::Controller(c) => controller::run(c, output).await,
+        Command::Demo(a) => demo::demo(a, output).await,
+        Command::DemoJob(a) => demo::job(a).await,
+        Command::Image(c) => image::run(c, output).await,
+        Command::Serve(a) => serve::serve(a, output).await,
+        Command::Store(c) => image::run_store(c, output).await,
+        Command::Release(c) => release::run(c, output).await,
+        Command::Stream(c) => build::stream(c, output),
+        Command::TestPr(a) => controller::test_pr(a, output).await,
+        Command::Watch(a) => build::watch(a, output).await,
     }
 }
