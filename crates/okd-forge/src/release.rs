@@ -554,15 +554,10 @@ async fn extract(a: ExtractArgs, output: Output) -> Result<()> {
 async fn diff(a: DiffArgs, output: Output) -> Result<()> {
     let sources = a.local.sources()?;
     let (from, to) = (parse_ref(&a.from)?, parse_ref(&a.to)?);
-    let (from, to) = tokio::try_join!(
-        payload::info::load(&sources, &from, a.arch.as_deref()),
-        payload::info::load(&sources, &to, a.arch.as_deref()),
-    )?;
     let git = a
         .changelog
         .then(|| GitCache::new(a.local.cache.join("git")));
-    let d =
-        tokio::task::spawn_blocking(move || payload::diff::diff(&from, &to, git.as_ref())).await?;
+    let d = payload::diff::diff_releases(&sources, &from, &to, a.arch.as_deref(), git).await?;
     match output {
         Output::Json => print_json(&d),
         _ => print!("{}", d.markdown()),

@@ -1,15 +1,19 @@
 //! Comparing two releases (`release diff`, like `oc adm release info --changelog`): images added,
 //! removed, rebuilt without a code change and changed, component version changes, and with a
-//! [`GitCache`] the commit log of every changed component.
+//! [`GitCache`] the commit log of every changed component. [`diff_releases`] loads two releases
+//! and compares them, as `okd-forge release diff` and the server's `/changelog` do.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use oci::ImageRef;
 use serde::Serialize;
 
 use crate::changelog::{github_repo, ChangeCommit, GitCache};
+use crate::error::Result;
 use crate::imagestream::{self as is, TagReference};
 use crate::info::ReleaseInfo;
+use crate::source::Sources;
 
 /// One side of the comparison.
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +97,13 @@ pub struct ReleaseDiff {
     /// Repositories whose commits could not be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+impl ImageChange {
+    /// The first 7 characters of [`ImageChange::from_commit`].
+    pub fn short_from_commit(&self) -> String {
+        short(&self.from_commit)
+    }
 }
 
 fn side(info: &ReleaseInfo) -> Side {
@@ -212,6 +223,25 @@ pub fn diff<'a>(from: &'a ReleaseInfo, to: &'a ReleaseInfo, git: Option<&GitCach
     d
 }
 
+/// Loads releases `from` and `to` (for a manifest list, the child for `arch`, see
+/// [`crate::info::load`]) and compares them with [`diff`]; the git work runs on a blocking
+/// thread.
+pub async fn diff_releases(
+    sources: &Sources,
+    from: &ImageRef,
+    to: &ImageRef,
+    arch: Option<&str>,
+    git: Option<GitCache>,
+) -> Result<ReleaseDiff> {
+    let (from, to) = tokio::try_join!(
+        crate::info::load(sources, from, arch),
+        crate::info::load(sources, to, arch),
+    )?;
+    tokio::task::spawn_blocking(move || diff(&from, &to, git.as_ref()))
+        .await
+        .map_err(|e| crate::error::Error::Invalid(format!("comparing the releases failed: {e}")))
+}
+
 impl ReleaseDiff {
     /// The changelog as Markdown, in the release-controller's shape.
     pub fn markdown(&self) -> String {
@@ -299,7 +329,7 @@ impl ReleaseDiff {
                     let _ = writeln!(s, "* [Full changelog]({u})\n");
                 }
                 None => {
-                    let _ = writeln!(s, "* {} → {}\n", short(&c.from_commit), c.short_commit);
+                    let _ = writeln!(s, "* {} → {}\n", c.short_from_commit(), c.short_commit);
                 }
             }
         }

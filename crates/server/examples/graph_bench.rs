@@ -1,6 +1,8 @@
 //! Benchmark of the update graph: 2,000 stable releases and 20,000 upgrade edges (1% of them
 //! blocked, so conditional) recorded in a fresh state database, served on loopback, and
-//! `/graph?channel=stable-4` measured with `wrk` (Debian package `wrk`).
+//! `/graph?channel=stable-4` measured with `wrk` (Debian package `wrk`): once without
+//! `Accept-Encoding`, once with `Accept-Encoding: gzip` (as the cluster-version-operator's Go
+//! client sends it).
 //!
 //! ```sh
 //! cargo run --release -p okd-forge-server --example graph_bench [-- SECONDS CONNECTIONS]
@@ -128,20 +130,38 @@ fn main() {
         v["edges"].as_array().unwrap().len(),
         v["conditionalEdges"].as_array().unwrap().len(),
     );
-    let cmd = [
-        "wrk",
-        "-t2",
-        &format!("-c{connections}"),
-        &format!("-d{seconds}s"),
-        "--latency",
-        "-H",
-        "Accept: application/json",
-        &url,
-    ];
-    eprintln!("{}", cmd.join(" "));
-    let status = std::process::Command::new(cmd[0])
-        .args(&cmd[1..])
-        .status()
-        .expect("wrk (apt-get install wrk)");
-    assert!(status.success());
+    let gzip = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/json",
+            "-H",
+            "Accept-Encoding: gzip",
+            &url,
+        ])
+        .output()
+        .expect("curl");
+    assert!(gzip.status.success());
+    eprintln!("gzip response: {} bytes", gzip.stdout.len());
+    for encoding in [None, Some("Accept-Encoding: gzip")] {
+        let mut cmd = vec![
+            "wrk".to_string(),
+            "-t2".into(),
+            format!("-c{connections}"),
+            format!("-d{seconds}s"),
+            "--latency".into(),
+            "-H".into(),
+            "Accept: application/json".into(),
+        ];
+        if let Some(e) = encoding {
+            cmd.extend(["-H".into(), e.into()]);
+        }
+        cmd.push(url.clone());
+        eprintln!("{}", cmd.join(" "));
+        let status = std::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .status()
+            .expect("wrk (apt-get install wrk)");
+        assert!(status.success());
+    }
 }

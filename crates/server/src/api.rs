@@ -12,16 +12,25 @@
 //! | `/api/v1/releasestream/{s}/tags?phase=…` | `{name, tags: [APITag]}`, newest first |
 //! | `/api/v1/releasestream/{s}/release/{tag}` | phase, job results, upgrades from and to |
 //! | `/api/v1/releasestream/{s}/candidate` | the next promotion's candidate, and why promotion stands as it does |
+//! | `/api/v1/releasestream/{s}/config?jobType=` | the stream's `ReleaseConfig`, or one kind of its jobs |
 //! | `/api/v1/releasestreams/{accepted,rejected,ready,all}` | `{stream: [tags]}` |
+//! | `/changelog?from=&to=&format=markdown\|json\|html` | the changelog between two tags |
+//!
+//! Changelogs read both payloads and fetch each changed component's git repository (into
+//! `<cache>/git`, the cache of `okd-forge release diff --changelog`), on a blocking thread;
+//! they are kept per (from digest, to digest), as digests name content that never changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use build::config::{Release, UpgradeFrom};
+use build::config::{PublishAction, Release, UpgradeFrom, Verify};
+use payload::changelog::GitCache;
+use payload::diff::ReleaseDiff;
 use release::lifecycle::Phase;
 use release::state::{PayloadRecord, Records, RunState, UpgradeRun};
 use serde::Serialize;
@@ -36,7 +45,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/releasestream/{stream}/tags", get(tags))
         .route("/api/v1/releasestream/{stream}/release/{tag}", get(tag))
         .route("/api/v1/releasestream/{stream}/candidate", get(candidate))
+        .route("/api/v1/releasestream/{stream}/config", get(config))
         .route("/api/v1/releasestreams/{which}", get(streams))
+        .route("/changelog", get(changelog_endpoint))
 }
 
 /// An error answer: a status and one line of text, as the release-controller answers.
@@ -473,6 +484,124 @@ async fn candidate(
     ))
 }
 
+/// A duration as Go's `time.Duration` prints it, as the release-controller's JSON has it
+/// (`72h0m0s`, `1h30m0s`, `45s`, `0s`).
+pub fn go_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, m, sec) => format!("{h}h{m}m{sec}s"),
+    }
+}
+
+/// A verification job as a `ReleaseVerification`: okd-forge runs commands, not Prow jobs, so
+/// `prowJob.name` is the job's own name.
+fn verification(name: &str, v: &Verify) -> Value {
+    let mut job = json!({ "prowJob": { "name": name } });
+    let o = job.as_object_mut().expect("an object");
+    if v.optional {
+        o.insert("optional".into(), json!(true));
+    }
+    if v.max_retries > 0 {
+        o.insert("maxRetries".into(), json!(v.max_retries));
+    }
+    match &v.upgrade_from {
+        None => {}
+        Some(UpgradeFrom::Stream(stream)) => {
+            o.insert("upgrade".into(), json!(true));
+            o.insert(
+                "upgradeFromRelease".into(),
+                json!({ "candidate": { "stream": stream } }),
+            );
+        }
+        Some(from) => {
+            o.insert("upgrade".into(), json!(true));
+            let from = match from {
+                UpgradeFrom::PreviousMinor => "PreviousMinor",
+                // Every earlier stable release of the minor: the release-controller's nearest is
+                // the newest one of them.
+                UpgradeFrom::AllPreviousStable => "PreviousPatch",
+                _ => "Previous",
+            };
+            o.insert("upgradeFrom".into(), json!(from));
+        }
+    }
+    job
+}
+
+/// The stream's settings as the release-controller's `ReleaseConfig` (spec §1.1): `name`, `to`
+/// (the store payloads are pushed to), `mirrorPrefix` (the okd-forge stream), `expires`,
+/// `maxUnreadyReleases`, `minCreationIntervalSeconds`, `verify` and `publish`.
+pub fn release_config(app: &AppState, key: &str, r: &Release) -> Value {
+    let mut c = json!({
+        "name": r.name,
+        "to": app.forge.config.store_name,
+        "mirrorPrefix": key,
+        "verify": r.verify.iter().map(|(n, v)| (n.clone(), verification(n, v))).collect::<serde_json::Map<_, _>>(),
+        "publish": r.publish.iter().map(|(n, p)| {
+            let action = match p {
+                PublishAction::TagRef(tag) => json!({ "tagRef": { "name": tag } }),
+                PublishAction::Stream { stream, tags, exclude_tags } => json!({
+                    "imageStreamRef": { "name": stream, "tags": tags, "excludeTags": exclude_tags }
+                }),
+            };
+            (n.clone(), action)
+        }).collect::<serde_json::Map<_, _>>(),
+    });
+    let o = c.as_object_mut().expect("an object");
+    if let Some(e) = r.expires {
+        o.insert("expires".into(), json!(go_duration(e)));
+    }
+    if r.max_unready > 0 {
+        o.insert("maxUnreadyReleases".into(), json!(r.max_unready));
+    }
+    if !r.min_interval.is_zero() {
+        o.insert(
+            "minCreationIntervalSeconds".into(),
+            json!(r.min_interval.as_secs()),
+        );
+    }
+    c
+}
+
+/// `config`: the stream's `ReleaseConfig`, or with `jobType=blocking|informing|disabled|periodic`
+/// only those jobs, by name. okd-forge drops disabled jobs when it reads `forge.yaml` and has no
+/// periodic jobs, so those two maps are empty. The stable releases' stream is `as: Stable`.
+async fn config(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let pairs = query_pairs(&q);
+    let job_type = param(&pairs, "jobType").filter(|t| !t.is_empty());
+    if name == STABLE {
+        return Ok(Json(match job_type {
+            Some(_) => json!({}),
+            None => json!({ "name": STABLE, "as": "Stable", "verify": {}, "publish": {} }),
+        }));
+    }
+    let (key, r) = stream(&app, &name)?;
+    let optional = match job_type {
+        None => return Ok(Json(release_config(&app, &key, &r))),
+        Some("blocking") => Some(false),
+        Some("informing") => Some(true),
+        Some("disabled" | "periodic") => None,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "jobType: '{other}' is not blocking, informing, disabled or periodic"
+            )))
+        }
+    };
+    let jobs: serde_json::Map<String, Value> = r
+        .verify
+        .iter()
+        .filter(|(_, v)| Some(v.optional) == optional)
+        .map(|(n, v)| (n.clone(), verification(n, v)))
+        .collect();
+    Ok(Json(Value::Object(jobs)))
+}
+
 /// `releasestreams/{accepted|rejected|ready|all}`: every stream's tags in that phase.
 async fn streams(
     State(app): State<AppState>,
@@ -507,4 +636,150 @@ async fn streams(
         out.insert(name, tags);
     }
     Ok(Json(out))
+}
+
+/// How many changelogs are kept; the oldest goes first.
+pub const CHANGELOGS_KEPT: usize = 64;
+
+type Made = Result<Arc<ReleaseDiff>, String>;
+
+/// The changelogs made, by (from digest, to digest), oldest first in `order`. A changelog being
+/// made is a cell that every request for the same pair waits on.
+#[derive(Default)]
+struct Changelogs {
+    made: HashMap<(String, String), Arc<tokio::sync::OnceCell<Made>>>,
+    order: VecDeque<(String, String)>,
+}
+
+static CHANGELOGS: LazyLock<Mutex<Changelogs>> = LazyLock::new(Default::default);
+
+/// The digest (else the pull spec) a payload's changelog is kept by; an error for a payload
+/// that is not pushed yet.
+fn content(p: &PayloadRecord) -> Result<(String, String), ApiError> {
+    let spec = p
+        .pull_spec
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            bad_request(format!(
+                "{} has no pull spec yet ({}): there is nothing to compare",
+                p.name, p.phase
+            ))
+        })?;
+    Ok((p.digest.clone().unwrap_or_else(|| spec.clone()), spec))
+}
+
+/// The changelog `from` → `to`: images added, removed, rebuilt and changed, component versions,
+/// and the commits of each changed component (`payload::diff::diff_releases`). Made once per
+/// digest pair, on a blocking thread; a changelog with warnings (a repository that could not be
+/// read) or an error is not kept, so that the next request tries again.
+pub async fn changelog(
+    app: &AppState,
+    from: &PayloadRecord,
+    to: &PayloadRecord,
+) -> Result<Arc<ReleaseDiff>, ApiError> {
+    let ((from_key, from_spec), (to_key, to_spec)) = (content(from)?, content(to)?);
+    let key = (from_key, to_key);
+    let cell = {
+        let mut kept = CHANGELOGS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cell) = kept.made.get(&key) {
+            cell.clone()
+        } else {
+            while kept.order.len() >= CHANGELOGS_KEPT {
+                let Some(old) = kept.order.pop_front() else {
+                    break;
+                };
+                kept.made.remove(&old);
+            }
+            let cell = Arc::new(tokio::sync::OnceCell::new());
+            kept.made.insert(key.clone(), cell.clone());
+            kept.order.push_back(key.clone());
+            cell
+        }
+    };
+    let forge = app.forge.clone();
+    // Spawned, so that a request that stops waiting (the dashboard's) leaves it to finish.
+    let task = tokio::spawn(async move {
+        let made = cell
+            .get_or_init(|| async move {
+                let sources = forge.sources.clone();
+                let git = GitCache::new(build::run::dirs(&forge.config).1.join("git"));
+                let made = tokio::task::spawn_blocking(move || {
+                    let from = payload::inputs::parse_ref(&from_spec)?;
+                    let to = payload::inputs::parse_ref(&to_spec)?;
+                    let diff = payload::diff::diff_releases(&sources, &from, &to, None, Some(git));
+                    tokio::runtime::Handle::current().block_on(diff)
+                })
+                .await;
+                match made {
+                    Ok(Ok(d)) => Ok(Arc::new(d)),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(format!("making the changelog failed: {e}")),
+                }
+            })
+            .await;
+        let made = made.clone();
+        if made.as_ref().map_or(true, |d| !d.warnings.is_empty()) {
+            let mut kept = CHANGELOGS.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.made.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                kept.made.remove(&key);
+                kept.order.retain(|k| *k != key);
+            }
+        }
+        made
+    });
+    let made = task
+        .await
+        .unwrap_or_else(|e| Err(format!("making the changelog failed: {e}")));
+    made.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("changelog from {} to {}: {e}", from.name, to.name),
+        )
+    })
+}
+
+/// A tag of any stream, or a stable release, by name.
+pub(crate) fn any_tag(app: &AppState, name: &str) -> Result<PayloadRecord, ApiError> {
+    Records::new(&app.forge.state)
+        .payload(name)?
+        .ok_or_else(|| not_found(format!("unable to find release tag {name}")))
+}
+
+/// `/changelog?from=&to=&format=`: Markdown (the default, as `oc adm release info --changelog`
+/// writes it), `json` (the same fields as `oc`'s JSON) or `html` (the dashboard's rendering).
+/// Readable from any origin.
+async fn changelog_endpoint(
+    State(app): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(&q);
+    let tag = |key: &str| {
+        let name = param(&pairs, key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad_request(format!("{key}: a release tag is required")))?;
+        any_tag(&app, name)
+    };
+    let (from, to) = (tag("from")?, tag("to")?);
+    let format = param(&pairs, "format").unwrap_or("markdown");
+    if !matches!(format, "" | "markdown" | "json" | "html") {
+        return Err(bad_request(format!(
+            "format: '{format}' is not markdown, json or html"
+        )));
+    }
+    let diff = changelog(&app, &from, &to).await?;
+    let mut response = match format {
+        "json" => Json(&*diff).into_response(),
+        "html" => crate::dashboard::changelog_page(&diff),
+        _ => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            diff.markdown(),
+        )
+            .into_response(),
+    };
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Ok(response)
 }

@@ -4,20 +4,28 @@
 //! - `/`: every release stream with its payloads, where promotion stands, the stable releases;
 //! - `/releasestream/{s}`: one stream's payloads with their job results;
 //! - `/releasestream/{s}/release/{tag}` and `/releasetag/{tag}`: one payload or stable release:
-//!   pull spec, verification runs, upgrades from and to it, its component images, and a
-//!   "report a bug" link prefilled with its version, digest and platform.
+//!   pull spec, verification runs, upgrades from and to it, the changelog against the previous
+//!   tag (`?from=TAG` for another), its component images, and a "report a bug" link prefilled
+//!   with its version, digest and platform.
+//!
+//! Text from git (commit subjects, bug keys) and from jobs is only ever put in the pages through
+//! askama's escaping; links from image labels are links only when they are `https://`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use payload::diff::ReleaseDiff;
+use release::lifecycle::Phase;
 use release::state::{PayloadRecord, Records};
 
-use crate::api::{stream, tags_of, upgrades_to_and_from, Upgrade, STABLE};
+use crate::api::{any_tag, changelog, stream, tags_of, upgrades_to_and_from, Upgrade, STABLE};
 use crate::AppState;
 
 /// This module's routes.
@@ -92,6 +100,25 @@ struct PayloadPage {
     runs: Vec<RunRow>,
     upgrades_to: Vec<Upgrade>,
     upgrades_from: Vec<Upgrade>,
+    changelog: Option<Arc<ReleaseDiff>>,
+    changelog_note: String,
+    from_choices: Vec<String>,
+    from_selected: String,
+}
+
+#[derive(Template)]
+#[template(path = "changelog.html")]
+struct ChangelogPage<'a> {
+    d: &'a ReleaseDiff,
+}
+
+/// How long a payload page waits for its changelog before it says that it is still being made
+/// (the first one of a pair fetches every changed component's repository).
+pub const CHANGELOG_WAIT: Duration = Duration::from_secs(10);
+
+/// The changelog as an HTML page of its own (`/changelog?format=html`).
+pub fn changelog_page(d: &ReleaseDiff) -> Response {
+    page(Ok(ChangelogPage { d }))
 }
 
 /// A page, or an error page with its status.
@@ -222,35 +249,117 @@ async fn stream_page(State(app): State<AppState>, Path(name): Path<String>) -> R
 async fn payload_page(
     State(app): State<AppState>,
     Path((name, tag)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
 ) -> Response {
-    page((|| {
-        let p = tags_of(&app, &name)
-            .map_err(err)?
-            .into_iter()
-            .find(|p| p.name == tag)
-            .ok_or_else(|| {
-                (
-                    StatusCode::NOT_FOUND,
-                    format!("unable to find release tag {tag} in stream {name}"),
-                )
-            })?;
-        payload(&app, p)
-    })())
+    let found = tags_of(&app, &name).map_err(err).and_then(|tags| {
+        tags.into_iter().find(|p| p.name == tag).ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("unable to find release tag {tag} in stream {name}"),
+            )
+        })
+    });
+    payload_with_changelog(&app, found, q).await
 }
 
-async fn tag_page(State(app): State<AppState>, Path(tag): Path<String>) -> Response {
-    page((|| {
-        let p = Records::new(&app.forge.state)
-            .payload(&tag)
-            .map_err(db)?
-            .ok_or_else(|| {
+async fn tag_page(
+    State(app): State<AppState>,
+    Path(tag): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let found = Records::new(&app.forge.state)
+        .payload(&tag)
+        .map_err(db)
+        .and_then(|p| {
+            p.ok_or_else(|| {
                 (
                     StatusCode::NOT_FOUND,
                     format!("unable to find release tag {tag}"),
                 )
-            })?;
-        payload(&app, p)
-    })())
+            })
+        });
+    payload_with_changelog(&app, found, q).await
+}
+
+/// The payload page of `found`, with its changelog from `?from=` or from the previous tag.
+async fn payload_with_changelog(
+    app: &AppState,
+    found: Result<PayloadRecord, (StatusCode, String)>,
+    query: Option<String>,
+) -> Response {
+    let mut view = match found.and_then(|p| payload(app, p)) {
+        Ok(view) => view,
+        Err(e) => return page(Err::<PayloadPage, _>(e)),
+    };
+    let from = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "from")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty());
+    let (choices, previous) = match comparable(app, &view.p) {
+        Ok(c) => c,
+        Err(e) => return page(Err::<PayloadPage, _>(e)),
+    };
+    view.from_choices = choices;
+    let base = match from {
+        Some(name) => any_tag(app, &name).map(Some).map_err(|e| e.parts().1),
+        None => Ok(previous),
+    };
+    match base {
+        Err(why) => view.changelog_note = why,
+        Ok(None) => view.changelog_note = "There is no earlier tag to compare with.".into(),
+        Ok(Some(base)) => {
+            view.from_selected = base.name.clone();
+            match tokio::time::timeout(CHANGELOG_WAIT, changelog(app, &base, &view.p)).await {
+                Ok(Ok(d)) => view.changelog = Some(d),
+                Ok(Err(e)) => view.changelog_note = e.parts().1,
+                Err(_) => {
+                    view.changelog_note = format!(
+                        "The changelog from {} is still being made (the components' git \
+                         repositories are being fetched); reload this page in a moment.",
+                        base.name
+                    )
+                }
+            }
+        }
+    }
+    page(Ok(view))
+}
+
+/// The tags `p` can be compared with (the other tags of its release stream that were pushed,
+/// and the stable releases), and the one it is compared with by default: the newest older
+/// Accepted tag of its release stream, else the newest older one that was pushed.
+fn comparable(
+    app: &AppState,
+    p: &PayloadRecord,
+) -> Result<(Vec<String>, Option<PayloadRecord>), (StatusCode, String)> {
+    let own = if p.stable_of.is_some() {
+        tags_of(app, STABLE)
+    } else {
+        tags_of(app, &p.stream)
+    }
+    .map_err(err)?;
+    let pushed = |t: &PayloadRecord| t.pull_spec.as_deref().is_some_and(|s| !s.is_empty());
+    let older: Vec<&PayloadRecord> = own
+        .iter()
+        .skip_while(|t| t.name != p.name)
+        .skip(1)
+        .filter(|t| pushed(t))
+        .collect();
+    let previous = older
+        .iter()
+        .find(|t| t.phase == Phase::Accepted)
+        .or(older.first())
+        .map(|t| (*t).clone());
+    let mut choices: Vec<String> = own
+        .iter()
+        .filter(|t| t.name != p.name && pushed(t))
+        .map(|t| t.name.clone())
+        .collect();
+    if p.stable_of.is_none() {
+        let stable = tags_of(app, STABLE).map_err(err)?;
+        choices.extend(stable.into_iter().filter(pushed).map(|t| t.name));
+    }
+    Ok((choices, previous))
 }
 
 fn payload(app: &AppState, p: PayloadRecord) -> Result<PayloadPage, (StatusCode, String)> {
@@ -286,6 +395,10 @@ fn payload(app: &AppState, p: PayloadRecord) -> Result<PayloadPage, (StatusCode,
         runs,
         upgrades_to,
         upgrades_from,
+        changelog: None,
+        changelog_note: String::new(),
+        from_choices: Vec::new(),
+        from_selected: String::new(),
         p,
     })
 }

@@ -11,21 +11,28 @@
 //! - Errors are `{"kind":…,"value":…}`; HEAD is 405; `access-control-allow-origin` echoes
 //!   `Origin`.
 //!
-//! The graph of each (channel, arch) is serialised once and served as cached bytes. The cache is
-//! checked against [`Records::last_event`] at most every [`CHECK_INTERVAL`] and rebuilt only when
-//! that changed; while one request rebuilds, the others serve the previous bytes.
+//! The graph of each (channel, arch) is serialised once per change of the records, and served as
+//! cached bytes: the JSON, and a gzip copy of it for clients that send `Accept-Encoding: gzip`
+//! (the cluster-version-operator's Go client does). Every request asks SQLite whether anything
+//! was committed since the cached graphs were read (`PRAGMA data_version` on a read-only
+//! connection of the cache's own: a few microseconds, no table read), so a change in the records
+//! shows in the very next request; while one request rebuilds, the others wait for it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::header::{ACCEPT, ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE, ORIGIN};
+use axum::http::header::{
+    ACCEPT, ACCEPT_ENCODING, ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_ENCODING, CONTENT_TYPE, ORIGIN,
+    VARY,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use build::state::rusqlite::{Connection, OpenFlags};
 use graph::Catalog;
 use release::state::Records;
 
@@ -38,13 +45,12 @@ pub const PATHS: [&str; 3] = [
     "/api/upgrades_info/v1/graph",
 ];
 
-/// How often, at most, the records are checked for changes.
-pub const CHECK_INTERVAL: Duration = Duration::from_millis(100);
-
 /// Cincinnati's own media type.
 pub const CINCINNATI_JSON: &str = "application/vnd.redhat.cincinnati.v1+json";
 
 const EMPTY: &[u8] = br#"{"version":1,"nodes":[],"edges":[],"conditionalEdges":[]}"#;
+
+static EMPTY_GRAPH: LazyLock<Encoded> = LazyLock::new(|| Encoded::new(EMPTY.to_vec()));
 
 /// This module's routes; each call has its own cache.
 pub fn routes() -> Router<AppState> {
@@ -66,17 +72,78 @@ pub fn routes() -> Router<AppState> {
     router
 }
 
-/// The serialised graphs, per `arch/channel`, as of the event `token`.
+/// One graph's JSON, and the same gzip-compressed.
+#[derive(Clone)]
+pub struct Encoded {
+    /// The Cincinnati JSON.
+    pub json: Bytes,
+    /// The JSON, gzip-compressed.
+    pub gzip: Bytes,
+}
+
+impl Encoded {
+    /// `json` and its gzip copy.
+    pub fn new(json: Vec<u8>) -> Encoded {
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 8),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&json).expect("writing to memory");
+        let gzip = gz.finish().expect("writing to memory");
+        Encoded {
+            json: Bytes::from(json),
+            gzip: Bytes::from(gzip),
+        }
+    }
+}
+
+/// Whether the records changed, asked of SQLite: `PRAGMA data_version` of a read-only connection
+/// changes whenever another connection commits (the server's own, or another process's).
+struct Watch(Mutex<Connection>);
+
+impl Watch {
+    fn open(path: &std::path::Path) -> Option<Watch> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        match Connection::open_with_flags(path, flags) {
+            Ok(c) => Some(Watch(Mutex::new(c))),
+            Err(e) => {
+                tracing::warn!(
+                    "update graph: cannot watch {}: {e}; checking the event log instead",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    fn version(&self) -> Result<i64, String> {
+        let c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The serialised graphs, per `arch/channel`, as of the records' version `token`.
 #[derive(Default)]
 struct Cache {
-    inner: RwLock<Option<Graphs>>,
+    watch: OnceLock<Option<Watch>>,
+    current: RwLock<Option<Arc<Graphs>>>,
     refreshing: tokio::sync::Mutex<()>,
 }
 
 struct Graphs {
     token: i64,
-    checked: Instant,
-    bytes: HashMap<String, Bytes>,
+    graphs: HashMap<String, Encoded>,
+}
+
+impl Graphs {
+    fn get(&self, channel: &str, arch: &str) -> Encoded {
+        self.graphs
+            .get(&key(channel, arch))
+            .unwrap_or(&EMPTY_GRAPH)
+            .clone()
+    }
 }
 
 fn key(channel: &str, arch: &str) -> String {
@@ -84,90 +151,93 @@ fn key(channel: &str, arch: &str) -> String {
 }
 
 impl Cache {
-    fn lookup(&self, channel: &str, arch: &str) -> Option<(Bytes, bool)> {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let graphs = inner.as_ref()?;
-        let bytes = graphs
-            .bytes
-            .get(&key(channel, arch))
-            .cloned()
-            .unwrap_or_else(|| Bytes::from_static(EMPTY));
-        Some((bytes, graphs.checked.elapsed() < CHECK_INTERVAL))
+    /// The records' version now: the watch's, or (for a database that cannot be watched, e.g.
+    /// in memory) the newest event's id.
+    fn token(&self, app: &AppState) -> Result<i64, String> {
+        let watch = self
+            .watch
+            .get_or_init(|| Watch::open(app.forge.state.path()));
+        match watch {
+            Some(w) => w.version(),
+            None => Records::new(&app.forge.state)
+                .last_event()
+                .map_err(|e| e.to_string()),
+        }
     }
 
-    /// The graph bytes of (channel, arch), checking the records first when due.
-    async fn get(&self, app: &AppState, channel: &str, arch: &str) -> Result<Bytes, String> {
-        let stale = match self.lookup(channel, arch) {
-            Some((bytes, true)) => return Ok(bytes),
-            Some((bytes, false)) => Some(bytes),
-            None => None,
-        };
-        let _guard = match (&stale, self.refreshing.try_lock()) {
-            (_, Ok(guard)) => guard,
-            // Another request is checking: serve what there is, or wait for the first load.
-            (Some(bytes), Err(_)) => return Ok(bytes.clone()),
-            (None, Err(_)) => self.refreshing.lock().await,
-        };
-        let known = {
-            let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-            match inner.as_ref() {
-                Some(g) if g.checked.elapsed() < CHECK_INTERVAL => None,
-                Some(g) => Some(Some(g.token)),
-                None => Some(None),
-            }
-        };
-        if let Some(known) = known {
-            let forge = app.forge.clone();
-            let result = tokio::task::spawn_blocking(move || rebuild(&forge, known))
-                .await
-                .map_err(|e| format!("graph rebuild panicked: {e}"))?;
-            let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-            match (result, inner.as_mut()) {
-                (Ok(Some(graphs)), _) => *inner = Some(graphs),
-                (Ok(None), Some(g)) => g.checked = Instant::now(),
-                (Ok(None), None) => unreachable!("rebuild only skips a known token"),
-                (Err(e), Some(g)) => {
-                    tracing::warn!(
-                        "update graph: reading the records: {e}; serving the last graph"
-                    );
-                    g.checked = Instant::now();
-                }
-                (Err(e), None) => return Err(e),
-            }
+    fn current(&self, token: i64) -> Option<Arc<Graphs>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.as_ref().filter(|g| g.token == token).cloned()
+    }
+
+    /// The graph of (channel, arch) as of the records now.
+    async fn get(&self, app: &AppState, channel: &str, arch: &str) -> Result<Encoded, String> {
+        if let Some(g) = self.current(self.token(app)?) {
+            return Ok(g.get(channel, arch));
         }
-        Ok(self
-            .lookup(channel, arch)
-            .map(|(b, _)| b)
-            .unwrap_or_else(|| Bytes::from_static(EMPTY)))
+        let _guard = self.refreshing.lock().await;
+        // Asked again: whoever held the lock may have rebuilt past this request's start.
+        let token = self.token(app)?;
+        if let Some(g) = self.current(token) {
+            return Ok(g.get(channel, arch));
+        }
+        let forge = app.forge.clone();
+        let graphs = match tokio::task::spawn_blocking(move || rebuild(&forge, token))
+            .await
+            .map_err(|e| format!("graph rebuild panicked: {e}"))
+            .and_then(|r| r)
+        {
+            Ok(graphs) => Arc::new(graphs),
+            Err(e) => {
+                let last = self.current.read().unwrap_or_else(|e| e.into_inner());
+                let Some(last) = last.as_ref() else {
+                    return Err(e);
+                };
+                tracing::warn!("update graph: reading the records: {e}; serving the last graph");
+                return Ok(last.get(channel, arch));
+            }
+        };
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(graphs.clone());
+        Ok(graphs.get(channel, arch))
     }
 }
 
-/// Every (channel, arch) graph of the records, unless their newest event is still `known`.
-fn rebuild(forge: &build::run::Forge, known: Option<i64>) -> Result<Option<Graphs>, String> {
+/// Every (channel, arch) graph of the records, read after their version was `token`.
+fn rebuild(forge: &build::run::Forge, token: i64) -> Result<Graphs, String> {
     let records = Records::new(&forge.state);
-    let token = records.last_event().map_err(|e| e.to_string())?;
-    if known == Some(token) {
-        return Ok(None);
-    }
     let catalog = Catalog::from_records(&records, forge.config.streams.keys().map(String::as_str))
         .map_err(|e| e.to_string())?;
     for why in catalog.skipped() {
         tracing::warn!("update graph: left out: {why}");
     }
-    let mut bytes = HashMap::new();
+    let mut graphs = HashMap::new();
     for arch in catalog.arches() {
         for channel in catalog.channels() {
             let graph = catalog.graph(channel, arch);
             if !graph.nodes.is_empty() {
-                bytes.insert(key(channel, arch), Bytes::from(graph.to_bytes()));
+                graphs.insert(key(channel, arch), Encoded::new(graph.to_bytes()));
             }
         }
     }
-    Ok(Some(Graphs {
-        token,
-        checked: Instant::now(),
-        bytes,
-    }))
+    Ok(Graphs { token, graphs })
+}
+
+/// Whether `Accept-Encoding` takes gzip (`gzip`, `x-gzip` or `*`, with a non-zero `q`).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            matches!(name.as_str(), "gzip" | "x-gzip" | "*") && q > 0.0
+        })
 }
 
 /// A Cincinnati error: status, `kind` and `value`.
@@ -283,11 +353,18 @@ async fn answer(
         );
     }
     match cache.get(app, channel, arch).await {
-        Ok(bytes) => Response::builder()
-            .status(StatusCode::OK)
-            .header(CONTENT_TYPE, content_type)
-            .body(Body::from(bytes))
-            .expect("a valid response"),
+        Ok(graph) => {
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, content_type)
+                .header(VARY, "Accept-Encoding");
+            let (response, body) = if accepts_gzip(headers) {
+                (response.header(CONTENT_ENCODING, "gzip"), graph.gzip)
+            } else {
+                (response, graph.json)
+            };
+            response.body(Body::from(body)).expect("a valid response")
+        }
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "failed_upstream_fetch",

@@ -1,6 +1,8 @@
 //! The release-controller JSON API (`../shared/specs/release-controller.md` §3.2) over records
 //! written as the controller writes them, through the real router.
 
+#[path = "common/changelog.rs"]
+mod changelog;
 mod common;
 
 use axum::body::Body;
@@ -211,4 +213,160 @@ async fn a_mutation_needs_the_bearer_token() {
         assert_eq!(site.send(req).await.0, StatusCode::NOT_FOUND);
     }
     assert_eq!(phase(&site), release::lifecycle::Phase::Accepted);
+}
+
+#[tokio::test]
+async fn config_has_the_release_config_shape_and_filters_by_job_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n\
+         streams:\n  {STREAM}:\n    variant: okd-scos\n    branch: release-4.17\n    release:\n      \
+         name: {PREFIX}\n      max_unready: 1\n      min_interval: 12h\n      expires: 72h\n      \
+         verify:\n        aws: {{ command: [./e2e.sh], max_retries: 1 }}\n        \
+         aws-upgrade: {{ command: [./upgrade.sh], upgrade_from: previous, optional: true }}\n        \
+         upgrade-stable: {{ command: [./upgrade.sh], upgrade_from: all_previous_stable, optional: true }}\n        \
+         off: {{ command: [./off.sh], disabled: true }}\n      \
+         publish:\n        tag: {{ tag_ref: scos-4.17 }}\n"
+    );
+    let forge = forge_from(dir.path(), &yaml);
+    let store = forge.config.store_name.clone();
+    let app = std::sync::Arc::new(server::App::new(forge));
+    // Spec §1.1 and §1.2: the ReleaseConfig's field names and Go's duration format.
+    let expected = json!({
+        "name": PREFIX,
+        "to": store,
+        "mirrorPrefix": STREAM,
+        "expires": "72h0m0s",
+        "maxUnreadyReleases": 1,
+        "minCreationIntervalSeconds": 43200,
+        "verify": {
+            "aws": { "prowJob": { "name": "aws" }, "maxRetries": 1 },
+            "aws-upgrade": { "prowJob": { "name": "aws-upgrade" }, "optional": true,
+                             "upgrade": true, "upgradeFrom": "Previous" },
+            "upgrade-stable": { "prowJob": { "name": "upgrade-stable" }, "optional": true,
+                                "upgrade": true, "upgradeFrom": "PreviousPatch" },
+        },
+        "publish": { "tag": { "tagRef": { "name": "scos-4.17" } } },
+    });
+    for name in [STREAM, PREFIX] {
+        let uri = format!("/api/v1/releasestream/{name}/config");
+        assert_eq!(changelog::json(&app, &uri).await, expected, "{uri}");
+    }
+    let jobs = |t: &str| format!("/api/v1/releasestream/{PREFIX}/config?jobType={t}");
+    assert_eq!(
+        changelog::json(&app, &jobs("blocking")).await,
+        json!({ "aws": expected["verify"]["aws"] })
+    );
+    let informing = changelog::json(&app, &jobs("informing")).await;
+    let names: Vec<&String> = informing.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["aws-upgrade", "upgrade-stable"]);
+    assert_eq!(changelog::json(&app, &jobs("disabled")).await, json!({}));
+    assert_eq!(changelog::json(&app, &jobs("periodic")).await, json!({}));
+    let (status, _, body) = changelog::get(&app, &jobs("nightly")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("nightly"), "{body}");
+    let (status, _, _) = changelog::get(&app, "/api/v1/releasestream/4.99.0-0.nope/config").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        changelog::json(&app, "/api/v1/releasestream/stable/config").await["as"],
+        "Stable"
+    );
+}
+
+#[tokio::test]
+async fn changelog_as_json_and_markdown_between_any_two_tags() {
+    let site = changelog::payloads().await;
+    let [p1, p2, p3] = changelog::P;
+    let uri = format!("/changelog?from={p1}&to={p3}&format=json");
+    let (status, headers, body) = changelog::get(&site.app, &uri).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // Spec §4.1: from/to{name,created,digest}, components, and the four image lists.
+    assert_eq!(v["from"]["name"], p1);
+    assert_eq!(v["to"]["name"], p3);
+    assert!(v["to"]["digest"].as_str().unwrap().starts_with("sha256:"));
+    for list in ["newImages", "removedImages", "rebuiltImages"] {
+        assert_eq!(v[list], json!([]), "{list}");
+    }
+    let updated = v["updatedImages"].as_array().unwrap();
+    assert_eq!(updated.len(), 1, "{v}");
+    let cli = &updated[0];
+    assert_eq!(cli["name"], "cli");
+    assert_eq!(cli["path"], site.upstream.url());
+    let subjects: Vec<&str> = cli["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        [changelog::THIRD, changelog::HOSTILE],
+        "newest first"
+    );
+    assert_eq!(cli["commits"][0]["pullID"], 3);
+    assert_eq!(
+        cli["commits"][0]["issues"],
+        json!({ "OCPBUGS-3": "https://issues.redhat.com/browse/OCPBUGS-3" })
+    );
+
+    // Markdown by default, as `okd-forge release diff --changelog` prints it; the subject's
+    // HTML escaped.
+    let (status, headers, md) =
+        changelog::get(&site.app, &format!("/changelog?from={p2}&to={p3}")).await;
+    assert_eq!(status, StatusCode::OK, "{md}");
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/markdown"));
+    assert!(md.starts_with(&format!("# {p3}\n")), "{md}");
+    assert!(md.contains(&format!("## Changes from {p2}\n")), "{md}");
+    assert!(
+        md.contains(&format!(": {} (#3)\n", changelog::THIRD)),
+        "{md}"
+    );
+    assert!(
+        !md.contains("pull/2") && !md.contains("(#2)"),
+        "only #3: {md}"
+    );
+    let (_, _, md) = changelog::get(&site.app, &format!("/changelog?from={p1}&to={p2}")).await;
+    assert!(
+        md.contains("&lt;script&gt;") && !md.contains("<script>"),
+        "{md}"
+    );
+
+    // The HTML rendering escapes it too.
+    let (status, _, html) = changelog::get(
+        &site.app,
+        &format!("/changelog?from={p1}&to={p2}&format=html"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !html.contains("<script>") && !html.contains("<img"),
+        "{html}"
+    );
+
+    // Kept by digest pair: with the repository and the git cache gone, the same answer.
+    std::fs::remove_dir_all(site.upstream.dir()).unwrap();
+    std::fs::remove_dir_all(build::run::dirs(&site.app.forge.config).1.join("git")).unwrap();
+    let (status, _, again) = changelog::get(&site.app, &uri).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again, body);
+
+    for (uri, want) in [
+        (format!("/changelog?to={p2}"), StatusCode::BAD_REQUEST),
+        (
+            format!("/changelog?from={p1}&to=4.17.0-0.okd-scos-2020-01-01-000000"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/changelog?from={p1}&to={p2}&format=yaml"),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, _, body) = changelog::get(&site.app, &uri).await;
+        assert_eq!(status, want, "{uri}: {body}");
+    }
 }

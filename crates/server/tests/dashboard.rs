@@ -1,5 +1,7 @@
 //! The dashboard's pages, server-rendered over the records, through the real router.
 
+#[path = "common/changelog.rs"]
+mod changelog;
 mod common;
 
 use axum::http::StatusCode;
@@ -113,4 +115,77 @@ async fn hostile_text_from_jobs_is_rendered_inert() {
     let page = html(&site, &format!("/releasetag/{C}")).await;
     assert!(!page.contains("<script>"), "{page}");
     assert!(page.contains("&#60;script&#62;"), "{page}");
+}
+
+#[tokio::test]
+async fn the_payload_page_has_the_changelog_from_the_previous_payload_or_the_one_chosen() {
+    let site = changelog::payloads().await;
+    let [p1, p2, p3] = changelog::P;
+    let page = |from: Option<&str>| {
+        let uri = match from {
+            None => format!("/releasestream/{PREFIX}/release/{p3}"),
+            Some(f) => format!("/releasetag/{p3}?from={f}"),
+        };
+        let app = site.app.clone();
+        async move {
+            let (status, _, body) = changelog::get(&app, &uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            body
+        }
+    };
+    let html = page(None).await;
+    let section = &html[html.find("id=\"changelog\"").expect("a changelog section")..];
+    assert!(
+        section.contains(&format!(
+            "Changes from <a href=\"/releasetag/{p2}\">{p2}</a>"
+        )),
+        "{section}"
+    );
+    assert!(section.contains(changelog::THIRD), "{section}");
+    assert!(
+        section.contains("<a href=\"https://issues.redhat.com/browse/OCPBUGS-3\">OCPBUGS-3</a>"),
+        "{section}"
+    );
+    assert!(
+        !section.contains("pwned"),
+        "#2 is not in {p2}..{p3}: {section}"
+    );
+    // The form offers the other tags, the one compared with selected.
+    assert!(
+        section.contains(&format!("<option selected>{p2}</option>")),
+        "{section}"
+    );
+    assert!(
+        section.contains(&format!("<option>{p1}</option>")),
+        "{section}"
+    );
+
+    // ?from= picks another base: now #2's hostile title is there, and inert.
+    let html = page(Some(p1)).await;
+    let section = &html[html.find("id=\"changelog\"").unwrap()..];
+    assert!(
+        section.contains(&format!(
+            "Changes from <a href=\"/releasetag/{p1}\">{p1}</a>"
+        )),
+        "{section}"
+    );
+    assert!(section.contains(changelog::THIRD), "{section}");
+    assert!(section.contains("pwned"), "{section}");
+    assert!(
+        !html.contains("<script>") && !html.contains("<img"),
+        "{section}"
+    );
+    assert!(section.contains("&#60;script&#62;"), "{section}");
+
+    // An unknown base says so; the oldest payload has nothing before it.
+    let html = page(Some("4.17.0-0.okd-scos-2020-01-01-000000")).await;
+    assert!(
+        html.contains("unable to find release tag 4.17.0-0.okd-scos-2020-01-01-000000"),
+        "{html}"
+    );
+    let (_, _, html) = changelog::get(&site.app, &format!("/releasetag/{p1}")).await;
+    assert!(
+        html.contains("There is no earlier tag to compare with."),
+        "{html}"
+    );
 }
