@@ -15,11 +15,15 @@
 //! - conditional-edge versions are exactly node version strings, and both ends are nodes;
 //! - `io.openshift.upgrades.graph.release.channels` is a non-empty sorted CSV (a release in no
 //!   channel is in no channel's graph), `release.openshift.io/architecture` is only ever `multi`.
+//!
+//! [`Catalog::picture`] draws one channel's graph as SVG for the dashboard ([`picture`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use release::state::{Edge, Records};
 use serde::Serialize;
+
+pub mod picture;
 
 /// The architecture of every release read from the records: neither the stream configuration
 /// nor the payload records say which architecture a payload was built for (payloads are built
@@ -211,6 +215,8 @@ pub struct Catalog {
     releases: BTreeMap<String, Release>,
     /// (from, to) → the risk when blocked; only tested edges between valid releases.
     edges: BTreeMap<(String, String), Option<Risk>>,
+    /// Edges between valid releases with runs, none of which passed: not in any graph.
+    failed: BTreeSet<(String, String)>,
     skipped: Vec<String>,
 }
 
@@ -236,10 +242,16 @@ impl Catalog {
             }
         }
         for e in edges {
-            if !e.tested() || e.from == e.to {
+            if e.from == e.to {
                 continue;
             }
             if !catalog.releases.contains_key(&e.from) || !catalog.releases.contains_key(&e.to) {
+                continue;
+            }
+            if !e.tested() {
+                if !e.runs.is_empty() {
+                    catalog.failed.insert((e.from.clone(), e.to.clone()));
+                }
                 continue;
             }
             catalog.edges.insert(
@@ -297,6 +309,26 @@ impl Catalog {
     /// Every architecture of some release.
     pub fn arches(&self) -> BTreeSet<&str> {
         self.releases.values().map(|r| r.arch.as_str()).collect()
+    }
+
+    /// The picture of [`Catalog::graph`] as SVG ([`picture::svg`]), with the failed upgrades
+    /// among its releases too (drawn, not served); `id` keeps its element ids apart from those
+    /// of other pictures on the same page.
+    pub fn picture(&self, channel: &str, arch: &str, id: &str) -> String {
+        let graph = self.graph(channel, arch);
+        let failed: Vec<Pair> = self
+            .failed
+            .iter()
+            .filter(|(f, t)| {
+                let in_graph = |v: &str| graph.nodes.iter().any(|n| n.version == v);
+                in_graph(f) && in_graph(t)
+            })
+            .map(|(from, to)| Pair {
+                from: from.clone(),
+                to: to.clone(),
+            })
+            .collect();
+        picture::svg(&graph, &failed, id)
     }
 
     /// The graph of the releases in `channel` of architecture `arch`, with the edges among them.

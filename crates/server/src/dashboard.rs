@@ -3,6 +3,8 @@
 //!
 //! - `/`: every release stream with its payloads, where promotion stands, the stable releases;
 //! - `/releasestream/{s}`: one stream's payloads with their job results;
+//! - `/channels`: each channel of the update graph, its stable releases and a picture of its
+//!   upgrade graph (inline SVG drawn on the server, [`graph::picture`]);
 //! - `/releasestream/{s}/release/{tag}` and `/releasetag/{tag}`: one payload or stable release:
 //!   pull spec, verification runs, upgrades from and to it, the changelog against the previous
 //!   tag (`?from=TAG` for another), its component images, and a "report a bug" link prefilled
@@ -35,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/releasestream/{stream}", get(stream_page))
         .route("/releasestream/{stream}/release/{tag}", get(payload_page))
         .route("/releasetag/{tag}", get(tag_page))
+        .route("/channels", get(channels_page))
 }
 
 /// A tag in a list.
@@ -119,6 +122,22 @@ pub const CHANGELOG_WAIT: Duration = Duration::from_secs(10);
 /// The changelog as an HTML page of its own (`/changelog?format=html`).
 pub fn changelog_page(d: &ReleaseDiff) -> Response {
     page(Ok(ChangelogPage { d }))
+}
+
+/// One channel of the update graph, for one architecture.
+struct ChannelView {
+    name: String,
+    arch: String,
+    releases: Vec<String>,
+    /// The picture, SVG made by [`graph::Catalog::picture`], which escapes every text in it.
+    svg: String,
+}
+
+#[derive(Template)]
+#[template(path = "channels.html")]
+struct ChannelsPage {
+    channels: Vec<ChannelView>,
+    skipped: Vec<String>,
 }
 
 /// A page, or an error page with its status.
@@ -226,6 +245,30 @@ async fn overview(State(app): State<AppState>) -> Response {
             streams,
             stable,
             graph_url: "/graph".into(),
+        })
+    })())
+}
+
+async fn channels_page(State(app): State<AppState>) -> Response {
+    page((|| {
+        let records = Records::new(&app.forge.state);
+        let streams = app.forge.config.streams.keys().map(String::as_str);
+        let catalog = graph::Catalog::from_records(&records, streams).map_err(db)?;
+        let mut channels = Vec::new();
+        for arch in catalog.arches() {
+            for (i, channel) in catalog.channels().into_iter().enumerate() {
+                let g = catalog.graph(channel, arch);
+                channels.push(ChannelView {
+                    name: channel.to_string(),
+                    arch: arch.to_string(),
+                    releases: g.nodes.iter().rev().map(|n| n.version.clone()).collect(),
+                    svg: catalog.picture(channel, arch, &format!("g{i}-{arch}")),
+                });
+            }
+        }
+        Ok(ChannelsPage {
+            channels,
+            skipped: catalog.skipped().to_vec(),
         })
     })())
 }

@@ -360,3 +360,71 @@ async fn gzip_is_served_to_clients_that_ask_and_decodes_to_the_same_json() {
         json!({"version": 1, "nodes": [], "edges": [], "conditionalEdges": []})
     );
 }
+
+/// The `<svg>…</svg>` of `channel` on the channels page.
+fn picture<'a>(page: &'a str, channel: &str) -> &'a str {
+    let section = &page[page
+        .find(&format!("id=\"{channel}-amd64\""))
+        .unwrap_or_else(|| panic!("no section for {channel}: {page}"))..];
+    &section[section.find("<svg").unwrap()..section.find("</svg>").unwrap() + 6]
+}
+
+#[tokio::test]
+async fn the_channels_page_draws_each_channels_graph_in_svg() {
+    let site = site().await;
+    let page = || async {
+        let r = request(site.port, "GET", "/channels", &[]).await;
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).unwrap()
+    };
+    let html = page().await;
+    assert_eq!(html.matches("<svg").count(), 2, "next-4 and stable-4");
+    let next = picture(&html, "next-4");
+    assert_eq!(next.matches("class=\"node\"").count(), 2, "{next}");
+    assert!(
+        next.contains(">4.17.0-okd-scos.1</text>") && next.contains(">4.18.0-okd-scos.0</text>")
+    );
+    assert_eq!(next.matches("class=\"edge tested\"").count(), 1, "{next}");
+    assert!(
+        next.contains("4.17.0-okd-scos.1 → 4.18.0-okd-scos.0: tested"),
+        "{next}"
+    );
+    let stable4 = picture(&html, "stable-4");
+    assert!(stable4.contains(">4.17.0-okd-scos.0</text>"), "{stable4}");
+    assert!(!stable4.contains("4.18.0"), "channels filter: {stable4}");
+
+    // A blocked edge is drawn as conditional, with its risk; a failed upgrade as failed.
+    records(&site.forge)
+        .block_edge(
+            "4.17.0-okd-scos.1",
+            "4.18.0-okd-scos.0",
+            Some(("etcd <fails> to start", None)),
+            400,
+        )
+        .unwrap();
+    stable(&site.forge, "4.18.0-okd-scos.1", &["next-4"], 500);
+    upgrade(
+        &site.forge,
+        "4.18.0-okd-scos.0",
+        "4.18.0-okd-scos.1",
+        false,
+        1,
+    );
+    let html = page().await;
+    let next = picture(&html, "next-4");
+    assert_eq!(next.matches("class=\"node\"").count(), 3, "{next}");
+    assert_eq!(next.matches("class=\"edge tested\"").count(), 0, "{next}");
+    assert_eq!(
+        next.matches("class=\"edge conditional\"").count(),
+        1,
+        "{next}"
+    );
+    assert!(next.contains("etcd &lt;fails&gt; to start"), "{next}");
+    assert_eq!(next.matches("class=\"edge failed\"").count(), 1, "{next}");
+    // Nothing to load from elsewhere, nothing to run.
+    assert!(!html.contains("<script"), "{html}");
+    assert!(
+        !next.contains("href=\"http") && !next.contains("src="),
+        "{next}"
+    );
+}
