@@ -641,13 +641,24 @@ async fn streams(
 /// How many changelogs are kept; the oldest goes first.
 pub const CHANGELOGS_KEPT: usize = 64;
 
+/// How long a changelog that failed, or could not read a repository, is kept before it is made
+/// again.
+pub const CHANGELOG_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 type Made = Result<Arc<ReleaseDiff>, String>;
+
+/// A changelog being made, or made, and since when.
+type Cell = (Arc<tokio::sync::OnceCell<Made>>, std::time::Instant);
+
+fn failed(made: &Made) -> bool {
+    made.as_ref().map_or(true, |d| !d.warnings.is_empty())
+}
 
 /// The changelogs made, by (from digest, to digest), oldest first in `order`. A changelog being
 /// made is a cell that every request for the same pair waits on.
 #[derive(Default)]
 struct Changelogs {
-    made: HashMap<(String, String), Arc<tokio::sync::OnceCell<Made>>>,
+    made: HashMap<(String, String), Cell>,
     order: VecDeque<(String, String)>,
 }
 
@@ -671,8 +682,8 @@ fn content(p: &PayloadRecord) -> Result<(String, String), ApiError> {
 
 /// The changelog `from` → `to`: images added, removed, rebuilt and changed, component versions,
 /// and the commits of each changed component (`payload::diff::diff_releases`). Made once per
-/// digest pair, on a blocking thread; a changelog with warnings (a repository that could not be
-/// read) or an error is not kept, so that the next request tries again.
+/// digest pair, on a blocking thread; one with warnings (a repository that could not be read) or
+/// an error is made again after [`CHANGELOG_RETRY`].
 pub async fn changelog(
     app: &AppState,
     from: &PayloadRecord,
@@ -682,9 +693,13 @@ pub async fn changelog(
     let key = (from_key, to_key);
     let cell = {
         let mut kept = CHANGELOGS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cell) = kept.made.get(&key) {
-            cell.clone()
+        let fresh = |(cell, since): &Cell| {
+            cell.get().is_none_or(|m| !failed(m)) || since.elapsed() < CHANGELOG_RETRY
+        };
+        if let Some(cell) = kept.made.get(&key).filter(|c| fresh(c)) {
+            cell.0.clone()
         } else {
+            kept.order.retain(|k| *k != key);
             while kept.order.len() >= CHANGELOGS_KEPT {
                 let Some(old) = kept.order.pop_front() else {
                     break;
@@ -692,7 +707,8 @@ pub async fn changelog(
                 kept.made.remove(&old);
             }
             let cell = Arc::new(tokio::sync::OnceCell::new());
-            kept.made.insert(key.clone(), cell.clone());
+            let since = std::time::Instant::now();
+            kept.made.insert(key.clone(), (cell.clone(), since));
             kept.order.push_back(key.clone());
             cell
         }
@@ -718,15 +734,7 @@ pub async fn changelog(
                 }
             })
             .await;
-        let made = made.clone();
-        if made.as_ref().map_or(true, |d| !d.warnings.is_empty()) {
-            let mut kept = CHANGELOGS.lock().unwrap_or_else(|e| e.into_inner());
-            if kept.made.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                kept.made.remove(&key);
-                kept.order.retain(|k| *k != key);
-            }
-        }
-        made
+        made.clone()
     });
     let made = task
         .await
