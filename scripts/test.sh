@@ -10,10 +10,14 @@ cd "$(dirname "$0")/.."
 # release payloads built on a busybox-static CVO stand-in (tests/release_podman.rs; each run gets its
 # own containers.conf with default_ulimits = [], which these machines need), buildah (with runc) for
 # Containerfile component builds (crates/build/tests/buildah.rs, tests/build.rs), and git for the
-# component repositories the build tests create. (Nothing uses chromium yet.)
+# component repositories the build tests create, headless Chromium with its WebDriver
+# (chromedriver) for the dashboard test of `okd-forge demo` (tests/demo.rs), and wrk, which the
+# update-graph benchmark uses.
 . scripts/lib/packages.sh
-install_packages docker-registry skopeo umoci openssl ca-certificates podman buildah runc busybox-static git
-require_programs docker-registry skopeo umoci openssl podman buildah runc busybox git cargo cargo-nextest
+install_packages docker-registry skopeo umoci openssl ca-certificates podman buildah runc busybox-static git \
+  chromium chromium-driver fonts-dejavu-core wrk
+require_programs docker-registry skopeo umoci openssl podman buildah runc busybox git chromium chromedriver \
+  wrk cargo cargo-nextest
 
 # Disk: a one-off build keeps no incremental cache (it roughly doubles target/). The free space is
 # printed before and after, so that a CI run that runs out of disk says how much it had.

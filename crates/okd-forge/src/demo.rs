@@ -98,13 +98,24 @@ pub async fn demo(a: DemoArgs, output: Output) -> Result<()> {
         format!("oci:{store}:{}", first.name),
         format!("oci:{store}:{}", second.name),
     );
-    run(&["release", "diff", "--changelog", &from, &to])
-        .await
-        .or_else(|e| {
-            // The changelog needs the git CLI; the rest of the demo does not.
-            eprintln!("warning: no changelog: {e:#}");
-            anyhow::Ok(())
-        })?;
+    let cache = dir.join("cache").display().to_string();
+    run(&[
+        "release",
+        "diff",
+        "--changelog",
+        "--store",
+        &store,
+        "--cache",
+        &cache,
+        &from,
+        &to,
+    ])
+    .await
+    .or_else(|e| {
+        // The changelog needs the git CLI; the rest of the demo does not.
+        eprintln!("warning: no changelog: {e:#}");
+        anyhow::Ok(())
+    })?;
     step("the first payload became the stable release 4.17.0-okd-scos.0 at once (promote: every 14d); promote the second by hand");
     run(&["release", "promote", "--config", &config_arg, &second.name]).await?;
     run(&["release", "edges", "--config", &config_arg]).await?;
@@ -407,6 +418,12 @@ components:
             outputs = outputs.join(", ")
         );
     }
+    // What demo-job reads the payloads with; its cache stays under the demo's directory too.
+    let env = format!(
+        "{{ {STORE_ENV}: \"oci:{store}\", {STORE_NAME_ENV}: \"{store_name}\", OKD_FORGE_CACHE: \"{cache}\" }}",
+        store = store.display(),
+        cache = dir.join("cache").display()
+    );
     let _ = write!(
         y,
         "streams:
@@ -419,15 +436,14 @@ components:
       verify:
         e2e:                            # blocking: reads the payload back
           command: [{exe}, demo-job, e2e]
-          env: {{ {STORE_ENV}: \"oci:{store}\", {STORE_NAME_ENV}: \"{store_name}\" }}
+          env: {env}
         upgrade:                        # informing: from every earlier stable release
           command: [{exe}, demo-job, upgrade]
-          env: {{ {STORE_ENV}: \"oci:{store}\", {STORE_NAME_ENV}: \"{store_name}\" }}
+          env: {env}
           upgrade_from: all_previous_stable
           optional: true
       promote: {{ every: 14d }}           # stable releases 4.17.0-okd-scos.N
-",
-        store = store.display()
+"
     );
     Ok(y)
 }
