@@ -370,6 +370,7 @@ pub(crate) fn upgrades_to_and_from(
 async fn tag(
     State(app): State<AppState>,
     Path((name, tag)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let p = tags_of(&app, &name)?
         .into_iter()
@@ -425,7 +426,12 @@ async fn tag(
         }
     }
     let (to, from) = upgrades_to_and_from(&p.name, upgrades);
-    Ok(Json(json!({
+    let pairs = query_pairs(&q);
+    let changes = match param(&pairs, "format") {
+        Some("short") => None,
+        _ => tag_changelog(&app, &p, param(&pairs, "from")).await?,
+    };
+    let mut reply = json!({
         "name": p.name,
         "phase": p.phase.to_string(),
         "pullSpec": p.pull_spec.clone().unwrap_or_default(),
@@ -439,7 +445,43 @@ async fn tag(
         },
         "upgradesTo": to,
         "upgradesFrom": from,
-    })))
+    });
+    if let Some(d) = changes {
+        use base64::Engine as _;
+        let html = crate::dashboard::changelog_html(&d);
+        reply["changeLog"] = json!(base64::engine::general_purpose::STANDARD.encode(html));
+        reply["changeLogJson"] = serde_json::to_value(&*d).unwrap_or_default();
+    }
+    Ok(Json(reply))
+}
+
+/// The changelog of a tag for its API entry: against `from` when given (an unknown tag is an
+/// error), else against the tag the payload page compares with by default. None when there is
+/// nothing to compare with, or when it cannot be made (the page says why; the API leaves the
+/// fields out, as the release-controller does).
+async fn tag_changelog(
+    app: &AppState,
+    p: &PayloadRecord,
+    from: Option<&str>,
+) -> Result<Option<Arc<ReleaseDiff>>, ApiError> {
+    let base = match from.filter(|f| !f.is_empty()) {
+        Some(f) => any_tag(app, f)?,
+        None => match crate::dashboard::comparable(app, p)
+            .map_err(|(status, why)| ApiError(status, why))?
+            .1
+        {
+            Some(b) => b,
+            None => return Ok(None),
+        },
+    };
+    match tokio::time::timeout(crate::dashboard::CHANGELOG_WAIT, changelog(app, &base, p)).await {
+        Ok(Ok(d)) => Ok(Some(d)),
+        Ok(Err(e)) => {
+            tracing::warn!(tag = %p.name, from = %base.name, "no changelog: {}", e.parts().1);
+            Ok(None)
+        }
+        Err(_) => Ok(None),
+    }
 }
 
 /// `candidate`: the Accepted payload the next promotion would take (the newest newer than the

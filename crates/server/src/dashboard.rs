@@ -115,6 +115,19 @@ struct ChangelogPage<'a> {
     d: &'a ReleaseDiff,
 }
 
+#[derive(Template)]
+#[template(path = "changelog_section.html")]
+struct ChangelogSection<'a> {
+    d: &'a ReleaseDiff,
+}
+
+/// The changelog as an HTML fragment (the API's `changeLog`, base64-encoded there).
+pub fn changelog_html(d: &ReleaseDiff) -> String {
+    ChangelogSection { d }
+        .render()
+        .unwrap_or_else(|e| format!("<p>the changelog cannot be rendered: {e}</p>"))
+}
+
 /// How long a payload page waits for its changelog before it says that it is still being made
 /// (the first one of a pair fetches every changed component's repository).
 pub const CHANGELOG_WAIT: Duration = Duration::from_secs(10);
@@ -371,7 +384,7 @@ async fn payload_with_changelog(
 /// The tags `p` can be compared with (the other tags of its release stream that were pushed,
 /// and the stable releases), and the one it is compared with by default: the newest older
 /// Accepted tag of its release stream, else the newest older one that was pushed.
-fn comparable(
+pub(crate) fn comparable(
     app: &AppState,
     p: &PayloadRecord,
 ) -> Result<(Vec<String>, Option<PayloadRecord>), (StatusCode, String)> {

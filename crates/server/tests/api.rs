@@ -370,3 +370,57 @@ async fn changelog_as_json_and_markdown_between_any_two_tags() {
         assert_eq!(status, want, "{uri}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_tag_carries_its_changelog_unless_short_is_asked_for() {
+    use base64::Engine as _;
+    let site = changelog::payloads().await;
+    let [p1, p2, p3] = changelog::P;
+    let base = format!("/api/v1/releasestream/{}/release/{p3}", common::STREAM);
+
+    // By default against the previous Accepted tag: pull request #3 only.
+    let v = changelog::json(&site.app, &base).await;
+    assert_eq!(v["changeLogJson"]["from"]["name"], p2, "{v}");
+    let subjects = |v: &serde_json::Value| -> Vec<String> {
+        v["changeLogJson"]["updatedImages"][0]["commits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["subject"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(subjects(&v), [changelog::THIRD]);
+    let html = base64::engine::general_purpose::STANDARD
+        .decode(v["changeLog"].as_str().unwrap())
+        .unwrap();
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.contains(changelog::THIRD), "{html}");
+    assert!(
+        html.contains(&format!("href=\"/releasetag/{p2}\"")),
+        "{html}"
+    );
+
+    // ?from= picks another base; the hostile title stays text in the HTML.
+    let v = changelog::json(&site.app, &format!("{base}?from={p1}")).await;
+    assert_eq!(subjects(&v), [changelog::THIRD, changelog::HOSTILE]);
+    let html = base64::engine::general_purpose::STANDARD
+        .decode(v["changeLog"].as_str().unwrap())
+        .unwrap();
+    let html = String::from_utf8(html).unwrap();
+    assert!(!html.contains("<script") && !html.contains("<img"), "{html}");
+    assert!(html.contains("script") && html.contains("onerror=alert(1)"), "{html}");
+
+    // format=short skips the changelog; an unknown base is a 404.
+    let v = changelog::json(&site.app, &format!("{base}?format=short")).await;
+    assert!(
+        v.get("changeLog").is_none() && v.get("changeLogJson").is_none(),
+        "{v}"
+    );
+    assert_eq!(v["name"], p3);
+    let (status, _, _) = changelog::get(
+        &site.app,
+        &format!("{base}?from=4.17.0-0.okd-scos-2020-01-01-000000"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
