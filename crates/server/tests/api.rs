@@ -407,8 +407,14 @@ async fn a_tag_carries_its_changelog_unless_short_is_asked_for() {
         .decode(v["changeLog"].as_str().unwrap())
         .unwrap();
     let html = String::from_utf8(html).unwrap();
-    assert!(!html.contains("<script") && !html.contains("<img"), "{html}");
-    assert!(html.contains("script") && html.contains("onerror=alert(1)"), "{html}");
+    assert!(
+        !html.contains("<script") && !html.contains("<img"),
+        "{html}"
+    );
+    assert!(
+        html.contains("script") && html.contains("onerror=alert(1)"),
+        "{html}"
+    );
 
     // format=short skips the changelog; an unknown base is a 404.
     let v = changelog::json(&site.app, &format!("{base}?format=short")).await;
