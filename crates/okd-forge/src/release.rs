@@ -173,12 +173,62 @@ pub struct ExtractArgs {
     /// Print only this file of release-manifests to stdout.
     #[arg(long, value_name = "NAME")]
     file: Option<String>,
+    /// Extract the release tools instead (oc, openshift-install, ccoctl, as the payload has
+    /// them), stamped with this release, as tar.gz archives with release.txt and sha256sum.txt,
+    /// as `oc adm release extract --tools` does.
+    #[arg(long, conflicts_with_all = ["file", "command"])]
+    tools: bool,
+    /// Extract one tool's binary (oc, openshift-install or ccoctl), stamped with this release.
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    command: Option<String>,
     /// For a manifest list, the architecture to read. Default: this machine's, else amd64, else the
     /// first.
     #[arg(long, value_name = "ARCH")]
     arch: Option<String>,
     #[command(flatten)]
     local: Local,
+}
+
+/// `release extract --tools|--command`.
+async fn extract_tools(sources: &Sources, a: ExtractArgs, output: Output) -> Result<()> {
+    let info = payload::info::load(sources, &parse_ref(&a.image)?, a.arch.as_deref()).await?;
+    let dir = a.to.as_deref().unwrap_or(Path::new("."));
+    let written = match &a.command {
+        Some(c) => {
+            payload::tools::extract(
+                sources,
+                &info,
+                &[payload::tools::tool(c)?],
+                true,
+                false,
+                dir,
+            )
+            .await?
+        }
+        None => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let release_txt = dir.join("release.txt");
+            std::fs::write(&release_txt, info_text(&info, false))
+                .with_context(|| format!("cannot write {}", release_txt.display()))?;
+            payload::tools::extract(sources, &info, &payload::tools::TOOLS, false, true, dir)
+                .await?
+        }
+    };
+    match output {
+        Output::Json => print_json(&json!({ "release": info.name(), "to": dir, "files": written })),
+        _ => {
+            for w in &written {
+                let stamped = if w.stamped.is_empty() {
+                    " (no release markers in the binary: not stamped)".to_string()
+                } else {
+                    String::new()
+                };
+                println!("{} {}{stamped}", w.sha256, dir.join(&w.name).display());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Arguments of `release diff`.
@@ -518,6 +568,9 @@ fn info_text(i: &ReleaseInfo, commits: bool) -> String {
 
 async fn extract(a: ExtractArgs, output: Output) -> Result<()> {
     let sources = a.local.sources()?;
+    if a.tools || a.command.is_some() {
+        return extract_tools(&sources, a, output).await;
+    }
     let out = payload::extract::extract(&sources, &parse_ref(&a.image)?, a.arch.as_deref()).await?;
     if let Some(name) = &a.file {
         let f = out.files.get(name).with_context(|| {

@@ -1701,3 +1701,196 @@ fn from_release_needs_its_base_among_its_tags() {
     let with_base = [&args[..], &["--to-image-base", &cvo]].concat();
     f.ok(&with_base);
 }
+
+// ------------------------------------------------------------------------------------------------
+// extract --tools / --command
+// ------------------------------------------------------------------------------------------------
+
+/// A binary with the installer's three marker regions (NUL, marker, NUL, X padding, NUL).
+fn stampable(name: &str) -> Vec<u8> {
+    let mut b = format!("\x7fELF {name} binary\n").into_bytes();
+    for marker in [
+        "_RELEASE_IMAGE_LOCATION_",
+        "_RELEASE_VERSION_LOCATION_",
+        "_RELEASE_ARCHITECTURE_LOCATION_",
+    ] {
+        b.extend(format!("\0{marker}\0").bytes());
+        b.extend(std::iter::repeat_n(b'X', 200));
+        b.push(0);
+    }
+    b.extend(b"end of binary\n");
+    b
+}
+
+/// The value stamped into the region of `marker` in `bin`.
+fn stamped(bin: &[u8], marker_index: usize) -> String {
+    // The regions follow the header line, in the order `stampable` writes them.
+    let header = bin.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut at = header;
+    for (i, marker) in [
+        "_RELEASE_IMAGE_LOCATION_",
+        "_RELEASE_VERSION_LOCATION_",
+        "_RELEASE_ARCHITECTURE_LOCATION_",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let len = marker.len() + 2 + 200 + 1;
+        if i == marker_index {
+            let region = &bin[at..at + len];
+            let end = region.iter().position(|&b| b == 0).unwrap();
+            return String::from_utf8(region[..end].to_vec()).unwrap();
+        }
+        at += len;
+    }
+    unreachable!()
+}
+
+#[test]
+fn extract_tools_packs_stamped_binaries_with_checksums_that_sha256sum_accepts() {
+    let f = Forge::new();
+    // oc on top of the cli image; openshift-install replaced by a later layer (the later one
+    // wins); no cloud-credential-operator tag, so no ccoctl.
+    let set = ReleaseSet::standard("amd64")
+        .edit("cli", |b| {
+            b.layer(vec![
+                Entry::dir("usr/"),
+                Entry::dir("usr/bin/"),
+                Entry::file("usr/bin/oc", stampable("oc")).mode(0o755),
+            ])
+        })
+        .edit("installer", |b| {
+            b.layer(vec![
+                Entry::dir("usr/"),
+                Entry::dir("usr/bin/"),
+                Entry::file("usr/bin/openshift-install", "an old installer").mode(0o755),
+            ])
+            .layer(vec![
+                Entry::dir("usr/"),
+                Entry::dir("usr/bin/"),
+                Entry::file("usr/bin/openshift-install", stampable("openshift-install"))
+                    .mode(0o755),
+            ])
+        });
+    let (_, mapping) = inputs(&f, &set, "mapping.txt");
+    let built = build(&f, NAME, "payload", &mapping, STANDARD_ARGS);
+    let out = f.path("tools");
+    let store = s(&f.path("store"));
+    let stdout = f.ok(&[
+        "release",
+        "extract",
+        "--tools",
+        &built.reference(NAME),
+        "--to",
+        &s(&out),
+        "--store",
+        &store,
+    ]);
+    let client = format!("openshift-client-linux-{NAME}.tar.gz");
+    let install = format!("openshift-install-linux-{NAME}.tar.gz");
+    assert_eq!(
+        file_names(&out),
+        [
+            client.as_str(),
+            install.as_str(),
+            "release.txt",
+            "sha256sum.txt"
+        ],
+        "{stdout}"
+    );
+    // The real sha256sum agrees with the checksum file.
+    let check = std::process::Command::new("sha256sum")
+        .args(["--check", "--strict", "sha256sum.txt"])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let release_txt = std::fs::read_to_string(out.join("release.txt")).unwrap();
+    assert!(
+        release_txt.contains(&format!("Name:           {NAME}")),
+        "{release_txt}"
+    );
+
+    // Each archive holds its one executable, stamped with the release by digest, its version and
+    // its architecture, and no larger than the original.
+    let pull_spec = format!("oci:{}@{}", built.dir.display(), built.digest);
+    for (archive, name) in [(&client, "oc"), (&install, "openshift-install")] {
+        let gz = std::fs::File::open(out.join(archive)).unwrap();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+        let mut entries = tar.entries().unwrap();
+        let mut e = entries.next().unwrap().unwrap();
+        assert_eq!(e.path().unwrap().to_str().unwrap(), name);
+        assert_eq!(e.header().mode().unwrap() & 0o777, 0o755);
+        let mut bin = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut bin).unwrap();
+        assert!(entries.next().is_none(), "one file in {archive}");
+        assert_eq!(bin.len(), stampable(name).len(), "{name} keeps its size");
+        assert!(bin.starts_with(format!("\x7fELF {name} binary\n").as_bytes()));
+        assert_eq!(stamped(&bin, 0), pull_spec, "{name}: release image");
+        assert_eq!(stamped(&bin, 1), NAME, "{name}: version");
+        assert_eq!(stamped(&bin, 2), "amd64", "{name}: architecture");
+        assert!(bin.ends_with(b"end of binary\n"));
+    }
+
+    // --command writes the bare executable.
+    let one = f.path("one");
+    f.ok(&[
+        "release",
+        "extract",
+        "--command",
+        "oc",
+        &built.reference(NAME),
+        "--to",
+        &s(&one),
+        "--store",
+        &store,
+    ]);
+    let oc = std::fs::read(one.join("oc")).unwrap();
+    assert_eq!(stamped(&oc, 1), NAME);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(one.join("oc"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "oc is executable");
+
+    // A tool whose image the payload lacks, or an unknown tool, is a clear error.
+    let err = f.fails(&[
+        "release",
+        "extract",
+        "--command",
+        "ccoctl",
+        &built.reference(NAME),
+        "--to",
+        &s(&f.path("none")),
+        "--store",
+        &store,
+    ]);
+    assert!(
+        err.contains(
+            "the payload has no tag cloud-credential-operator, so it cannot produce ccoctl"
+        ),
+        "{err}"
+    );
+    let err = f.fails(&[
+        "release",
+        "extract",
+        "--command",
+        "kubectl",
+        &built.reference(NAME),
+        "--to",
+        &s(&f.path("none")),
+        "--store",
+        &store,
+    ]);
+    assert!(
+        err.contains(
+            "--command kubectl: not a release tool; use one of oc, openshift-install, ccoctl"
+        ),
+        "{err}"
+    );
+}

@@ -34,3 +34,4 @@ pub mod source;
 pub mod version;
 
 pub use error::{Error, Result};
+pub mod tools;
