@@ -1894,3 +1894,38 @@ fn extract_tools_packs_stamped_binaries_with_checksums_that_sha256sum_accepts() 
         "{err}"
     );
 }
+
+#[test]
+fn extract_command_honours_a_whiteout_in_a_later_layer() {
+    let f = Forge::new();
+    let set = ReleaseSet::standard("amd64").edit("installer", |b| {
+        b.layer(vec![
+            Entry::dir("usr/"),
+            Entry::dir("usr/bin/"),
+            Entry::file("usr/bin/openshift-install", stampable("openshift-install")).mode(0o755),
+        ])
+        .layer(vec![
+            Entry::dir("usr/"),
+            Entry::dir("usr/bin/"),
+            Entry::file("usr/bin/.wh.openshift-install", ""),
+        ])
+    });
+    let (_, mapping) = inputs(&f, &set, "mapping.txt");
+    let built = build(&f, NAME, "payload", &mapping, STANDARD_ARGS);
+    let err = f.fails(&[
+        "release",
+        "extract",
+        "--command",
+        "openshift-install",
+        &built.reference(NAME),
+        "--to",
+        &s(&f.path("out")),
+        "--store",
+        &s(&f.path("store")),
+    ]);
+    assert!(
+        err.contains("the image has no /usr/bin/openshift-install"),
+        "{err}"
+    );
+    assert!(!f.path("out").join("openshift-install").exists());
+}
