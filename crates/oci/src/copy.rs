@@ -4,8 +4,10 @@
 //! An image is copied bottom-up: blobs first, then manifests, then the tag, so a reader never sees a
 //! manifest whose content is missing. Blobs the destination already has are skipped; blobs in another
 //! repository of the same registry are mounted; the rest are streamed, verified, never held in memory.
-//! Transfers run concurrently up to a limit shared by everything one [`Copier`] does, and each blob is
-//! transferred at most once even when several images being copied share it.
+//! Transfers run concurrently up to a limit shared by everything one [`Copier`] does (and, optionally, a
+//! lower limit per registry), and each blob is transferred at most once even when several images being
+//! copied share it. A blob one copy put into a repository of a registry is mounted from there, not
+//! uploaded again, when a later copy of the same run needs it in another repository of that registry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -84,12 +86,31 @@ struct Stats {
     bytes: AtomicU64,
 }
 
-/// Copies images; share one across many copies to share its concurrency limit and blob de-duplication.
+/// What every copy of one [`Copier`] did together: each blob counted once, however many images share it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CopyTotals {
+    /// Blobs streamed.
+    pub blobs_copied: usize,
+    /// Blobs the destination had.
+    pub blobs_skipped: usize,
+    /// Blobs mounted across repositories.
+    pub blobs_mounted: usize,
+    /// Bytes streamed.
+    pub bytes_copied: u64,
+}
+
+/// Copies images; share one across many copies to share its concurrency limits and blob de-duplication.
 pub struct Copier {
     progress: Arc<dyn Progress>,
     transfers: Semaphore,
     retries: usize,
     blobs: Mutex<HashMap<(String, Digest), BlobCell>>,
+    /// At most this many transfers at once to or from one registry host.
+    per_registry: Option<usize>,
+    registries: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// (registry host, digest) → a repository of that registry this run put (or found) the blob in.
+    placed: Mutex<HashMap<(String, Digest), String>>,
+    totals: Stats,
 }
 
 /// The one transfer of a blob to a destination, shared by every image of a run that needs it.
@@ -104,7 +125,87 @@ impl Copier {
             transfers: Semaphore::new(concurrency.max(1)),
             retries,
             blobs: Mutex::new(HashMap::new()),
+            per_registry: None,
+            registries: Mutex::new(HashMap::new()),
+            placed: Mutex::new(HashMap::new()),
+            totals: Stats::default(),
         }
+    }
+
+    /// The same copier, also running at most `n` transfers at once that read from or write to any one
+    /// registry host (as `oc image mirror --max-per-registry`); the overall limit still holds.
+    pub fn with_registry_limit(mut self, n: usize) -> Copier {
+        self.per_registry = Some(n.max(1));
+        self
+    }
+
+    /// What all copies so far moved, each blob counted once.
+    pub fn totals(&self) -> CopyTotals {
+        let t = &self.totals;
+        CopyTotals {
+            blobs_copied: t.copied.load(Ordering::Relaxed),
+            blobs_skipped: t.skipped.load(Ordering::Relaxed),
+            blobs_mounted: t.mounted.load(Ordering::Relaxed),
+            bytes_copied: t.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Permits of the per-registry limits of the hosts a transfer touches, taken in host order so that
+    /// two transfers between the same two registries in opposite directions never wait on each other.
+    async fn registry_permits(
+        &self,
+        src: &Store,
+        dst: &Store,
+    ) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+        let Some(n) = self.per_registry else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<&str> = [src, dst]
+            .into_iter()
+            .filter_map(|s| match s {
+                Store::Registry(r) => Some(r.registry().host()),
+                Store::Layout(_) => None,
+            })
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let semaphores: Vec<Arc<Semaphore>> = {
+            let mut map = self.registries.lock().expect("lock");
+            hosts
+                .iter()
+                .map(|h| {
+                    map.entry(h.to_string())
+                        .or_insert_with(|| Arc::new(Semaphore::new(n)))
+                        .clone()
+                })
+                .collect()
+        };
+        let mut permits = Vec::with_capacity(semaphores.len());
+        for s in semaphores {
+            permits.push(s.acquire_owned().await.expect("semaphore open"));
+        }
+        permits
+    }
+
+    /// Repositories of `dst`'s registry to mount `digest` from: the source's, when it is on the same
+    /// registry, then one this run already put the blob in.
+    fn mount_sources(&self, src: &Store, dst: &Store, digest: &Digest) -> Vec<String> {
+        let Store::Registry(d) = dst else {
+            return Vec::new();
+        };
+        let mut from = Vec::new();
+        if let Store::Registry(s) = src {
+            if s.registry().host() == d.registry().host() && s.name() != d.name() {
+                from.push(s.name().to_string());
+            }
+        }
+        let key = (d.registry().host().to_string(), digest.clone());
+        if let Some(repo) = self.placed.lock().expect("lock").get(&key) {
+            if repo != d.name() && !from.contains(repo) {
+                from.push(repo.clone());
+            }
+        }
+        from
     }
 
     /// Copy the image `sel` names in `src` to `dst`, tagging it `dst_tag` there. Without a tag, the
@@ -246,18 +347,22 @@ impl Copier {
         stats: &Stats,
     ) -> Result<BlobOutcome> {
         let _permit = self.transfers.acquire().await.expect("semaphore open");
+        let _registry_permits = self.registry_permits(src, dst).await;
         let started = AtomicBool::new(false);
         let attempt = || async {
             if dst.has_blob(desc).await? {
                 return Ok(BlobOutcome::Skipped);
             }
-            if let (Store::Registry(s), Store::Registry(d)) = (src, dst) {
-                if s.registry().host() == d.registry().host() && s.name() != d.name() {
-                    match d.mount_blob(&desc.digest, s.name()).await {
+            if let Store::Registry(d) = dst {
+                for from in self.mount_sources(src, dst, &desc.digest) {
+                    match d.mount_blob(&desc.digest, &from).await {
                         Ok(true) => return Ok(BlobOutcome::Mounted),
-                        Ok(false) => {}
+                        Ok(false) => tracing::debug!(
+                            "mount of {} from {from} ignored, uploading instead",
+                            desc.digest
+                        ),
                         Err(e) => tracing::debug!(
-                            "mount of {} refused, uploading instead: {e}",
+                            "mount of {} from {from} refused, uploading instead: {e}",
                             desc.digest
                         ),
                     }
@@ -286,6 +391,20 @@ impl Copier {
             .await?;
         if outcome == BlobOutcome::Copied {
             stats.bytes.fetch_add(desc.size, Ordering::Relaxed);
+            self.totals.bytes.fetch_add(desc.size, Ordering::Relaxed);
+        }
+        match outcome {
+            BlobOutcome::Copied => &self.totals.copied,
+            BlobOutcome::Skipped => &self.totals.skipped,
+            BlobOutcome::Mounted => &self.totals.mounted,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if let Store::Registry(d) = dst {
+            self.placed
+                .lock()
+                .expect("lock")
+                .entry((d.registry().host().to_string(), desc.digest.clone()))
+                .or_insert_with(|| d.name().to_string());
         }
         self.progress.blob_done(desc, outcome);
         Ok(outcome)

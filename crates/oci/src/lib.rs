@@ -32,7 +32,7 @@ pub mod registry;
 pub mod store;
 pub mod stream;
 
-pub use copy::{BlobOutcome, Copier, CopyReport, NoProgress, Progress};
+pub use copy::{BlobOutcome, Copier, CopyReport, CopyTotals, NoProgress, Progress};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use layout::Layout;

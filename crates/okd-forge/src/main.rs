@@ -6,6 +6,7 @@ mod config;
 mod controller;
 mod demo;
 mod image;
+mod mirror;
 mod progress;
 mod release;
 mod serve;

@@ -38,6 +38,9 @@ pub enum ReleaseCommand {
     Extract(ExtractArgs),
     /// Compare two payloads: images added, removed, rebuilt and changed, with --changelog the commits.
     Diff(DiffArgs),
+    /// Copy a release and every image it names to another repository (or a directory), and print
+    /// the ImageDigestMirrorSet clusters need, like `oc adm release mirror`.
+    Mirror(crate::mirror::MirrorArgs),
     /// The payloads the controller cut: phase, verification, why rejected.
     List(crate::controller::ListArgs),
     /// One payload of the controller: its verification runs and its event log.
@@ -257,6 +260,7 @@ pub async fn run(cmd: ReleaseCommand, output: Output) -> Result<()> {
         ReleaseCommand::Info(a) => info(a, output).await,
         ReleaseCommand::Extract(a) => extract(a, output).await,
         ReleaseCommand::Diff(a) => diff(a, output).await,
+        ReleaseCommand::Mirror(a) => crate::mirror::mirror(a, output).await,
         ReleaseCommand::List(a) => crate::controller::list(a, output),
         ReleaseCommand::Show(a) => crate::controller::show(a, output),
         ReleaseCommand::Accept(a) => crate::controller::decide(a, true, output),

@@ -177,14 +177,20 @@ pub fn release_files(layers: Vec<Box<dyn Read + '_>>) -> Result<BTreeMap<String,
 pub fn write_files(dir: &Path, files: &BTreeMap<String, ManifestFile>) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     for f in files.values() {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
-        tmp.write_all(&f.data).map_err(io(dir))?;
-        let path = dir.join(&f.name);
-        tmp.persist(&path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            source: e.error,
-        })?;
+        write_atomic(dir, &f.name, &f.data)?;
     }
+    Ok(())
+}
+
+/// Write `data` to `dir/name` through a temporary file in `dir`, so readers see all or nothing.
+pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    tmp.write_all(data).map_err(io(dir))?;
+    let path = dir.join(name);
+    tmp.persist(&path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e.error,
+    })?;
     Ok(())
 }
 

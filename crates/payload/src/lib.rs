@@ -29,6 +29,7 @@ pub mod inputs;
 pub mod layer;
 pub mod manifests;
 pub mod metadata;
+pub mod mirror;
 pub mod new;
 pub mod source;
 pub mod version;

@@ -55,6 +55,17 @@ pub enum Fault {
         /// How many matching requests to pause.
         times: usize,
     },
+    /// Fail about `percent` % of all requests, chosen at random (seeded, so a run's fraction is
+    /// stable): answer `status`, or with `status: None` drop the connection without an answer (the
+    /// request never reaches the registry).
+    Fraction {
+        /// The share of requests to fail, 0 to 100.
+        percent: u32,
+        /// The status to answer; `None` drops the connection.
+        status: Option<u16>,
+        /// The seed of the choice.
+        seed: u64,
+    },
     /// Forward, but cut the response body off after `after` bytes by dropping the connection.
     Truncate {
         /// A substring of the path to match (GET requests only).
@@ -67,6 +78,7 @@ pub enum Fault {
 }
 
 struct Inner {
+    rng: Mutex<Option<rand::rngs::StdRng>>,
     upstream: String,
     http: reqwest::Client,
     faults: Mutex<Vec<Fault>>,
@@ -85,6 +97,7 @@ impl FaultProxy {
     /// Forward to `http://{upstream}` (e.g. a registry's `host()`), injecting `faults`.
     pub fn start(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
         let inner = Arc::new(Inner {
+            rng: Mutex::new(None),
             upstream: format!("http://{upstream}"),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -139,6 +152,7 @@ impl Drop for FaultProxy {
 }
 
 enum Action {
+    Drop,
     Forward,
     Fail(u16),
     Cut(usize),
@@ -150,6 +164,24 @@ enum Action {
 fn decide(inner: &Inner, method: &str, path: &str) -> Action {
     let mut faults = inner.faults.lock().expect("lock");
     for f in faults.iter_mut() {
+        if let Fault::Fraction {
+            percent,
+            status,
+            seed,
+        } = f
+        {
+            use rand::{Rng, SeedableRng};
+            let mut rng = inner.rng.lock().expect("lock");
+            let rng = rng.get_or_insert_with(|| rand::rngs::StdRng::seed_from_u64(*seed));
+            if rng.random_range(0..100) < *percent {
+                inner.injected.fetch_add(1, Ordering::SeqCst);
+                return match status {
+                    Some(s) => Action::Fail(*s),
+                    None => Action::Drop,
+                };
+            }
+            continue;
+        }
         // What each fault matches, its countdown (none: every match, and not counted), and its action.
         let (wanted, pattern, times, action) = match f {
             Fault::Status {
@@ -187,6 +219,7 @@ fn decide(inner: &Inner, method: &str, path: &str) -> Action {
                 after,
                 times,
             } => (Some("GET"), path_contains, Some(times), Action::Cut(*after)),
+            Fault::Fraction { .. } => unreachable!("handled above"),
         };
         if wanted.is_some_and(|m| m != method) || !path.contains(pattern.as_str()) {
             continue;
@@ -224,6 +257,12 @@ async fn forward(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         _ => None,
     };
     match action {
+        Action::Drop => {
+            // Unwinding out of the handler ends the connection's task: the socket closes with no
+            // answer, as when a load balancer or the network drops it. (`resume_unwind` skips the
+            // panic hook, so nothing is printed.)
+            std::panic::resume_unwind(Box::new("injected connection drop"));
+        }
         Action::Fail(status) => {
             let status = StatusCode::from_u16(status).expect("status");
             return (status, "injected failure").into_response();
