@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # (chromedriver) for the dashboard test of `okd-forge demo` (tests/demo.rs), and wrk, which the
 # update-graph benchmark uses.
 . scripts/lib/packages.sh
-install_packages docker-registry skopeo umoci openssl ca-certificates podman buildah runc busybox-static git \
+install_packages docker-registry skopeo umoci openssl ca-certificates podman buildah runc busybox-static git gnupg \
   chromium chromium-driver fonts-dejavu-core wrk
 require_programs docker-registry skopeo umoci openssl podman buildah runc busybox git chromium chromedriver \
   wrk cargo cargo-nextest

@@ -10,6 +10,7 @@ mod mirror;
 mod progress;
 mod release;
 mod serve;
+mod sign;
 
 use std::process::ExitCode;
 

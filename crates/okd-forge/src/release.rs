@@ -60,6 +60,14 @@ pub enum ReleaseCommand {
     /// Block an upgrade edge by hand (the update graph serves it as a conditional edge with the
     /// risk), or --unblock it.
     BlockEdge(crate::controller::BlockEdgeArgs),
+    /// Sign a payload as the cluster-version-operator verifies it: an atomic container signature
+    /// in an OpenPGP message, written to a signature store (DIR/sha256=<hex>/signature-<N>).
+    Sign(crate::sign::SignArgs),
+    /// Verify a payload's signatures in a store (a URL, as the CVO reads it, or a directory)
+    /// against a keyring: the OpenPGP signature, the digest, the type and the identity.
+    Verify(crate::sign::VerifyArgs),
+    /// Print the verification ConfigMap manifest that makes clusters trust a keyring and a store.
+    VerificationConfigmap(crate::sign::ConfigMapArgs),
 }
 
 /// Where content and caches live.
@@ -269,6 +277,9 @@ pub async fn run(cmd: ReleaseCommand, output: Output) -> Result<()> {
         ReleaseCommand::Promote(a) => crate::controller::promote(a, output).await,
         ReleaseCommand::Edges(a) => crate::controller::edges(a, output),
         ReleaseCommand::BlockEdge(a) => crate::controller::block_edge(a, output),
+        ReleaseCommand::Sign(a) => crate::sign::sign(a, output).await,
+        ReleaseCommand::Verify(a) => crate::sign::verify(a, output).await,
+        ReleaseCommand::VerificationConfigmap(a) => crate::sign::configmap(a),
     }
 }
 

@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// or its signing token (`whsec_…`); without it GitLab deliveries are refused.
     #[arg(long, value_name = "FILE", env = "OKD_FORGE_GITLAB_SECRET_FILE")]
     gitlab_secret_file: Option<PathBuf>,
+    /// A release signature store to serve at /signatures/sha256=<hex>/signature-<N> (what
+    /// `release sign --to DIR` writes); clusters read it with store-<name>:
+    /// http://HOST:PORT/signatures in their verification ConfigMap.
+    #[arg(long, value_name = "DIR")]
+    signatures: Option<PathBuf>,
     #[command(flatten)]
     access: Access,
 }
@@ -48,6 +53,7 @@ pub async fn serve(a: ServeArgs, output: Output) -> Result<()> {
     app.token = token;
     app.github_secret = github_secret;
     app.gitlab_secret = gitlab_secret;
+    app.signatures = a.signatures.map(payload::signature::SignatureDir::new);
     serve_app(app, a.listen, output).await
 }
 

@@ -1,6 +1,7 @@
 //! OpenShift/OKD release payloads, compatible with `oc adm release` and the cluster-version-operator:
 //! assemble one ([`new::assemble`], [`new::push`]), read it ([`info::load`]), extract its manifests
-//! ([`extract::extract`]) and compare two ([`diff::diff`], with commit logs from [`changelog`]).
+//! ([`extract::extract`]) and compare two ([`diff::diff`], with commit logs from [`changelog`]);
+//! sign it and verify its signatures as the cluster-version-operator does ([`signature`]).
 //!
 //! The format is described in `specs/payload-format.md`: the CVO image plus one gzip layer holding
 //! `release-manifests/` (image-references, release-metadata and the operators' manifests).
@@ -31,6 +32,7 @@ pub mod manifests;
 pub mod metadata;
 pub mod mirror;
 pub mod new;
+pub mod signature;
 pub mod source;
 pub mod version;
 

@@ -7,6 +7,7 @@
 //! | [`graph`] | `/graph`, `/api/upgrades_info/graph`, `/api/upgrades_info/v1/graph` (Cincinnati) |
 //! | [`registry`] | `/v2/…` (read-only OCI distribution API over the store) |
 //! | [`ops`] | `/healthz`, `/readyz`, `/metrics`; the bearer-token mutations (accept, reject, promote, `/api/v1/trigger`) and the build queue |
+//! | [`signatures`] | `/signatures/sha256=<hex>/signature-<N>` (a release signature store, as the CVO reads one) |
 //! | [`webhook`] | `/webhooks/github`, `/webhooks/gitlab` (signed push events trigger builds) |
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub mod dashboard;
 pub mod graph;
 pub mod ops;
 pub mod registry;
+pub mod signatures;
 pub mod webhook;
 
 /// What every handler shares.
@@ -36,6 +38,8 @@ pub struct App {
     pub gitlab_secret: Option<String>,
     /// The builds that triggers and webhooks started, one at a time.
     pub builds: ops::Builds,
+    /// The release signature store served at `/signatures/`; with none, it answers 404.
+    pub signatures: Option<payload::signature::SignatureDir>,
 }
 
 impl App {
@@ -47,6 +51,7 @@ impl App {
             github_secret: None,
             gitlab_secret: None,
             builds: ops::Builds::default(),
+            signatures: None,
         }
     }
 }
@@ -63,6 +68,7 @@ pub fn router(app: AppState) -> Router {
         .merge(registry::routes())
         .merge(ops::routes())
         .merge(webhook::routes())
+        .merge(signatures::routes())
         .with_state(app)
 }
 
