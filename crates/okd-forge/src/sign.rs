@@ -108,6 +108,17 @@ async fn resolve(image: &str, access: &Access) -> Result<(Digest, Option<String>
     Ok((digest, identity))
 }
 
+/// Warn about keys the cluster-version-operator cannot read (EdDSA, Curve25519).
+fn warn_unreadable(keyring: &Keyring) {
+    for k in keyring.unreadable_by_cvo() {
+        eprintln!(
+            "warning: key {k} uses EdDSA or Curve25519, which the cluster-version-operator's \
+             OpenPGP library cannot read: clusters will not verify with it (use an RSA key, e.g. \
+             gpg --quick-gen-key UID rsa4096 sign never)"
+        );
+    }
+}
+
 /// Whether a reference names a tag or a digest (else it is a repository).
 fn has_selector(reference: &str) -> bool {
     reference.contains('@')
@@ -131,6 +142,7 @@ fn passphrase(file: Option<&PathBuf>) -> Result<Option<String>> {
 /// `release sign`.
 pub async fn sign(a: SignArgs, output: Output) -> Result<()> {
     let signer = Signer::from_file(&a.key, passphrase(a.passphrase_file.as_ref())?)?;
+    warn_unreadable(&signer.keyring());
     let (digest, default_identity) = resolve(&a.image, &a.access).await?;
     let identity = match (a.identity, default_identity) {
         (Some(i), _) if has_selector(&i) => i,
@@ -238,6 +250,7 @@ pub async fn verify(a: VerifyArgs, output: Output) -> Result<()> {
 /// `release verification-configmap`.
 pub fn configmap(a: ConfigMapArgs) -> Result<()> {
     let keyring = Keyring::from_file(&a.keyring)?;
+    warn_unreadable(&keyring);
     print!("{}", verification_configmap(&a.name, &keyring, &a.store)?);
     Ok(())
 }

@@ -24,8 +24,13 @@ struct Gpg {
 }
 
 impl Gpg {
-    /// A new key for `uid` (gpg's default algorithm), protected by `passphrase` if given.
+    /// A new RSA key for `uid` (what clusters can verify), protected by `passphrase` if given.
     fn new(uid: &str, passphrase: Option<&str>) -> Gpg {
+        Gpg::with(uid, passphrase, "rsa3072", "default")
+    }
+
+    /// A new key for `uid` of algorithm `algo` with `usage` (gpg --quick-gen-key).
+    fn with(uid: &str, passphrase: Option<&str>, algo: &str, usage: &str) -> Gpg {
         let home = tempfile::tempdir().unwrap();
         let g = Gpg {
             home,
@@ -36,8 +41,8 @@ impl Gpg {
             passphrase.unwrap_or(""),
             "--quick-gen-key",
             uid,
-            "default",
-            "default",
+            algo,
+            usage,
             "never",
         ]);
         let listing = String::from_utf8(g.run(&["--with-colons", "--list-keys"])).unwrap();
@@ -138,6 +143,73 @@ fn verify(f: &Forge, reference: &str, keyring: &str, store: &str) -> Result<Valu
     } else {
         Err(common::one_error(&String::from_utf8_lossy(&out.stderr)))
     }
+}
+
+#[test]
+fn a_signing_subkey_signs_when_the_primary_key_only_certifies() {
+    let f = Forge::new();
+    let gpg = Gpg::with(
+        "Subkey signer <sub@okd-forge.invalid>",
+        None,
+        "rsa3072",
+        "cert",
+    );
+    let fpr = gpg.fingerprint.clone();
+    gpg.run(&[
+        "--passphrase",
+        "",
+        "--quick-add-key",
+        &fpr,
+        "rsa3072",
+        "sign",
+        "never",
+    ]);
+    let key = gpg.export("--export-secret-keys", &[], &f.path("key.gpg"));
+    let keyring = gpg.export("--export", &[], &f.path("keyring.gpg"));
+    let digest = Digest::sha256_of(b"a release manifest").to_string();
+    let store = f.path("signatures");
+    let report = sign(&f, &digest, &key, &store, &[]);
+    assert_ne!(report["key"], fpr.as_str(), "the subkey signs");
+    let file = signature_file(&store, &digest.parse().unwrap(), 1);
+    let status = String::from_utf8(gpg.run(&["--status-fd", "1", "--verify", &s(&file)])).unwrap();
+    assert!(status.contains("[GNUPG:] VALIDSIG"), "{status}");
+    let v = verify(&f, &digest, &keyring, &s(&store)).unwrap();
+    assert_eq!(v["key"], report["key"]);
+}
+
+#[test]
+fn an_eddsa_key_signs_with_a_warning_that_clusters_cannot_read_it() {
+    let f = Forge::new();
+    let gpg = Gpg::with("Ed signer <ed@okd-forge.invalid>", None, "ed25519", "sign");
+    let key = gpg.export("--export-secret-keys", &["--armor"], &f.path("key.asc"));
+    let keyring = gpg.export("--export", &["--armor"], &f.path("keyring.asc"));
+    let digest = Digest::sha256_of(b"a release manifest").to_string();
+    let store = s(&f.path("signatures"));
+    let args = [
+        "release",
+        "sign",
+        &digest,
+        "--key",
+        &key,
+        "--identity",
+        "r/x",
+        "--to",
+        &store,
+    ];
+    let out = f.cmd().args(args).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("warning: key {}", gpg.fingerprint)) && stderr.contains("RSA"),
+        "{stderr}"
+    );
+    // rPGP and gpg verify it all the same.
+    assert!(verify(&f, &digest, &keyring, &store).is_ok());
+    let store_args = ["--store", "https://x.example/sigs"];
+    let cm = ["release", "verification-configmap", "--keyring", &keyring];
+    let out = f.cmd().args(cm).args(store_args).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: key"));
 }
 
 /// A harness with a gpg key (no passphrase) exported as `key.asc` (secret) and `keyring.asc`
@@ -499,7 +571,14 @@ fn the_verification_configmap_names_the_key_and_the_store() {
         ]
         .map(String::from)
     };
-    let yaml = f.ok(&args(&keyring));
+    let out = f.cmd().args(args(&keyring)).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "no warning for an RSA key"
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
     // The library function payload creation uses gives the same manifest.
     let lib = payload::signature::verification_configmap(
         "okd",

@@ -261,6 +261,28 @@ fn fingerprint(k: &(impl KeyDetails + ?Sized)) -> String {
     format!("{:X}", k.fingerprint())
 }
 
+/// Whether the CVO's OpenPGP library (Go's golang.org/x/crypto/openpgp) reads a key of this kind:
+/// RSA, DSA, ElGamal, and ECDSA or ECDH on NIST curves. It does not read EdDSA or Curve25519/448
+/// keys ("unsupported feature: public key type: 22"), and skips a certificate that has one.
+fn cvo_reads(k: &(impl KeyDetails + ?Sized)) -> bool {
+    use pgp::crypto::public_key::PublicKeyAlgorithm as A;
+    use pgp::types::{EcdhPublicParams, PublicParams};
+    match k.algorithm() {
+        A::RSA
+        | A::RSAEncrypt
+        | A::RSASign
+        | A::DSA
+        | A::ECDSA
+        | A::Elgamal
+        | A::ElgamalEncrypt => true,
+        A::ECDH => !matches!(
+            k.public_params(),
+            PublicParams::ECDH(EcdhPublicParams::Curve25519Legacy { .. })
+        ),
+        _ => false,
+    }
+}
+
 /// The first user ID of a key, for messages.
 fn user_id(k: &SignedPublicKey) -> String {
     k.details
@@ -455,6 +477,19 @@ impl Keyring {
     /// The keys.
     pub fn keys(&self) -> &[SignedPublicKey] {
         &self.keys
+    }
+
+    /// The certificates (primary key fingerprints) that the cluster-version-operator cannot read
+    /// because they or one of their subkeys use EdDSA or Curve25519/448 (what gpg makes by default
+    /// since 2.3): clusters trusting them verify nothing. Use RSA keys for release signing.
+    pub fn unreadable_by_cvo(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|k| {
+                !cvo_reads(&k.primary_key) || k.public_subkeys.iter().any(|s| !cvo_reads(&s.key))
+            })
+            .map(|k| fingerprint(&k.primary_key))
+            .collect()
     }
 
     /// The primary key fingerprints.
@@ -955,6 +990,7 @@ mod tests {
     fn the_verification_configmap_is_yaml_with_the_keys_of_the_spec() {
         let keyring = Keyring::from_bytes("test key", TEST_KEY.as_bytes()).unwrap();
         assert_eq!(keyring.fingerprints(), [TEST_FINGERPRINT]);
+        assert_eq!(keyring.unreadable_by_cvo(), [TEST_FINGERPRINT], "ed25519");
         let yaml = verification_configmap("ci", &keyring, "https://example.com/sigs/").unwrap();
         let v: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(v["apiVersion"], "v1");
