@@ -97,12 +97,15 @@ async fn resolve(image: &str, access: &Access) -> Result<(Digest, Option<String>
         .await
         .with_context(|| format!("cannot read the release {image}"))?;
     let digest = found.manifest.digest.clone();
+    // A docker reference, as clusters pull it: HOST/REPO, no transport prefix.
     let identity = match &r {
-        ImageRef::Registry {
-            repo,
-            selector: Some(Selector::Tag(t)),
-        } => Some(format!("{repo}:{t}")),
-        ImageRef::Registry { repo, .. } => Some(format!("{repo}@{digest}")),
+        ImageRef::Registry { repo, selector } => {
+            let name = format!("{}/{}", repo.registry, repo.repository);
+            Some(match selector {
+                Some(Selector::Tag(t)) => format!("{name}:{t}"),
+                _ => format!("{name}@{digest}"),
+            })
+        }
         ImageRef::Layout { .. } => None,
     };
     Ok((digest, identity))
@@ -117,6 +120,11 @@ fn warn_unreadable(keyring: &Keyring) {
              gpg --quick-gen-key UID rsa4096 sign never)"
         );
     }
+}
+
+/// A docker reference without the `docker://` transport.
+fn bare(reference: &str) -> &str {
+    reference.strip_prefix("docker://").unwrap_or(reference)
 }
 
 /// Whether a reference names a tag or a digest (else it is a repository).
@@ -144,7 +152,8 @@ pub async fn sign(a: SignArgs, output: Output) -> Result<()> {
     let signer = Signer::from_file(&a.key, passphrase(a.passphrase_file.as_ref())?)?;
     warn_unreadable(&signer.keyring());
     let (digest, default_identity) = resolve(&a.image, &a.access).await?;
-    let identity = match (a.identity, default_identity) {
+    let given = a.identity.map(|i| bare(&i).to_string());
+    let identity = match (given, default_identity) {
         (Some(i), _) if has_selector(&i) => i,
         (Some(repo), _) => format!("{repo}@{digest}"),
         (None, Some(i)) => i,
@@ -206,7 +215,7 @@ pub async fn verify(a: VerifyArgs, output: Output) -> Result<()> {
     for (name, bytes) in &signatures {
         let checked = keyring.verify(name, bytes).and_then(|v| {
             v.signature
-                .check(&digest, a.identity.as_deref())
+                .check(&digest, a.identity.as_deref().map(bare))
                 .map_err(|e| payload::signature::SignatureError::Rejected(format!("{name}: {e}")))
                 .map(|()| v)
         });

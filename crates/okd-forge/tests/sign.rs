@@ -631,3 +631,44 @@ fn the_verification_configmap_names_the_key_and_the_store() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&gpg.fingerprint));
 }
+
+#[test]
+fn a_manifest_list_in_a_registry_is_signed_by_its_list_digest_under_its_pull_spec() {
+    let (f, _gpg, key, keyring) = setup();
+    let reg = testkit::RegistryServer::start();
+    let inputs = testkit::release::standard_multi(&f.path("store"));
+    let mapping = inputs.write_mapping(&f.path("mapping.txt"));
+    let name = "4.17.0-okd-scos.1";
+    let to = reg.docker(&format!("okd/release:{name}"));
+    let tls = ["--tls-verify=false"];
+    let out = f.ok(&new_args(name, &to, &mapping, f.path("store"), &tls));
+    let digest: Digest = out.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        testkit::skopeo_digest(&to),
+        digest.to_string(),
+        "the list's digest"
+    );
+
+    let store = s(&f.path("signatures"));
+    let report = f.json(&[
+        "release", "sign", &to, "--key", &key, "--to", &store, tls[0],
+    ]);
+    assert_eq!(report["digest"], digest.to_string());
+    let identity = format!("{}/okd/release:{name}", reg.host());
+    assert_eq!(report["identity"], identity.as_str());
+
+    let by_digest = format!("{}/okd/release@{digest}", reg.host());
+    let v = f.json(&[
+        "release",
+        "verify",
+        &by_digest,
+        "--keyring",
+        &keyring,
+        "--store",
+        &store,
+        tls[0],
+        "--identity",
+        &reg.docker("okd/release"),
+    ]);
+    assert_eq!(v["identity"], identity.as_str());
+}
