@@ -737,26 +737,42 @@ impl Buildah {
             // builds never take each other's name.
             let pin = format!("input-{}-{n}", unique());
             let source = pull_source(reference, &work.0, &pin).map_err(bad)?;
-            let mut pull = self.command();
-            pull.current_dir(&work.0).args(["pull", "--quiet"]);
-            if reference.starts_with("docker://") {
-                if req.insecure_registries {
-                    pull.arg("--tls-verify=false");
-                }
-                // A digest names one image: pull it only once.
-                let policy = if reference.contains('@') {
-                    "missing"
+            let pull_command = || {
+                let mut pull = self.command();
+                pull.current_dir(&work.0).args(["pull", "--quiet"]);
+                if reference.starts_with("docker://") {
+                    if req.insecure_registries {
+                        pull.arg("--tls-verify=false");
+                    }
+                    // A digest names one image: pull it only once.
+                    let policy = if reference.contains('@') {
+                        "missing"
+                    } else {
+                        "always"
+                    };
+                    pull.args(["--policy", policy]);
                 } else {
-                    "always"
-                };
-                pull.args(["--policy", policy]);
-            } else {
-                // oci: pulls are all named localhost/<path>:latest, whatever their tag.
-                pull.args(["--policy", "always"]);
-            }
-            pull.arg(&source);
+                    // oci: pulls are all named localhost/<path>:latest, whatever their tag.
+                    pull.args(["--policy", "always"]);
+                }
+                pull.arg(&source);
+                pull
+            };
             let step = format!("buildah pull {reference} (for {image})");
-            let out = log.run(pull, &step, true)?;
+            let mut out = log.run(pull_command(), &step, true)?;
+            // When two builds pull the same image into one storage at once, containers-storage
+            // can lose the name of one pull ("locating pulled image … in containers storage");
+            // pulling again finds the image and names it.
+            for _ in 0..2 {
+                let lost = out
+                    .error_line
+                    .as_deref()
+                    .is_some_and(|e| e.contains("locating pulled image"));
+                if out.status.success() || !lost {
+                    break;
+                }
+                out = log.run(pull_command(), &step, true)?;
+            }
             if !out.status.success() {
                 return Err(fail(step, out.status_text(), out.error_line));
             }
