@@ -672,3 +672,39 @@ fn a_manifest_list_in_a_registry_is_signed_by_its_list_digest_under_its_pull_spe
     ]);
     assert_eq!(v["identity"], identity.as_str());
 }
+
+#[test]
+fn a_revoked_or_expired_key_is_not_trusted() {
+    let (f, gpg, key, keyring) = setup();
+    let digest = Digest::sha256_of(b"a release manifest").to_string();
+    let store = s(&f.path("signatures"));
+    sign(&f, &digest, &key, &f.path("signatures"), &[]);
+    assert!(verify(&f, &digest, &keyring, &store).is_ok());
+
+    // The key expires a second after it was made.
+    gpg.run(&["--quick-set-expire", &gpg.fingerprint, "seconds=1"]);
+    let expired = gpg.export("--export", &[], &f.path("expired.gpg"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let e = verify(&f, &digest, &expired, &store).unwrap_err();
+    assert!(
+        e.contains(&gpg.fingerprint) && e.contains("expired at"),
+        "{e}"
+    );
+
+    // gpg's revocation certificate, imported.
+    let rev = gpg
+        .home
+        .path()
+        .join("openpgp-revocs.d")
+        .join(format!("{}.rev", gpg.fingerprint));
+    let text = std::fs::read_to_string(rev).unwrap();
+    let cert = f.path("revocation.asc");
+    std::fs::write(&cert, text.replace(":-----BEGIN", "-----BEGIN")).unwrap();
+    gpg.run(&["--import", &s(&cert)]);
+    let revoked = gpg.export("--export", &[], &f.path("revoked.gpg"));
+    let e = verify(&f, &digest, &revoked, &store).unwrap_err();
+    assert!(
+        e.contains(&gpg.fingerprint) && e.contains("is revoked"),
+        "{e}"
+    );
+}

@@ -26,9 +26,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oci::Digest;
-use pgp::composed::{Message, MessageBuilder, PublicOrSecret, SignedPublicKey, SignedSecretKey};
+use pgp::composed::{
+    Message, MessageBuilder, PublicOrSecret, SignedPublicKey, SignedPublicSubKey, SignedSecretKey,
+};
 use pgp::crypto::hash::HashAlgorithm;
-use pgp::packet::Signature;
+use pgp::packet::{Signature, SignatureType};
 use pgp::types::{KeyDetails, Password, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -427,6 +429,53 @@ fn signing_subkey(key: &SignedSecretKey) -> Option<usize> {
         .position(|s| s.signatures.iter().any(|sig| sig.key_flags().sign()))
 }
 
+/// Why a key that made a signature may not be trusted: its certificate (or, for a subkey, the
+/// subkey) is revoked, or it expired before `now` (seconds since the epoch). The self-signatures
+/// were verified when the keyring was read, so their presence is enough.
+fn unusable(
+    cert: &SignedPublicKey,
+    subkey: Option<&SignedPublicSubKey>,
+    now: u64,
+) -> Option<String> {
+    if !cert.details.revocation_signatures.is_empty() {
+        return Some("is revoked".into());
+    }
+    // The key expiration time of the newest of `sigs`, added to `created`.
+    let expiry = |created: pgp::types::Timestamp, sigs: &mut dyn Iterator<Item = &Signature>| {
+        sigs.max_by_key(|s| s.created().map(|t| t.as_secs()).unwrap_or(0))
+            .and_then(Signature::key_expiration_time)
+            .filter(|d| d.as_secs() > 0)
+            .map(|d| u64::from(created.as_secs()) + u64::from(d.as_secs()))
+    };
+    let mut self_sigs = cert
+        .details
+        .users
+        .iter()
+        .flat_map(|u| u.signatures.iter())
+        .chain(cert.details.direct_signatures.iter());
+    let mut expires = expiry(cert.primary_key.created_at(), &mut self_sigs);
+    if let Some(s) = subkey {
+        let typ = |t| move |g: &&Signature| g.typ() == Some(t);
+        if s.signatures
+            .iter()
+            .any(|g| typ(SignatureType::SubkeyRevocation)(&g))
+        {
+            return Some("is a revoked subkey".into());
+        }
+        let mut bindings = s
+            .signatures
+            .iter()
+            .filter(typ(SignatureType::SubkeyBinding));
+        let sub = expiry(s.key.created_at(), &mut bindings);
+        expires = match (expires, sub) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let expires = expires?;
+    (expires <= now).then(|| format!("expired at {expires} (seconds since the epoch)"))
+}
+
 /// Public keys to verify signatures with.
 #[derive(Debug, Clone)]
 pub struct Keyring {
@@ -515,9 +564,10 @@ impl Keyring {
     }
 
     /// Verify the OpenPGP message `message` (binary or armored, compressed or not) against the
-    /// keyring: it must be signed by one of its keys (primary or subkey), unexpired, and its
-    /// content must be an atomic container signature. `what` names the message in errors. The
-    /// content is not compared with any digest here: see [`AtomicSignature::check`].
+    /// keyring: it must be signed by one of its keys (primary or subkey), the key neither revoked
+    /// nor expired, the signature unexpired, and its content an atomic container signature.
+    /// `what` names the message in errors. The content is not compared with any digest here: see
+    /// [`AtomicSignature::check`].
     pub fn verify(&self, what: &str, message: &[u8]) -> Result<Verified> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -556,25 +606,38 @@ impl Keyring {
             )));
         }
         // Every verifying key: each certificate's primary key and subkeys.
-        let mut candidates: Vec<(&dyn VerifyingKey, &SignedPublicKey)> = Vec::new();
+        type Candidate<'k> = (
+            &'k dyn VerifyingKey,
+            &'k SignedPublicKey,
+            Option<&'k SignedPublicSubKey>,
+        );
+        let mut candidates: Vec<Candidate<'_>> = Vec::new();
         for k in &self.keys {
-            candidates.push((&k.primary_key, k));
+            candidates.push((&k.primary_key, k, None));
             for s in &k.public_subkeys {
-                candidates.push((&s.key, k));
+                candidates.push((&s.key, k, Some(s)));
             }
         }
-        let keys: Vec<&dyn VerifyingKey> = candidates.iter().map(|(k, _)| *k).collect();
+        let keys: Vec<&dyn VerifyingKey> = candidates.iter().map(|(k, _, _)| *k).collect();
         let results = msg.verify_nested(&keys).map_err(not_openpgp)?;
         let found = results
             .iter()
             .zip(&candidates)
-            .find_map(|(r, (k, cert))| match r {
-                pgp::composed::VerificationResult::Valid(sig) => Some((sig.clone(), *k, *cert)),
+            .find_map(|(r, (k, cert, sub))| match r {
+                pgp::composed::VerificationResult::Valid(sig) => {
+                    Some((sig.clone(), *k, *cert, *sub))
+                }
                 pgp::composed::VerificationResult::Invalid => None,
             });
-        let Some((sig, key, cert)) = found else {
+        let Some((sig, key, cert, subkey)) = found else {
             return Err(rejected(self.why_not_verified(what, &msg)));
         };
+        if let Some(why) = unusable(cert, subkey, now.as_secs()) {
+            return Err(rejected(format!(
+                "{what}: signed by key {}, which {why}",
+                fingerprint(key)
+            )));
+        }
         let created = sig.created().map(|t| t.as_secs());
         if let (Some(c), Some(exp)) = (created, sig.signature_expiration_time()) {
             let expires = u64::from(c) + u64::from(exp.as_secs());
