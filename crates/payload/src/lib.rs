@@ -34,7 +34,7 @@ pub mod mirror;
 pub mod new;
 pub mod signature;
 pub mod source;
+pub mod tools;
 pub mod version;
 
 pub use error::{Error, Result};
-pub mod tools;

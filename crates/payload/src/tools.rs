@@ -348,7 +348,9 @@ mod tests {
     fn a_value_too_long_for_its_region_is_refused_and_a_bare_marker_left_alone() {
         let mut bin = region(VERSION_MARKER, 4);
         let before = bin.clone();
-        let err = stamp(&mut bin, VERSION_MARKER, "4.17.0-okd-scos.1").unwrap_err();
+        // The region is the marker with its NULs, 4 X and the final NUL: 33 bytes.
+        let long = "4.17.0-0.okd-scos-2026-12-03-101500-long";
+        let err = stamp(&mut bin, VERSION_MARKER, long).unwrap_err();
         assert!(err.contains("does not fit"), "{err}");
         let mut bare = format!("x\0{ARCH_MARKER}\0y").into_bytes();
         let copy = bare.clone();
