@@ -56,9 +56,13 @@ fn main() {
         .lines()
         .filter_map(|l| l.split_once('=').map(|(t, _)| t.to_string()))
         .collect();
+    // The assembly's cache goes to a temp dir, not var/cache under the crate.
+    let cache = tempfile::tempdir().expect("temp dir");
     let out = run_ok(Command::new(env!("CARGO_BIN_EXE_okd-forge")).args([
         "release",
         "new",
+        "--cache",
+        &cache.path().to_string_lossy(),
         "-q",
         "--name",
         NAME,
