@@ -1706,6 +1706,23 @@ fn from_release_needs_its_base_among_its_tags() {
 // extract --tools / --command
 // ------------------------------------------------------------------------------------------------
 
+/// `release extract --command COMMAND` of `built` into `to`, with `f`'s store.
+fn extract_command(f: &Forge, built: &Built, command: &str, to: &Path) -> Vec<String> {
+    [
+        "release",
+        "extract",
+        "--command",
+        command,
+        &built.reference(NAME),
+        "--to",
+        &s(to),
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(["--store".to_string(), s(&f.path("store"))])
+    .collect()
+}
+
 /// A binary with the installer's three marker regions (NUL, marker, NUL, X padding, NUL).
 fn stampable(name: &str) -> Vec<u8> {
     let mut b = format!("\x7fELF {name} binary\n").into_bytes();
@@ -1838,17 +1855,7 @@ fn extract_tools_packs_stamped_binaries_with_checksums_that_sha256sum_accepts() 
 
     // --command writes the bare executable.
     let one = f.path("one");
-    f.ok(&[
-        "release",
-        "extract",
-        "--command",
-        "oc",
-        &built.reference(NAME),
-        "--to",
-        &s(&one),
-        "--store",
-        &store,
-    ]);
+    f.ok(&extract_command(&f, &built, "oc", &one));
     let oc = std::fs::read(one.join("oc")).unwrap();
     assert_eq!(stamped(&oc, 1), NAME);
     use std::os::unix::fs::PermissionsExt;
@@ -1859,34 +1866,14 @@ fn extract_tools_packs_stamped_binaries_with_checksums_that_sha256sum_accepts() 
     assert_eq!(mode & 0o111, 0o111, "oc is executable");
 
     // A tool whose image the payload lacks, or an unknown tool, is a clear error.
-    let err = f.fails(&[
-        "release",
-        "extract",
-        "--command",
-        "ccoctl",
-        &built.reference(NAME),
-        "--to",
-        &s(&f.path("none")),
-        "--store",
-        &store,
-    ]);
+    let err = f.fails(&extract_command(&f, &built, "ccoctl", &f.path("none")));
     assert!(
         err.contains(
             "the payload has no tag cloud-credential-operator, so it cannot produce ccoctl"
         ),
         "{err}"
     );
-    let err = f.fails(&[
-        "release",
-        "extract",
-        "--command",
-        "kubectl",
-        &built.reference(NAME),
-        "--to",
-        &s(&f.path("none")),
-        "--store",
-        &store,
-    ]);
+    let err = f.fails(&extract_command(&f, &built, "kubectl", &f.path("none")));
     assert!(
         err.contains(
             "--command kubectl: not a release tool; use one of oc, openshift-install, ccoctl"
@@ -1912,17 +1899,12 @@ fn extract_command_honours_a_whiteout_in_a_later_layer() {
     });
     let (_, mapping) = inputs(&f, &set, "mapping.txt");
     let built = build(&f, NAME, "payload", &mapping, STANDARD_ARGS);
-    let err = f.fails(&[
-        "release",
-        "extract",
-        "--command",
+    let err = f.fails(&extract_command(
+        &f,
+        &built,
         "openshift-install",
-        &built.reference(NAME),
-        "--to",
-        &s(&f.path("out")),
-        "--store",
-        &s(&f.path("store")),
-    ]);
+        &f.path("out"),
+    ));
     assert!(
         err.contains("the image has no /usr/bin/openshift-install"),
         "{err}"
