@@ -2,8 +2,9 @@
 //! validated into the model the rest of the program uses, [`import`] from ci-operator configs and
 //! [`import_rc`] of stream release settings from release-controller configs),
 //! git sources ([`git`]), the two builders ([`buildah`], [`native`]), the state database ([`state`]),
-//! and one reconcile of the streams with their branches ([`run`]): resolve, hash, build what changed,
-//! promote.
+//! one reconcile of the streams with their branches ([`run`]): resolve, hash, build what changed,
+//! promote; and the OS content ([`os`]): Fedora CoreOS and CentOS Stream CoreOS stream metadata, the
+//! poll decision, and the machine-os version and labels.
 //!
 //! ```
 //! let yaml = "
@@ -26,5 +27,6 @@ pub mod gitwrite;
 pub mod import;
 pub mod import_rc;
 pub mod native;
+pub mod os;
 pub mod run;
 pub mod state;
