@@ -678,9 +678,12 @@ pub async fn fetch(location: &str) -> Result<Vec<u8>, OsError> {
         status,
         message,
     };
-    let path = match location.split_once("://") {
-        Some(("http" | "https", _)) => return fetch_http(location).await,
-        Some(("file", _)) => url::Url::parse(location)
+    let scheme = location
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    let path = match scheme.as_deref() {
+        Some("http" | "https") => return fetch_http(location).await,
+        Some("file") => url::Url::parse(location)
             .ok()
             .and_then(|u| u.to_file_path().ok())
             .ok_or_else(|| {
@@ -689,7 +692,7 @@ pub async fn fetch(location: &str) -> Result<Vec<u8>, OsError> {
                     "not a file:// URL of an absolute local path (file:///DIR/FILE)".to_string(),
                 )
             })?,
-        Some((scheme, _)) => {
+        Some(scheme) => {
             return Err(fail(
                 None,
                 format!("unsupported scheme {scheme}://; give an http://, https:// or file:// URL, or a path"),
@@ -697,9 +700,16 @@ pub async fn fetch(location: &str) -> Result<Vec<u8>, OsError> {
         }
         None => std::path::PathBuf::from(location),
     };
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|e| fail(None, format!("cannot read {}: {e}", path.display())))?;
+    let cannot_read =
+        |e: std::io::Error| fail(None, format!("cannot read {}: {e}", path.display()));
+    let file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut tokio::io::AsyncReadExt::take(file, MAX_FETCH_BYTES as u64 + 1),
+        &mut bytes,
+    )
+    .await
+    .map_err(cannot_read)?;
     if bytes.len() > MAX_FETCH_BYTES {
         return Err(fail(
             None,
@@ -1640,6 +1650,21 @@ mod tests {
             text.starts_with(&format!("{missing}: GET answered HTTP 404 Not Found")),
             "{text}"
         );
+
+        // A truncated answer: the parse error names the URL and the position.
+        let bytes = fixture("fcos-stream.json");
+        let base = serve("/stable.json", bytes[..bytes.len() - 40].to_vec()).await;
+        let url = format!("{base}/stable.json");
+        let e = fetch_stream(&url).await.expect_err("truncated");
+        let OsError::Invalid {
+            ref origin, line, ..
+        } = e
+        else {
+            panic!("not Invalid: {e}")
+        };
+        assert_eq!(*origin, url);
+        assert!(line > 300, "{e}");
+        assert!(e.to_string().contains("the JSON ends early"), "{e}");
 
         // Nothing listens: the error names the URL.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
