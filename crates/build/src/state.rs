@@ -227,6 +227,19 @@ pub const MIGRATIONS: &[M<'static>] = &[
             at          INTEGER NOT NULL
         ) STRICT;",
     ),
+    // Where a stable release was published: mirrored (`mirror`: the release image's pull
+    // spec), signed (`signature`: the signature file), its tools extracted (`tools`: the
+    // directory). One row per kind; a row is written only once the publication is complete.
+    M::up(
+        "CREATE TABLE release_publications (
+            payload     TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            location    TEXT NOT NULL,
+            detail      TEXT NOT NULL,
+            at          INTEGER NOT NULL,
+            PRIMARY KEY (payload, kind)
+        ) STRICT;",
+    ),
 ];
 
 /// [`MIGRATIONS`] as the `Migrations` that [`State::open`] applies.

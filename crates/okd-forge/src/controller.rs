@@ -294,9 +294,65 @@ pub async fn promote(a: PromoteArgs, output: Output) -> Result<()> {
                     p.previous.join(", ")
                 }
             );
+            print_publications(&p.published);
+        }
+    }
+    match p.publish_error {
+        Some(e) => bail!(
+            "{} is promoted, but publishing it stopped: {e}\nfix that, then run `okd-forge release publish {}`",
+            p.name,
+            p.name
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Arguments of `release publish`.
+#[derive(Args)]
+pub struct PublishArgs {
+    /// The stable release.
+    name: String,
+    #[command(flatten)]
+    config: ConfigFile,
+    #[command(flatten)]
+    access: Access,
+}
+
+/// `release publish`: publish a stable release as `publish:` asks (mirror, sign, tools), doing
+/// only the steps not done yet; the controller does this on promotion.
+pub async fn publish(a: PublishArgs, output: Output) -> Result<()> {
+    let config = a.config.load()?;
+    if config.publish.mirror.is_none()
+        && config.publish.signing.is_none()
+        && config.publish.tools.is_none()
+    {
+        bail!(
+            "{}: nothing to publish: give `publish:` a release and content repository, signing or tools",
+            a.config.config.display()
+        );
+    }
+    let forge = Forge::open(config, a.access.options(None)?)?;
+    let c = Controller::without_jobs(Arc::new(forge))?;
+    let all = c.publish_stable(&a.name).await?;
+    match output {
+        Output::Json => print_json(&all),
+        _ => {
+            println!("{}: published", a.name);
+            print_publications(&all);
         }
     }
     Ok(())
+}
+
+fn print_publications(all: &[release::state::Publication]) {
+    for p in all {
+        println!(
+            "  {:<10} {} ({})",
+            format!("{}:", p.kind),
+            p.location,
+            p.detail
+        );
+    }
 }
 
 /// Arguments of `release edges`.
@@ -474,8 +530,11 @@ pub fn show(a: ShowArgs, output: Output) -> Result<()> {
     };
     let runs = records.runs(&p.name)?;
     let events = records.events(None, Some(&p.name), 200)?;
+    let published = records.publications(&p.name)?;
     if output == Output::Json {
-        print_json(&json!({ "payload": p, "runs": runs, "events": events }));
+        print_json(
+            &json!({ "payload": p, "runs": runs, "events": events, "published": published }),
+        );
         return Ok(());
     }
     println!("Name:      {}", p.name);
@@ -496,6 +555,10 @@ pub fn show(a: ShowArgs, output: Output) -> Result<()> {
         println!("Pull spec: {s}");
     }
     println!("Images:    {}", p.inputs.len());
+    if !published.is_empty() {
+        println!("Published:");
+        print_publications(&published);
+    }
     if !runs.is_empty() {
         let mut t = Table::new();
         t.load_preset(presets::NOTHING);

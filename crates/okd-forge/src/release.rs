@@ -55,6 +55,9 @@ pub enum ReleaseCommand {
     /// the stream's next X.Y.Z-SUFFIX.N), `previous` = the stable releases it was upgraded from
     /// successfully, pushed to the store, never garbage-collected.
     Promote(crate::controller::PromoteArgs),
+    /// Publish a stable release as `publish:` asks: mirror it to the release and content
+    /// repositories, sign it, extract its tools; only the steps not done yet.
+    Publish(crate::controller::PublishArgs),
     /// The upgrade edges between stable releases: their runs, and whether blocked by hand.
     Edges(crate::controller::EdgesArgs),
     /// Block an upgrade edge by hand (the update graph serves it as a conditional edge with the
@@ -275,6 +278,7 @@ pub async fn run(cmd: ReleaseCommand, output: Output) -> Result<()> {
         ReleaseCommand::Reject(a) => crate::controller::decide(a, false, output),
         ReleaseCommand::Keep(a) => crate::controller::keep(a, output),
         ReleaseCommand::Promote(a) => crate::controller::promote(a, output).await,
+        ReleaseCommand::Publish(a) => crate::controller::publish(a, output).await,
         ReleaseCommand::Edges(a) => crate::controller::edges(a, output),
         ReleaseCommand::BlockEdge(a) => crate::controller::block_edge(a, output),
         ReleaseCommand::Sign(a) => crate::sign::sign(a, output).await,
@@ -419,6 +423,7 @@ async fn new(a: NewArgs, output: Output) -> Result<()> {
         created,
         annotations,
         default_versions: defaults,
+        extra_manifests: Default::default(),
     };
     let jobs = usize::from(a.jobs);
     let bar = AssembleBar::new(a.quiet);

@@ -35,7 +35,8 @@ pub struct ServeArgs {
     gitlab_secret_file: Option<PathBuf>,
     /// A release signature store to serve at /signatures/sha256=<hex>/signature-<N> (what
     /// `release sign --to DIR` writes); clusters read it with store-<name>:
-    /// http://HOST:PORT/signatures in their verification ConfigMap.
+    /// http://HOST:PORT/signatures in their verification ConfigMap. Default: forge.yaml's
+    /// `publish.signing.store`.
     #[arg(long, value_name = "DIR")]
     signatures: Option<PathBuf>,
     #[command(flatten)]
@@ -53,7 +54,9 @@ pub async fn serve(a: ServeArgs, output: Output) -> Result<()> {
     app.token = token;
     app.github_secret = github_secret;
     app.gitlab_secret = gitlab_secret;
-    app.signatures = a.signatures.map(payload::signature::SignatureDir::new);
+    if let Some(dir) = a.signatures {
+        app.signatures = Some(payload::signature::SignatureDir::new(dir));
+    }
     serve_app(app, a.listen, output).await
 }
 

@@ -64,6 +64,9 @@ pub struct NewRelease {
     pub annotations: BTreeMap<String, String>,
     /// Fallback component versions for `0.0.1-snapshot-<key>`.
     pub default_versions: Versions,
+    /// Manifests of the release itself, by file name, added to `release-manifests/` after the
+    /// operators' (one of the same name is replaced), e.g. the verification ConfigMap.
+    pub extra_manifests: BTreeMap<String, Vec<u8>>,
 }
 
 /// A payload, assembled in memory and ready to push.
@@ -225,7 +228,7 @@ pub async fn assemble(
             files: f,
         })
         .collect();
-    let rendered = manifests::render(
+    let mut rendered = manifests::render(
         &operators,
         &Context {
             release: &req.name,
@@ -236,6 +239,22 @@ pub async fn assemble(
         },
         &|what: &str, data: &[u8]| sources.validate(what, data),
     )?;
+    for (file, data) in &req.extra_manifests {
+        rendered
+            .warnings
+            .extend(sources.validate(&format!("release manifest {file}"), data)?);
+        if let Some(i) = rendered.files.iter().position(|f| &f.name == file) {
+            rendered.warnings.push(format!(
+                "release-manifests/{file} of an operator image is replaced by the release's own"
+            ));
+            rendered.files.remove(i);
+        }
+        rendered.files.push(manifests::ManifestFile {
+            name: file.clone(),
+            data: data.clone(),
+            mtime: req.created.unix_timestamp().max(0) as u64,
+        });
+    }
 
     // Prune, then write image-references.
     let created = rfc3339(req.created);

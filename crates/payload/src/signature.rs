@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use oci::Digest;
 use pgp::composed::{
-    Message, MessageBuilder, PublicOrSecret, SignedPublicKey, SignedPublicSubKey, SignedSecretKey,
+    ArmorOptions, DetachedSignature, Message, MessageBuilder, PublicOrSecret, SignedPublicKey,
+    SignedPublicSubKey, SignedSecretKey,
 };
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Signature, SignatureType};
@@ -404,6 +405,32 @@ impl Signer {
         builder.sign(key, self.password(), key.hash_alg());
         builder
             .to_vec(rand_core::OsRng)
+            .map_err(|e| invalid(format!("signing with {}: {e}", self.fingerprint())))
+    }
+
+    /// A detached, armored signature of `data` (`gpg --detach-sign --armor`), as
+    /// `sha256sum.txt.asc` beside release tools: `gpg --verify sha256sum.txt.asc sha256sum.txt`
+    /// checks it.
+    pub fn sign_detached(&self, data: &[u8]) -> Result<String> {
+        fn detached(
+            key: &impl SigningKey,
+            password: &Password,
+            data: &[u8],
+        ) -> pgp::errors::Result<DetachedSignature> {
+            DetachedSignature::sign_binary_data(
+                rand_core::OsRng,
+                key,
+                password,
+                key.hash_alg(),
+                data,
+            )
+        }
+        let signed = match self.subkey {
+            Some(i) => detached(&self.key.secret_subkeys[i].key, &self.password(), data),
+            None => detached(&self.key.primary_key, &self.password(), data),
+        };
+        signed
+            .and_then(|s| s.to_armored_string(ArmorOptions::default()))
             .map_err(|e| invalid(format!("signing with {}: {e}", self.fingerprint())))
     }
 }

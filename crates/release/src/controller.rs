@@ -41,8 +41,12 @@ use crate::jobs::leases::LeasePools;
 use crate::jobs::{run_job, Executor, JobRun, JobSpec, JobState, Outcome};
 use crate::lifecycle::{self, Creation, Gate, JobStatus, Phase, Run, Verdict};
 use crate::state::{
-    NewPayload, NewRun, PayloadRecord, Records, RunEnd, RunKind, RunRecord, RunState, TestCounts,
+    NewPayload, NewRun, PayloadRecord, Publication, Records, RunEnd, RunKind, RunRecord, RunState,
+    TestCounts,
 };
+pub use publish::PUBLISH_ATTEMPTS;
+
+mod publish;
 
 /// Where time comes from.
 pub trait Clock: Send + Sync {
@@ -263,6 +267,8 @@ pub struct Controller {
     tasks: Mutex<JoinSet<()>>,
     /// One pass at a time.
     pass_lock: tokio::sync::Mutex<()>,
+    /// The signing key of `publish.signing`.
+    signing: Option<publish::Signing>,
 }
 
 impl Controller {
@@ -282,7 +288,15 @@ impl Controller {
                 .map(|(name, n)| (name.clone(), *n)),
         )
         .map_err(|e| ControllerError::Usage(e.to_string()))?;
+        let signing = forge
+            .config
+            .publish
+            .signing
+            .as_ref()
+            .map(publish::Signing::load)
+            .transpose()?;
         Ok(Controller {
+            signing,
             forge,
             executor,
             pools: Arc::new(pools),
@@ -507,6 +521,7 @@ impl Controller {
             }
             self.publish(stream, release, &mut report).await?;
             self.promote_due(stream, release, &mut report).await?;
+            self.publish_stables(stream, &mut report).await?;
             if let Some(status) = report.promotion.get(stream) {
                 self.records()
                     .set_promotion_status(stream, status, self.now())?;
@@ -704,7 +719,10 @@ impl Controller {
 
     async fn push(&self, p: &PayloadRecord, report: &mut Report) -> Result<(), ControllerError> {
         let now = self.now();
-        let built = match self.assemble(p, Vec::new()).await {
+        let built = match self
+            .assemble(p, Vec::new(), &self.forge.config.store_name)
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 self.step("fail")?;
@@ -749,11 +767,13 @@ impl Controller {
         &self,
         p: &PayloadRecord,
         previous: Vec<String>,
+        repository: &str,
     ) -> Result<payload::new::Built, String> {
         let mut inputs = BTreeMap::new();
         for (tag, digest) in &p.inputs {
-            let pullspec = PullSpec::parse(&format!("tag '{tag}'"), &self.pull_spec(digest))
-                .map_err(|e| e.to_string())?;
+            let pullspec =
+                PullSpec::parse(&format!("tag '{tag}'"), &format!("{repository}@{digest}"))
+                    .map_err(|e| e.to_string())?;
             inputs.insert(
                 tag.clone(),
                 InputTag {
@@ -776,6 +796,13 @@ impl Controller {
             created,
             annotations: BTreeMap::new(),
             default_versions: Versions::new(),
+            extra_manifests: self
+                .signing
+                .as_ref()
+                .and_then(|s| s.configmap.clone())
+                .map(|m| (payload::signature::CONFIG_MAP_FILE.to_string(), m))
+                .into_iter()
+                .collect(),
         };
         payload::new::assemble(&self.forge.sources, &req, 8, &Quiet)
             .await
@@ -1117,7 +1144,7 @@ impl Controller {
             channels: Vec::new(),
         };
         let built = self
-            .assemble(&ephemeral, Vec::new())
+            .assemble(&ephemeral, Vec::new(), &self.forge.config.store_name)
             .await
             .map_err(ControllerError::Usage)?;
         payload::new::push(
@@ -1323,6 +1350,8 @@ impl Controller {
                 previous: Vec::new(),
                 channels: done.channels.clone(),
                 promoted: false,
+                published: self.records().publications(&done.name)?,
+                publish_error: None,
             });
         }
         let template = match &release.promote {
@@ -1360,8 +1389,13 @@ impl Controller {
             created: now,
             ..p.clone()
         };
+        // A published release names its images where it is published.
+        let repository = match &self.forge.config.publish.mirror {
+            Some(m) => m.content.as_str(),
+            None => self.forge.config.store_name.as_str(),
+        };
         let built = self
-            .assemble(&restamped, previous.clone())
+            .assemble(&restamped, previous.clone(), repository)
             .await
             .map_err(|e| ControllerError::Store(format!("restamp {name} as {stable}: {e}")))?;
         self.step("promote-push")?;
@@ -1374,6 +1408,15 @@ impl Controller {
         let promoted = self
             .records()
             .promote(&p, &stable, &digest, &pull_spec, &channels, now)?;
+        let (published, publish_error) = if self.publication_kinds().is_empty() {
+            (Vec::new(), None)
+        } else {
+            match self.publish_stable(&stable).await {
+                Ok(all) => (all, None),
+                Err(e @ ControllerError::Crashed(_)) => return Err(e),
+                Err(e) => (self.records().publications(&stable)?, Some(e.to_string())),
+            }
+        };
         Ok(Promotion {
             name: stable,
             from: p.name,
@@ -1381,6 +1424,8 @@ impl Controller {
             previous,
             channels,
             promoted,
+            published,
+            publish_error,
         })
     }
 
@@ -1561,6 +1606,11 @@ pub struct Promotion {
     pub channels: Vec<String>,
     /// False when it had been promoted before (nothing was done).
     pub promoted: bool,
+    /// Where it is published (`publish:`), so far.
+    pub published: Vec<Publication>,
+    /// Why publishing stopped, if it did (the promotion stands; a later pass or
+    /// `okd-forge release publish` resumes it).
+    pub publish_error: Option<String>,
 }
 
 /// The results of [`Controller::test_payload`].

@@ -323,6 +323,19 @@ pub struct Block {
     pub at: i64,
 }
 
+/// Where a stable release was published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Publication {
+    /// `mirror`, `signature` or `tools`.
+    pub kind: String,
+    /// The release image's pull spec, the signature file, or the tools directory.
+    pub location: String,
+    /// One line on what was done.
+    pub detail: String,
+    /// When (seconds since the epoch).
+    pub at: i64,
+}
+
 /// A new payload, as cut.
 #[derive(Debug, Clone)]
 pub struct NewPayload<'a> {
@@ -918,6 +931,53 @@ impl<'a> Records<'a> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
+        })
+    }
+
+    /// Record that stable release `payload` was published as `kind` (`mirror`, `signature`,
+    /// `tools`) at `location`, with a one-line `detail`; publishing again replaces the record.
+    pub fn published(
+        &self,
+        p: &PayloadRecord,
+        kind: &str,
+        location: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), StateError> {
+        self.state.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO release_publications (payload, kind, location, detail, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (payload, kind) DO UPDATE \
+                 SET location = ?3, detail = ?4, at = ?5",
+                params![p.name, kind, location, detail, now],
+            )?;
+            log(
+                tx,
+                now,
+                &p.stream,
+                Some(&p.name),
+                &format!("published-{kind}"),
+                &format!("{location}: {detail}"),
+            )
+        })
+    }
+
+    /// Where `payload` was published, in the order of [`Records::published`]'s kinds.
+    pub fn publications(&self, payload: &str) -> Result<Vec<Publication>, StateError> {
+        self.state.query(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT kind, location, detail, at FROM release_publications WHERE payload = ?1 \
+                 ORDER BY CASE kind WHEN 'mirror' THEN 0 WHEN 'signature' THEN 1 ELSE 2 END, kind",
+            )?;
+            let rows = s.query_map([payload], |r| {
+                Ok(Publication {
+                    kind: r.get(0)?,
+                    location: r.get(1)?,
+                    detail: r.get(2)?,
+                    at: r.get(3)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

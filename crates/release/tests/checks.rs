@@ -120,6 +120,7 @@ impl Fixture {
             created: time::OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap(),
             annotations: BTreeMap::new(),
             default_versions: BTreeMap::new(),
+            extra_manifests: Default::default(),
         };
         let built = payload::new::assemble(&sources, &req, 2, &Quiet)
             .await

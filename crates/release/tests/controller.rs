@@ -112,9 +112,14 @@ impl Site {
 
     /// [`Site::new`], with more streams (`streams:` entries, indented by two).
     fn with_streams(release: &str, more: &str) -> Site {
+        Site::with_config("", release, more)
+    }
+
+    /// [`Site::with_streams`], with more top-level settings (`top`, whole lines).
+    fn with_config(top: &str, release: &str, more: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
-            "store: var/store\nstate: var/forge.db\nleases: {{ quota: 1 }}\nvariants: {{ okd-scos: {{}} }}\n\
+            "{top}store: var/store\nstate: var/forge.db\nleases: {{ quota: 1 }}\nvariants: {{ okd-scos: {{}} }}\n\
              streams:\n  {STREAM}:\n    variant: okd-scos\n    branch: release-4.17\n    \
              release:\n      name: 4.17.0-0.okd-scos\n{release}\n{more}"
         );
@@ -1097,4 +1102,138 @@ fn assert_no_leftovers(store: &Path) {
         let name = e.unwrap().file_name().into_string().unwrap();
         assert!(!name.contains(".tmp") && !name.starts_with('.'), "{name}");
     }
+}
+
+/// A stable release is published as `publish:` asks, against real peers: mirrored from the
+/// layout store to a Distribution registry (components by digest into the content repository,
+/// which the release names them by), signed with a key gpg made (gpg verifies the signature and
+/// the tools' checksums), its tools extracted; every payload carries the verification ConfigMap.
+/// With the registry down, the promotion stands, the failure is recorded, and a later pass
+/// publishes what is missing.
+#[test]
+fn a_promoted_release_is_mirrored_signed_and_its_tools_published() {
+    let mut registry = testkit::RegistryServer::start();
+    let gpg = testkit::gpg::Gpg::new("OKD test signer <signer@okd-forge.invalid>", None);
+    let keys = tempfile::tempdir().unwrap();
+    let key = gpg.export(
+        "--export-secret-keys",
+        &["--armor"],
+        &keys.path().join("key.asc"),
+    );
+    let host = registry.host();
+    let top = format!(
+        "publish:\n  release: {host}/okd/scos-release\n  content: {host}/okd/scos-content\n  \
+         signing: {{ key: {key}, url: 'http://127.0.0.1:8080/signatures' }}\n  tools: var/tools\n"
+    );
+    let site = Site::with_config(&top, &format!("      min_interval: 1h{JOBS}"), "");
+    site.promote(ReleaseSet::standard("amd64").edit("cli", |i| {
+        i.add_to_top(
+            testkit::release::Entry::file("usr/bin/oc", b"#!/bin/sh\necho oc\n".repeat(64))
+                .mode(0o755),
+        )
+    }));
+    let rt = rt();
+    let c = site.controller();
+    rt.block_on(c.settle()).unwrap();
+    let first = site.records().payload(FIRST).unwrap().unwrap();
+    assert_eq!(first.phase, Phase::Accepted);
+    // Every payload trusts the key and the store.
+    let info = |spec: &str| {
+        rt.block_on(payload::info::load(
+            &site.forge.sources,
+            &format!("docker://{spec}").parse().unwrap(),
+            None,
+        ))
+        .unwrap()
+    };
+    let cm = &info(first.pull_spec.as_ref().unwrap()).files[payload::signature::CONFIG_MAP_FILE];
+    let cm = String::from_utf8(cm.data.clone()).unwrap();
+    assert!(
+        cm.contains("store-okd-forge: \"http://127.0.0.1:8080/signatures\"")
+            && cm.contains("BEGIN PGP PUBLIC KEY BLOCK")
+            && cm.contains(payload::signature::VERIFICATION_ANNOTATION),
+        "{cm}"
+    );
+
+    // The registry is down: promoted all the same, publishing recorded as failed.
+    registry.stop();
+    let p = rt.block_on(c.promote(FIRST, None)).unwrap();
+    let err = p.publish_error.clone().expect("publishing fails");
+    assert!(err.contains(&host), "{err}");
+    assert!(p.published.is_empty(), "{:?}", p.published);
+    assert!(site
+        .event_kinds(&p.name)
+        .contains(&"publish-failed".to_string()));
+
+    // Back up: the next pass publishes it.
+    registry.restart();
+    let report = rt.block_on(c.settle()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let published = site.records().publications(&p.name).unwrap();
+    let kinds: Vec<&str> = published.iter().map(|d| d.kind.as_str()).collect();
+    assert_eq!(kinds, ["mirror", "signature", "tools"]);
+    let release_ref = format!("{host}/okd/scos-release:{}", p.name);
+    assert_eq!(published[0].location, release_ref);
+
+    // The published release is the stable release, digest for digest, and names its images in
+    // the content repository, where they are.
+    let digest = p.pull_spec.rsplit_once('@').unwrap().1.to_string();
+    assert_eq!(
+        testkit::skopeo_digest(&format!("docker://{release_ref}")),
+        digest
+    );
+    let stable = info(&p.pull_spec);
+    assert!(!stable.references.spec.tags.is_empty());
+    for t in &stable.references.spec.tags {
+        let spec = &t.from.as_ref().unwrap().name;
+        let (repo, d) = spec.rsplit_once('@').unwrap();
+        assert_eq!(repo, format!("{host}/okd/scos-content"), "{}", t.name);
+        assert_eq!(
+            testkit::skopeo_digest(&format!("docker://{spec}")),
+            d,
+            "{}",
+            t.name
+        );
+    }
+
+    // The signature: gpg verifies it and reads back the release's digest and published name.
+    let hex = digest.trim_start_matches("sha256:");
+    let sig = site
+        .dir
+        .path()
+        .join(format!("var/signatures/sha256={hex}/signature-1"));
+    assert_eq!(published[1].location, sig.display().to_string());
+    let json: serde_json::Value =
+        serde_json::from_slice(&gpg.run(&["--decrypt", &sig.display().to_string()])).unwrap();
+    assert_eq!(
+        json["critical"]["image"]["docker-manifest-digest"],
+        digest.as_str()
+    );
+    assert_eq!(
+        json["critical"]["identity"]["docker-reference"],
+        release_ref.as_str()
+    );
+
+    // The tools: oc, stamped archive, checksums signed.
+    let tools = site.dir.path().join("var/tools").join(&p.name);
+    let archive = format!("openshift-client-linux-{}.tar.gz", p.name);
+    let sums = std::fs::read_to_string(tools.join("sha256sum.txt")).unwrap();
+    let bytes = std::fs::read(tools.join(&archive)).unwrap();
+    let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert!(sums.contains(&format!("{sha}  {archive}")), "{sums}");
+    let asc = tools.join("sha256sum.txt.asc").display().to_string();
+    let sums_path = tools.join("sha256sum.txt").display().to_string();
+    let status =
+        String::from_utf8(gpg.run(&["--status-fd", "1", "--verify", &asc, &sums_path])).unwrap();
+    assert!(
+        status.contains(&format!("VALIDSIG {}", gpg.fingerprint)),
+        "{status}"
+    );
+    assert!(!tools.with_file_name(format!(".{}.tmp", p.name)).exists());
+
+    // Done: publishing again changes nothing.
+    let again = rt.block_on(c.publish_stable(&p.name)).unwrap();
+    assert_eq!(again, published);
+    let quiet = rt.block_on(c.settle()).unwrap();
+    assert!(!quiet.changed(), "{quiet:?}");
 }

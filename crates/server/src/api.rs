@@ -445,6 +445,7 @@ async fn tag(
         },
         "upgradesTo": to,
         "upgradesFrom": from,
+        "published": records.publications(&p.name)?,
     });
     if let Some(d) = changes {
         use base64::Engine as _;

@@ -107,6 +107,16 @@ struct PayloadPage {
     changelog_note: String,
     from_choices: Vec<String>,
     from_selected: String,
+    published: Vec<PublishedRow>,
+}
+
+/// One publication of a stable release on its page, with links to what this server serves of it.
+struct PublishedRow {
+    kind: String,
+    location: String,
+    detail: String,
+    /// (href, label).
+    links: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -444,7 +454,19 @@ fn payload(app: &AppState, p: PayloadRecord) -> Result<PayloadPage, (StatusCode,
     let (upgrades_to, upgrades_from) =
         upgrades_to_and_from(&p.name, records.upgrades_of(&p.name).map_err(db)?);
     let pull_spec = p.pull_spec.clone().unwrap_or_default();
+    let published = records
+        .publications(&p.name)
+        .map_err(db)?
+        .into_iter()
+        .map(|d| PublishedRow {
+            links: published_links(&p.name, &d),
+            kind: d.kind,
+            location: d.location,
+            detail: d.detail,
+        })
+        .collect();
     Ok(PayloadPage {
+        published,
         bug_url: bug_url(&p),
         channels: p.channels.join(", "),
         pull_spec,
@@ -457,6 +479,33 @@ fn payload(app: &AppState, p: PayloadRecord) -> Result<PayloadPage, (StatusCode,
         from_selected: String::new(),
         p,
     })
+}
+
+/// Links to what this server serves of a publication: the signature (`/signatures/…`), the
+/// tools (`/tools/<release>/<file>`).
+fn published_links(name: &str, d: &release::state::Publication) -> Vec<(String, String)> {
+    let path = std::path::Path::new(&d.location);
+    let file = |p: &std::path::Path| p.file_name().and_then(|f| f.to_str()).map(str::to_string);
+    match d.kind.as_str() {
+        "signature" => match (path.parent().and_then(file), file(path)) {
+            (Some(dir), Some(f)) => vec![(format!("/signatures/{dir}/{f}"), f)],
+            _ => Vec::new(),
+        },
+        "tools" => {
+            let mut files: Vec<String> = std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|f| crate::tools::servable(f))
+                .collect();
+            files.sort();
+            files
+                .into_iter()
+                .map(|f| (format!("/tools/{name}/{f}"), f))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// A new okd-project/okd issue, prefilled with the release's version, digest and platform.

@@ -8,6 +8,7 @@
 //! | [`registry`] | `/v2/…` (read-only OCI distribution API over the store) |
 //! | [`ops`] | `/healthz`, `/readyz`, `/metrics`; the bearer-token mutations (accept, reject, promote, `/api/v1/trigger`) and the build queue |
 //! | [`signatures`] | `/signatures/sha256=<hex>/signature-<N>` (a release signature store, as the CVO reads one) |
+//! | [`tools`] | `/tools/<release>/<file>` (the tools `publish.tools` extracted for a stable release) |
 //! | [`webhook`] | `/webhooks/github`, `/webhooks/gitlab` (signed push events trigger builds) |
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub mod graph;
 pub mod ops;
 pub mod registry;
 pub mod signatures;
+pub mod tools;
 pub mod webhook;
 
 /// What every handler shares.
@@ -38,7 +40,8 @@ pub struct App {
     pub gitlab_secret: Option<String>,
     /// The builds that triggers and webhooks started, one at a time.
     pub builds: ops::Builds,
-    /// The release signature store served at `/signatures/`; with none, it answers 404.
+    /// The release signature store served at `/signatures/` (default: `publish.signing.store`);
+    /// with none, it answers 404.
     pub signatures: Option<payload::signature::SignatureDir>,
 }
 
@@ -46,12 +49,17 @@ impl App {
     /// An app over `forge` with every mutation and webhook refused (no token, no secrets).
     pub fn new(forge: Arc<Forge>) -> App {
         App {
-            forge,
             token: None,
             github_secret: None,
             gitlab_secret: None,
             builds: ops::Builds::default(),
-            signatures: None,
+            signatures: forge
+                .config
+                .publish
+                .signing
+                .as_ref()
+                .map(|s| payload::signature::SignatureDir::new(&s.store)),
+            forge,
         }
     }
 }
@@ -69,6 +77,7 @@ pub fn router(app: AppState) -> Router {
         .merge(ops::routes())
         .merge(webhook::routes())
         .merge(signatures::routes())
+        .merge(tools::routes())
         .with_state(app)
 }
 

@@ -26,7 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/signatures/{dir}/{file}", get(signature))
 }
 
-fn not_found(why: String) -> Response {
+pub(crate) fn not_found(why: String) -> Response {
     (StatusCode::NOT_FOUND, format!("{why}\n")).into_response()
 }
 
@@ -46,16 +46,29 @@ async fn signature(
         ));
     };
     let path = store.path(&digest, n);
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            not_found(format!("no signature {n} of {digest}"))
-        }
+    file_response(
+        &path,
+        "application/octet-stream",
+        &format!("signature {n} of {digest}"),
+    )
+    .await
+}
+
+/// The file at `path` as a `200` of `content_type`; a `404` when it is missing, a `500` when it
+/// cannot be read. `what` names it in both.
+pub(crate) async fn file_response(
+    path: &std::path::Path,
+    content_type: &'static str,
+    what: &str,
+) -> Response {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => not_found(format!("no {what}")),
         Err(e) => {
-            tracing::warn!(path = %path.display(), "cannot read a signature: {e}");
+            tracing::warn!(path = %path.display(), "cannot read {what}: {e}");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot read signature {n} of {digest}\n"),
+                format!("cannot read {what}\n"),
             )
                 .into_response()
         }

@@ -189,3 +189,70 @@ async fn the_payload_page_has_the_changelog_from_the_previous_payload_or_the_one
         "{html}"
     );
 }
+
+/// A stable release's page and API entry list where it is published, and the server hands out
+/// its tools (and nothing outside them, nor a directory still being written).
+#[tokio::test]
+async fn a_stable_release_shows_where_it_is_published_and_serves_its_tools() {
+    let site = Site::with_config("publish: { tools: var/tools }\n", None);
+    let tools = site.dir.path().join("var/tools").join(S0);
+    std::fs::create_dir_all(&tools).unwrap();
+    let archive = format!("openshift-client-linux-{S0}.tar.gz");
+    std::fs::write(tools.join(&archive), b"gzip archive").unwrap();
+    std::fs::write(tools.join("sha256sum.txt"), format!("abc  {archive}\n")).unwrap();
+    let writing = site.dir.path().join("var/tools/.4.17.0-okd-scos.1.tmp");
+    std::fs::create_dir_all(&writing).unwrap();
+    std::fs::write(writing.join("sha256sum.txt"), b"partial").unwrap();
+    let r = Records::new(&site.app.forge.state);
+    let s0 = r.payload(S0).unwrap().unwrap();
+    r.published(
+        &s0,
+        "mirror",
+        "quay.example/okd/scos-release:4.17.0-okd-scos.0",
+        "9 images",
+        T0,
+    )
+    .unwrap();
+    r.published(&s0, "tools", &tools.display().to_string(), &archive, T0)
+        .unwrap();
+
+    let page = html(&site, &format!("/releasetag/{S0}")).await;
+    assert!(page.contains("<h2>Published</h2>"), "{page}");
+    assert!(
+        page.contains("quay.example/okd/scos-release:4.17.0-okd-scos.0"),
+        "{page}"
+    );
+    let link = format!("/tools/{S0}/{archive}");
+    assert!(
+        page.contains(&format!("<a href=\"{link}\">{archive}</a>")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("/tools/{S0}/sha256sum.txt")),
+        "{page}"
+    );
+    let (status, body) = site.get(&link).await;
+    assert_eq!(
+        (status, body.as_bytes()),
+        (StatusCode::OK, &b"gzip archive"[..])
+    );
+    for bad in [
+        "/tools/.4.17.0-okd-scos.1.tmp/sha256sum.txt".to_string(),
+        format!("/tools/{S0}/..%2F..%2Fforge.yaml"),
+        format!("/tools/{S0}/missing.tar.gz"),
+    ] {
+        assert_eq!(site.get(&bad).await.0, StatusCode::NOT_FOUND, "{bad}");
+    }
+    let j = site
+        .json(&format!("/api/v1/releasestream/stable/release/{S0}"))
+        .await;
+    let kinds: Vec<&str> = j["published"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["mirror", "tools"], "{j}");
+    let a = html(&site, &format!("/releasetag/{A}")).await;
+    assert!(!a.contains("<h2>Published</h2>"));
+}

@@ -21,6 +21,7 @@
 
 pub mod bench;
 pub mod git;
+pub mod gpg;
 pub mod images;
 mod peers;
 mod pki;

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Location;
 
 pub use model::{
-    Component, Config, GitScheme, GitUrl, Image, Minor, NativeOutput, Promotion, Publish, Rebuild,
-    Recipe, Revision, Store, Stream, StreamImage, Variant, DEFAULT_STORE_NAME,
+    Component, Config, GitScheme, GitUrl, Image, Minor, NativeOutput, Promotion, Publish,
+    PublishRepos, Rebuild, Recipe, Revision, Signing, Store, Stream, StreamImage, Variant,
+    DEFAULT_STORE_NAME,
 };
 pub use raw::RawConfig;
 pub use release::{

@@ -25,8 +25,8 @@ pub struct Config {
     pub state: PathBuf,
     /// How many builds run at once.
     pub parallelism: NonZeroUsize,
-    /// Publication targets, if any.
-    pub publish: Option<Publish>,
+    /// What promotion publishes.
+    pub publish: Publish,
     /// Variants by name, in file order.
     pub variants: IndexMap<String, Variant>,
     /// Components by name, in file order.
@@ -50,13 +50,37 @@ pub enum Store {
     Registry(String),
 }
 
-/// Publication targets.
-#[derive(Debug, Clone, Serialize)]
+/// What promotion publishes of a stable release.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Publish {
+    /// Where stable releases are mirrored to, if anywhere.
+    pub mirror: Option<PublishRepos>,
+    /// How stable releases are signed, if they are.
+    pub signing: Option<Signing>,
+    /// The directory each stable release's tools are extracted into (`<dir>/<release>/`).
+    pub tools: Option<PathBuf>,
+}
+
+/// The repositories stable releases are mirrored to (`HOST[:PORT]/REPO`, no transport).
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishRepos {
     /// The repository of stable release payloads.
     pub release: String,
-    /// The repository of release content.
+    /// The repository of their component images.
     pub content: String,
+}
+
+/// How stable releases are signed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Signing {
+    /// The secret key file.
+    pub key: PathBuf,
+    /// A file whose first line is the key's passphrase.
+    pub passphrase_file: Option<PathBuf>,
+    /// The signature store directory written to.
+    pub store: PathBuf,
+    /// The URL clusters read the store at; payloads carry the verification ConfigMap when set.
+    pub url: Option<String>,
 }
 
 /// How a source tree is built for one distribution.
@@ -385,6 +409,73 @@ impl Checker<'_> {
     }
 }
 
+/// The `publish:` block.
+fn publish(ck: &mut Checker, p: super::raw::RawPublish) -> Publish {
+    let repo = |ck: &mut Checker, r: &Spanned<String>, field: &str| {
+        let bare = r.value.strip_prefix("docker://").unwrap_or(&r.value);
+        let ok = matches!(
+            format!("docker://{bare}").parse::<oci::ImageRef>(),
+            Ok(oci::ImageRef::Registry { selector: None, .. })
+        );
+        if !ok {
+            ck.at(
+                r.referenced,
+                format!("publish.{field}"),
+                format!(
+                    "'{}' is not a repository HOST[:PORT]/REPO (no tag)",
+                    r.value
+                ),
+            );
+        }
+        bare.to_string()
+    };
+    let mirror = match (&p.release, &p.content) {
+        (Some(r), Some(c)) => Some(PublishRepos {
+            release: repo(ck, r, "release"),
+            content: repo(ck, c, "content"),
+        }),
+        (None, None) => None,
+        (Some(one), None) | (None, Some(one)) => {
+            ck.at(
+                one.referenced,
+                "publish",
+                "give both release and content (the repositories stable releases are mirrored to), or neither",
+            );
+            None
+        }
+    };
+    let signing = p.signing.map(|s| {
+        if let Some(u) = &s.url {
+            if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
+                ck.at(
+                    u.referenced,
+                    "publish.signing.url",
+                    format!(
+                        "'{}' is not an http:// or https:// URL (where clusters read the signature store)",
+                        u.value
+                    ),
+                );
+            }
+        }
+        if s.key.value.is_empty() {
+            ck.at(s.key.referenced, "publish.signing.key", "empty path");
+        }
+        Signing {
+            key: ck.base.join(&s.key.value),
+            passphrase_file: s.passphrase_file.map(|f| ck.base.join(f)),
+            store: ck
+                .base
+                .join(s.store.as_deref().unwrap_or("var/signatures")),
+            url: s.url.map(|u| u.value),
+        }
+    });
+    Publish {
+        mirror,
+        signing,
+        tools: p.tools.map(|t| ck.base.join(t.value)),
+    }
+}
+
 /// The build context of a Containerfile build: `.` by default, else a path inside the repository.
 fn build_context(ck: &mut Checker, field: &str, context: Option<Spanned<String>>) -> PathBuf {
     let Some(c) = context else {
@@ -487,10 +578,7 @@ pub(crate) fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config
             }
         },
     };
-    let publish = raw.publish.map(|p| Publish {
-        release: p.release,
-        content: p.content,
-    });
+    let publish = raw.publish.map(|p| publish(&mut ck, p)).unwrap_or_default();
 
     let variants: IndexMap<String, Variant> = raw
         .variants
@@ -1402,7 +1490,15 @@ components:
         );
         assert_eq!(
             one_error("publish: { release: quay.io/okd/release }\n"),
-            "forge.yaml:1:12: publish: missing field `content`"
+            "forge.yaml:1:21: publish: give both release and content (the repositories stable releases are mirrored to), or neither"
+        );
+        assert_eq!(
+            one_error("publish: { release: quay.io/okd/release:4.17, content: quay.io/okd/c }\n"),
+            "forge.yaml:1:21: publish.release: 'quay.io/okd/release:4.17' is not a repository HOST[:PORT]/REPO (no tag)"
+        );
+        assert_eq!(
+            one_error("publish: { signing: { key: k.asc, url: quay.io/sigs } }\n"),
+            "forge.yaml:1:40: publish.signing.url: 'quay.io/sigs' is not an http:// or https:// URL (where clusters read the signature store)"
         );
     }
 }

@@ -71,11 +71,55 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Publish")]
 pub struct RawPublish {
-    /// The repository stable release payloads are pushed to (e.g. `quay.io/okd/scos-release`).
-    pub release: String,
-    /// The repository the component images of a release are pushed to (e.g.
+    /// The repository stable release payloads are mirrored to on promotion (e.g.
+    /// `quay.io/okd/scos-release`); give `content` with it.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub release: Option<Spanned<String>>,
+    /// The repository the component images of a stable release are mirrored to (e.g.
     /// `quay.io/okd/scos-content`).
-    pub content: String,
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub content: Option<Spanned<String>>,
+    /// Sign every stable release on promotion, and make payloads trust the key.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing: Option<RawSigning>,
+    /// A directory to extract each stable release's tools into (`<dir>/<release>/`, as
+    /// `oc adm release extract --tools`), relative to this file.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub tools: Option<Spanned<String>>,
+}
+
+/// How stable releases are signed.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Signing")]
+pub struct RawSigning {
+    /// The secret key file (armored or binary, e.g. `gpg --export-secret-keys --armor ID`),
+    /// relative to this file.
+    #[schemars(with = "String")]
+    pub key: Spanned<String>,
+    /// A file whose first line is the key's passphrase; `OKD_FORGE_SIGNING_PASSPHRASE` may hold
+    /// it instead.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<String>,
+    /// The signature store directory signatures are written to
+    /// (`<store>/sha256=<hex>/signature-N`; default `var/signatures`). `okd-forge serve` serves it.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// The URL clusters read the store at (http:// or https://). With it, every payload carries
+    /// the verification ConfigMap that makes clusters trust the key and this store.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub url: Option<Spanned<String>>,
 }
 
 /// How a source tree is built for one distribution.

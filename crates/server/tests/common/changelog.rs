@@ -90,6 +90,7 @@ pub async fn payloads() -> Payloads {
             created: time::OffsetDateTime::from_unix_timestamp(created).unwrap(),
             annotations: BTreeMap::new(),
             default_versions: Versions::new(),
+            extra_manifests: Default::default(),
         };
         let built = payload::new::assemble(&forge.sources, &req, 2, &Quiet)
             .await

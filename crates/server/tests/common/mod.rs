@@ -22,7 +22,7 @@ pub const C: &str = "4.17.0-0.okd-scos-2026-11-26-000000";
 pub const S0: &str = "4.17.0-okd-scos.0";
 
 pub struct Site {
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     pub app: server::AppState,
 }
 
@@ -35,9 +35,14 @@ impl Site {
     }
 
     pub fn with_token(token: Option<&str>) -> Site {
+        Site::with_config("", token)
+    }
+
+    /// [`Site::with_token`], with more top-level settings (`top`, whole lines).
+    pub fn with_config(top: &str, token: Option<&str>) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
-            "store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n\
+            "{top}store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\n\
              streams:\n  {STREAM}:\n    variant: okd-scos\n    branch: release-4.17\n    release:\n      \
              name: {PREFIX}\n      verify:\n        e2e: {{ command: [./e2e.sh], max_retries: 1 }}\n        \
              upgrade: {{ command: [./upgrade.sh], upgrade_from: all_previous_stable, optional: true }}\n      \
@@ -110,7 +115,7 @@ impl Site {
         let mut app = server::App::new(forge);
         app.token = token.map(String::from);
         let app = Arc::new(app);
-        Site { _dir: dir, app }
+        Site { dir, app }
     }
 
     pub async fn get(&self, uri: &str) -> (StatusCode, String) {
