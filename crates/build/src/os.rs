@@ -940,7 +940,7 @@ mod tests {
 
     fn fixture_path(name: &str) -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/fcos")
+            .join("tests/fixtures/fcos")
             .join(name)
     }
 
