@@ -92,20 +92,25 @@ pub async fn serve_listener(
     output: Output,
 ) -> Result<()> {
     let url = format!("http://{}/", listener.local_addr()?);
+    let shutdown = shutdown()?;
     match output {
         Output::Json => println!("{}", serde_json::json!({ "url": url })),
         _ => println!("serving {url}"),
     }
-    server::serve(listener, Arc::new(app), shutdown()).await?;
+    server::serve(listener, Arc::new(app), shutdown).await?;
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler can be installed");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// A future that resolves on Ctrl-C or SIGTERM. The handlers are installed here, before the URL
+/// is printed, so a signal sent as soon as the server answers is never missed.
+fn shutdown() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
