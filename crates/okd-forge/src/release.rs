@@ -187,14 +187,26 @@ pub struct ExtractArgs {
     /// Print only this file of release-manifests to stdout.
     #[arg(long, value_name = "NAME")]
     file: Option<String>,
-    /// Extract the release tools instead (oc, openshift-install, ccoctl, as the payload has
-    /// them), stamped with this release, as tar.gz archives with release.txt and sha256sum.txt,
-    /// as `oc adm release extract --tools` does.
+    /// Extract the release tools instead (oc with kubectl, openshift-install, ccoctl, as the
+    /// payload has them), stamped with this release, as per-platform tar.gz (zip for windows)
+    /// archives with release.txt and sha256sum.txt, as `oc adm release extract --tools` does.
     #[arg(long, conflicts_with_all = ["file", "command"])]
     tools: bool,
-    /// Extract one tool's binary (oc, openshift-install or ccoctl), stamped with this release.
+    /// Extract one tool's executable (oc, openshift-install, openshift-baremetal-install or
+    /// ccoctl), stamped with this release.
     #[arg(long, value_name = "NAME", conflicts_with = "file")]
     command: Option<String>,
+    /// The platform of the tools: OS (linux, mac, windows; amd64), OS/ARCH (linux/arm64), or '*'
+    /// for every platform (archives, also with --command). Default: this machine's.
+    #[arg(long, value_name = "OS[/ARCH]|*")]
+    command_os: Option<String>,
+    /// Sign sha256sum.txt into sha256sum.txt.asc with this secret key (archives only).
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    signing_key: Option<PathBuf>,
+    /// A file whose first line is the signing key's passphrase; OKD_FORGE_SIGNING_PASSPHRASE may
+    /// hold it instead.
+    #[arg(long, value_name = "FILE", requires = "signing_key")]
+    passphrase_file: Option<PathBuf>,
     /// For a manifest list, the architecture to read. Default: this machine's, else amd64, else the
     /// first.
     #[arg(long, value_name = "ARCH")]
@@ -205,40 +217,51 @@ pub struct ExtractArgs {
 
 /// `release extract --tools|--command`.
 async fn extract_tools(sources: &Sources, a: ExtractArgs, output: Output) -> Result<()> {
+    use payload::tools::{Options, Platform};
+    let platform = match &a.command_os {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let signer = match &a.signing_key {
+        Some(k) => Some(payload::signature::Signer::load(
+            k,
+            a.passphrase_file.as_deref(),
+        )?),
+        None => None,
+    };
+    let opts = Options {
+        command: a.command.as_deref(),
+        platform,
+        signer: signer.as_ref(),
+    };
+    if signer.is_some() && !opts.archives() {
+        bail!("--signing-key signs the archives' sha256sum.txt: use it with --tools or --command-os '*'");
+    }
     let info = payload::info::load(sources, &parse_ref(&a.image)?, a.arch.as_deref()).await?;
     let dir = a.to.as_deref().unwrap_or(Path::new("."));
-    let written = match &a.command {
-        Some(c) => {
-            payload::tools::extract(
-                sources,
-                &info,
-                &[payload::tools::tool(c)?],
-                true,
-                false,
-                dir,
-            )
-            .await?
-        }
-        None => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let release_txt = dir.join("release.txt");
-            std::fs::write(&release_txt, info_text(&info, false))
-                .with_context(|| format!("cannot write {}", release_txt.display()))?;
-            payload::tools::extract(sources, &info, &payload::tools::TOOLS, false, true, dir)
-                .await?
-        }
-    };
+    let out = payload::tools::extract(sources, &info, &opts, dir).await?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
     match output {
-        Output::Json => print_json(&json!({ "release": info.name(), "to": dir, "files": written })),
+        Output::Json => print_json(&json!({
+            "release": info.name(),
+            "to": dir,
+            "files": out.files,
+            "signed": out.signed,
+            "warnings": out.warnings,
+        })),
         _ => {
-            for w in &written {
-                let stamped = if w.stamped.is_empty() {
+            for w in &out.files {
+                let stamped = if w.stamped.is_empty() && !w.command.is_empty() {
                     " (no release markers in the binary: not stamped)".to_string()
                 } else {
                     String::new()
                 };
                 println!("{} {}{stamped}", w.sha256, dir.join(&w.name).display());
+            }
+            if out.signed {
+                println!("signed {}", dir.join("sha256sum.txt.asc").display());
             }
         }
     }
@@ -489,7 +512,7 @@ async fn info(a: InfoArgs, output: Output) -> Result<()> {
     let info = payload::info::load(&sources, &parse_ref(&a.image)?, a.arch.as_deref()).await?;
     match output {
         Output::Json => print_json(&info_json(&info)),
-        _ => print!("{}", info_text(&info, a.commits)),
+        _ => print!("{}", info.describe(a.commits)),
     }
     Ok(())
 }
@@ -509,81 +532,6 @@ fn info_json(i: &ReleaseInfo) -> serde_json::Value {
         "metadataFiles": i.metadata_files(),
         "warnings": i.warnings,
     })
-}
-
-fn info_text(i: &ReleaseInfo, commits: bool) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(s, "Name:           {}", i.name());
-    let _ = writeln!(s, "Digest:         {}", i.digest);
-    let _ = writeln!(s, "Created:        {}", i.config.created());
-    let _ = writeln!(s, "OS/Arch:        {}", i.platform);
-    let _ = writeln!(s, "Manifests:      {}", i.manifests().len());
-    if !i.metadata_files().is_empty() {
-        let _ = writeln!(s, "Metadata files: {}", i.metadata_files().len());
-    }
-    let _ = writeln!(s, "\nPull From: {}", i.pull_spec);
-    if let Some(m) = &i.metadata {
-        let _ = writeln!(s, "\nRelease Metadata:\n  Version:  {}", m.version);
-        let mut prev: Vec<&String> = m.previous.iter().collect();
-        prev.sort_by(
-            |a, b| match (semver::Version::parse(a), semver::Version::parse(b)) {
-                (Ok(x), Ok(y)) => x.cmp(&y),
-                _ => a.cmp(b),
-            },
-        );
-        let upgrades = if prev.is_empty() {
-            "<none>".to_string()
-        } else {
-            prev.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(s, "  Upgrades: {upgrades}");
-        if !m.metadata.is_empty() {
-            let _ = writeln!(s, "  Metadata:");
-            for (k, v) in &m.metadata {
-                let _ = writeln!(s, "    {k}: {v}");
-            }
-        }
-    }
-    if !i.versions.is_empty() {
-        let _ = writeln!(s, "\nComponent Versions:");
-        let width = i.versions.keys().map(String::len).max().unwrap_or(0);
-        for (k, v) in &i.versions {
-            let line = format!("  {k:width$}  {:<16} {}", v.version, v.display_name);
-            let _ = writeln!(s, "{}", line.trim_end());
-        }
-    }
-    let tags = &i.references.spec.tags;
-    let width = tags.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(s, "\nImages:");
-    if commits {
-        let _ = writeln!(s, "  {:width$}  {:<60}  COMMIT", "NAME", "REPO");
-        for t in tags {
-            let repo = t.annotation(is::SOURCE_LOCATION);
-            let _ = writeln!(
-                s,
-                "  {:width$}  {:<60}  {}",
-                t.name,
-                repo,
-                t.annotation(is::COMMIT_ID)
-            );
-        }
-    } else {
-        let _ = writeln!(s, "  {:width$}  PULL SPEC", "NAME");
-        for t in tags {
-            let _ = writeln!(s, "  {:width$}  {}", t.name, t.pullspec().unwrap_or(""));
-        }
-    }
-    if !i.warnings.is_empty() {
-        let _ = writeln!(s, "\nWarnings:");
-        for w in &i.warnings {
-            let _ = writeln!(s, "* {w}");
-        }
-    }
-    s
 }
 
 async fn extract(a: ExtractArgs, output: Output) -> Result<()> {

@@ -19,9 +19,6 @@ use crate::image::print_json;
 use crate::image::Access;
 use crate::Output;
 
-/// The environment variable that may hold the signing key's passphrase.
-const PASSPHRASE_ENV: &str = "OKD_FORGE_SIGNING_PASSPHRASE";
-
 /// Arguments of `release sign`.
 #[derive(Args)]
 pub struct SignArgs {
@@ -136,20 +133,9 @@ fn has_selector(reference: &str) -> bool {
             .is_some_and(|l| l.contains(':'))
 }
 
-/// The passphrase: the first line of `file`, else `$OKD_FORGE_SIGNING_PASSPHRASE`, else none.
-fn passphrase(file: Option<&PathBuf>) -> Result<Option<String>> {
-    if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read the passphrase file {}", f.display()))?;
-        let line = text.lines().next().unwrap_or("");
-        return Ok(Some(line.to_string()));
-    }
-    Ok(std::env::var(PASSPHRASE_ENV).ok())
-}
-
 /// `release sign`.
 pub async fn sign(a: SignArgs, output: Output) -> Result<()> {
-    let signer = Signer::from_file(&a.key, passphrase(a.passphrase_file.as_ref())?)?;
+    let signer = Signer::load(&a.key, a.passphrase_file.as_deref())?;
     warn_unreadable(&signer.keyring());
     let (digest, default_identity) = resolve(&a.image, &a.access).await?;
     let given = a.identity.map(|i| bare(&i).to_string());

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use common::{s, Forge, CREATED};
@@ -1763,31 +1763,69 @@ fn stamped(bin: &[u8], marker_index: usize) -> String {
     unreachable!()
 }
 
+/// A layer holding the executable `/usr/bin/<name>`.
+fn usr_bin(name: &str, content: impl AsRef<[u8]>) -> Vec<Entry> {
+    vec![
+        Entry::dir("usr/"),
+        Entry::dir("usr/bin/"),
+        Entry::file(&format!("usr/bin/{name}"), content).mode(0o755),
+    ]
+}
+
+/// What a tools tar.gz holds besides its executable.
+struct Listing {
+    /// README.md.
+    readme: String,
+    /// Hard links to the executable, by name.
+    links: Vec<String>,
+}
+
+/// The executable `name` of a tools tar.gz, and the rest: README.md first (0644), then the
+/// executable (0755), then hard links to it; nothing else.
+fn unpack_tool(gz: impl std::io::Read, name: &str) -> (Vec<u8>, Listing) {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut readme = None;
+    let mut bin = None;
+    let mut links = Vec::new();
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_str().unwrap().to_string();
+        let mode = e.header().mode().unwrap() & 0o777;
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        match (readme.is_some(), bin.is_some()) {
+            (false, _) => {
+                assert_eq!((path.as_str(), mode), ("README.md", 0o644));
+                readme = Some(String::from_utf8(data).unwrap());
+            }
+            (true, false) => {
+                assert_eq!((path.as_str(), mode), (name, 0o755));
+                bin = Some(data);
+            }
+            (true, true) => {
+                assert_eq!(e.header().entry_type(), tar::EntryType::Link, "{path}");
+                assert_eq!(e.link_name().unwrap().unwrap().to_str(), Some(name));
+                links.push(path);
+            }
+        }
+    }
+    let listing = Listing {
+        readme: readme.expect("a README.md"),
+        links,
+    };
+    (bin.expect("the executable"), listing)
+}
+
 #[test]
 fn extract_tools_packs_stamped_binaries_with_checksums_that_sha256sum_accepts() {
     let f = Forge::new();
     // oc on top of the cli image; openshift-install replaced by a later layer (the later one
     // wins); no cloud-credential-operator tag, so no ccoctl.
     let set = ReleaseSet::standard("amd64")
-        .edit("cli", |b| {
-            b.layer(vec![
-                Entry::dir("usr/"),
-                Entry::dir("usr/bin/"),
-                Entry::file("usr/bin/oc", stampable("oc")).mode(0o755),
-            ])
-        })
+        .edit("cli", |b| b.layer(usr_bin("oc", stampable("oc"))))
         .edit("installer", |b| {
-            b.layer(vec![
-                Entry::dir("usr/"),
-                Entry::dir("usr/bin/"),
-                Entry::file("usr/bin/openshift-install", "an old installer").mode(0o755),
-            ])
-            .layer(vec![
-                Entry::dir("usr/"),
-                Entry::dir("usr/bin/"),
-                Entry::file("usr/bin/openshift-install", stampable("openshift-install"))
-                    .mode(0o755),
-            ])
+            b.layer(usr_bin("openshift-install", "an old installer"))
+                .layer(usr_bin("openshift-install", stampable("openshift-install")))
         });
     let (_, mapping) = inputs(&f, &set, "mapping.txt");
     let built = build(&f, NAME, "payload", &mapping, STANDARD_ARGS);
@@ -1832,22 +1870,20 @@ fn extract_tools_packs_stamped_binaries_with_checksums_that_sha256sum_accepts() 
         "{release_txt}"
     );
 
-    // Each archive holds its one executable, stamped with the release by digest, its version and
-    // its architecture, and no larger than the original.
+    // Each archive holds README.md and its executable (oc with kubectl linked to it), stamped
+    // with the release's version and architecture, the installer also with the release by digest;
+    // no larger than the original.
     let pull_spec = format!("oci:{}@{}", built.dir.display(), built.digest);
     for (archive, name) in [(&client, "oc"), (&install, "openshift-install")] {
         let gz = std::fs::File::open(out.join(archive)).unwrap();
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
-        let mut entries = tar.entries().unwrap();
-        let mut e = entries.next().unwrap().unwrap();
-        assert_eq!(e.path().unwrap().to_str().unwrap(), name);
-        assert_eq!(e.header().mode().unwrap() & 0o777, 0o755);
-        let mut bin = Vec::new();
-        std::io::Read::read_to_end(&mut e, &mut bin).unwrap();
-        assert!(entries.next().is_none(), "one file in {archive}");
+        let (bin, listing) = unpack_tool(gz, name);
+        let links: &[&str] = if name == "oc" { &["kubectl"] } else { &[] };
+        assert_eq!(listing.links, links, "{archive}");
+        assert!(listing.readme.contains(name), "{}", listing.readme);
         assert_eq!(bin.len(), stampable(name).len(), "{name} keeps its size");
         assert!(bin.starts_with(format!("\x7fELF {name} binary\n").as_bytes()));
-        assert_eq!(stamped(&bin, 0), pull_spec, "{name}: release image");
+        let image = if name == "oc" { "" } else { pull_spec.as_str() };
+        assert_eq!(stamped(&bin, 0), image, "{name}: release image");
         assert_eq!(stamped(&bin, 1), NAME, "{name}: version");
         assert_eq!(stamped(&bin, 2), "amd64", "{name}: architecture");
         assert!(bin.ends_with(b"end of binary\n"));
@@ -1876,26 +1912,252 @@ fn extract_tools_packs_stamped_binaries_with_checksums_that_sha256sum_accepts() 
     let err = f.fails(&extract_command(&f, &built, "kubectl", &f.path("none")));
     assert!(
         err.contains(
-            "--command kubectl: not a release tool; use one of oc, openshift-install, ccoctl"
+            "--command kubectl: not a release tool; use one of oc, openshift-install, \
+             openshift-baremetal-install, ccoctl"
         ),
         "{err}"
     );
+}
+
+/// An image of `files` (`(path, content)`) under `usr/share/openshift/`, as `cli-artifacts` and
+/// `installer-artifacts` are.
+fn artifacts(tag: &str, files: &[(&str, Vec<u8>)]) -> fx::ImageBuilder {
+    let mut entries = vec![
+        Entry::dir("usr/"),
+        Entry::dir("usr/share/"),
+        Entry::dir("usr/share/openshift/"),
+    ];
+    for (path, content) in files {
+        let dir = path.rsplit_once('/').unwrap().0;
+        entries.push(Entry::dir(&format!("usr/share/openshift/{dir}/")));
+        entries
+            .push(Entry::file(&format!("usr/share/openshift/{path}"), content.clone()).mode(0o755));
+    }
+    fx::operand(tag, "amd64").layer(entries)
+}
+
+#[test]
+fn extract_tools_for_every_platform_names_archives_as_oc_zips_windows_and_signs_the_checksums() {
+    let f = Forge::new();
+    let gpg = testkit::gpg::Gpg::new("OKD tools <tools@okd-forge.invalid>", None);
+    let key = gpg.export("--export-secret-keys", &["--armor"], &f.path("key.asc"));
+    let oc_for = |p: &str| stampable(&format!("oc-{p}"));
+    let cli_artifacts = artifacts(
+        "cli-artifacts",
+        &[
+            ("mac/oc", oc_for("mac")),
+            ("mac_arm64/oc", oc_for("mac_arm64")),
+            ("linux_amd64/oc", oc_for("linux_amd64")),
+            ("linux_arm64/oc", oc_for("linux_arm64")),
+            ("windows/oc.exe", oc_for("windows")),
+        ],
+    );
+    // Only the mac installer: the newer per-arch installers are left out without a word.
+    let installer_artifacts = artifacts(
+        "installer-artifacts",
+        &[("mac/openshift-install", stampable("openshift-install-mac"))],
+    );
+    let set = ReleaseSet::standard("amd64")
+        .edit("cli", |b| b.layer(usr_bin("oc", stampable("oc"))))
+        .edit("installer", |b| {
+            b.layer(usr_bin("openshift-install", stampable("openshift-install")))
+        })
+        .set("cli-artifacts", cli_artifacts)
+        .set("installer-artifacts", installer_artifacts);
+    let (_, mapping) = inputs(&f, &set, "mapping.txt");
+    let args = [
+        STANDARD_ARGS,
+        &[
+            "--include",
+            "cli-artifacts",
+            "--include",
+            "installer-artifacts",
+        ],
+    ]
+    .concat();
+    let built = build(&f, NAME, "payload", &mapping, &args);
+    let out = f.path("tools");
+    let (reference, to, store) = (built.reference(NAME), s(&out), s(&f.path("store")));
+    let report: Value = serde_json::from_str(&f.ok(&[
+        "release",
+        "extract",
+        "--tools",
+        &reference,
+        "--to",
+        &to,
+        "--store",
+        &store,
+        "--command-os",
+        "*",
+        "--signing-key",
+        &key,
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+
+    let archives: Vec<String> = [
+        "openshift-client-linux-amd64",
+        "openshift-client-linux-arm64",
+        "openshift-client-linux",
+        "openshift-client-mac-arm64",
+        "openshift-client-mac",
+    ]
+    .iter()
+    .map(|a| format!("{a}-{NAME}.tar.gz"))
+    .chain([
+        format!("openshift-client-windows-{NAME}.zip"),
+        format!("openshift-install-linux-{NAME}.tar.gz"),
+        format!("openshift-install-mac-{NAME}.tar.gz"),
+    ])
+    .collect();
+    let mut expected = archives.clone();
+    expected.extend(["release.txt", "sha256sum.txt", "sha256sum.txt.asc"].map(String::from));
+    expected.sort();
+    assert_eq!(file_names(&out), expected, "{report:#}");
+    assert_eq!(report["signed"], true);
+    let platforms: BTreeMap<&str, &str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap(), w["platform"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        platforms[format!("openshift-client-mac-arm64-{NAME}.tar.gz").as_str()],
+        "darwin/arm64"
+    );
+    assert_eq!(
+        platforms[format!("openshift-client-linux-{NAME}.tar.gz").as_str()],
+        "linux/amd64"
+    );
+    assert_eq!(
+        platforms[format!("openshift-client-windows-{NAME}.zip").as_str()],
+        "windows/amd64"
+    );
+
+    // Every archive and release.txt is listed, sha256sum agrees, and gpg verifies the list; a
+    // changed list no longer verifies.
+    let sums = std::fs::read_to_string(out.join("sha256sum.txt")).unwrap();
+    let listed: BTreeSet<&str> = sums
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1)
+        .collect();
+    let mut want: BTreeSet<&str> = archives.iter().map(String::as_str).collect();
+    want.insert("release.txt");
+    assert_eq!(listed, want);
+    let check = std::process::Command::new("sha256sum")
+        .args(["--check", "--strict", "sha256sum.txt"])
+        .current_dir(&out)
+        .status()
+        .unwrap();
+    assert!(check.success());
+    let (asc, list) = (
+        s(&out.join("sha256sum.txt.asc")),
+        s(&out.join("sha256sum.txt")),
+    );
+    gpg.run(&["--verify", &asc, &list]);
+    std::fs::write(&list, sums.replace(NAME, "4.17.0-okd-scos.2")).unwrap();
+    assert!(!gpg
+        .cmd()
+        .args(["--verify", &asc, &list])
+        .status()
+        .unwrap()
+        .success());
+
+    // Each platform's oc is its own binary, stamped with the version.
+    for (archive, platform) in [("mac-arm64", "mac_arm64"), ("linux-amd64", "linux_amd64")] {
+        let gz = std::fs::File::open(out.join(format!("openshift-client-{archive}-{NAME}.tar.gz")));
+        let (bin, listing) = unpack_tool(gz.unwrap(), "oc");
+        assert!(bin.starts_with(format!("\x7fELF oc-{platform} binary\n").as_bytes()));
+        assert_eq!(stamped(&bin, 1), NAME);
+        assert_eq!(listing.links, ["kubectl"]);
+    }
+    let (mac_installer, _) = unpack_tool(
+        std::fs::File::open(out.join(format!("openshift-install-mac-{NAME}.tar.gz"))).unwrap(),
+        "openshift-install",
+    );
+    let pull_spec = format!("oci:{}@{}", built.dir.display(), built.digest);
+    assert_eq!(stamped(&mac_installer, 0), pull_spec);
+
+    // Windows: a zip of README.md (CRLF lines) and oc.exe.
+    let zip =
+        std::fs::File::open(out.join(format!("openshift-client-windows-{NAME}.zip"))).unwrap();
+    let mut zip = zip::ZipArchive::new(zip).unwrap();
+    assert_eq!(
+        zip.file_names()
+            .map(|n| n.unwrap().into_owned())
+            .collect::<Vec<_>>(),
+        ["README.md", "oc.exe"]
+    );
+    let mut readme = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("README.md").unwrap(), &mut readme).unwrap();
+    assert!(
+        readme.contains("oc.exe") && readme.contains("\r\n"),
+        "{readme}"
+    );
+    let mut exe = Vec::new();
+    std::io::Read::read_to_end(&mut zip.by_name("oc.exe").unwrap(), &mut exe).unwrap();
+    assert!(exe.starts_with(b"\x7fELF oc-windows binary\n"));
+    assert_eq!(stamped(&exe, 1), NAME);
+
+    // One platform of one command gives its bare executable; signing needs archives.
+    let one = f.path("one");
+    f.ok(&[
+        "release",
+        "extract",
+        "--command",
+        "oc",
+        "--command-os",
+        "mac/arm64",
+        &reference,
+        "--to",
+        &s(&one),
+        "--store",
+        &store,
+    ]);
+    assert_eq!(file_names(&one), ["oc"]);
+    assert!(std::fs::read(one.join("oc"))
+        .unwrap()
+        .starts_with(b"\x7fELF oc-mac_arm64 binary\n"));
+    let err = f.fails(&[
+        "release",
+        "extract",
+        "--command",
+        "oc",
+        &reference,
+        "--to",
+        &s(&one),
+        "--store",
+        &store,
+        "--signing-key",
+        &key,
+    ]);
+    assert!(err.contains("--signing-key signs the archives"), "{err}");
+    let err = f.fails(&[
+        "release",
+        "extract",
+        "--tools",
+        &reference,
+        "--to",
+        &s(&one),
+        "--store",
+        &store,
+        "--command-os",
+        "plan9",
+    ]);
+    assert!(err.contains("--command-os plan9: not a platform"), "{err}");
 }
 
 #[test]
 fn extract_command_honours_a_whiteout_in_a_later_layer() {
     let f = Forge::new();
     let set = ReleaseSet::standard("amd64").edit("installer", |b| {
-        b.layer(vec![
-            Entry::dir("usr/"),
-            Entry::dir("usr/bin/"),
-            Entry::file("usr/bin/openshift-install", stampable("openshift-install")).mode(0o755),
-        ])
-        .layer(vec![
-            Entry::dir("usr/"),
-            Entry::dir("usr/bin/"),
-            Entry::file("usr/bin/.wh.openshift-install", ""),
-        ])
+        b.layer(usr_bin("openshift-install", stampable("openshift-install")))
+            .layer(vec![
+                Entry::dir("usr/"),
+                Entry::dir("usr/bin/"),
+                Entry::file("usr/bin/.wh.openshift-install", ""),
+            ])
     });
     let (_, mapping) = inputs(&f, &set, "mapping.txt");
     let built = build(&f, NAME, "payload", &mapping, STANDARD_ARGS);

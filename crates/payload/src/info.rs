@@ -55,6 +55,84 @@ pub struct ReleaseInfo {
 }
 
 impl ReleaseInfo {
+    /// What `release info` prints (`oc adm release info`): name, digest, metadata, component
+    /// versions and images, with their commits instead of pull specs when `commits`.
+    pub fn describe(&self, commits: bool) -> String {
+        let i = self;
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "Name:           {}", i.name());
+        let _ = writeln!(s, "Digest:         {}", i.digest);
+        let _ = writeln!(s, "Created:        {}", i.config.created());
+        let _ = writeln!(s, "OS/Arch:        {}", i.platform);
+        let _ = writeln!(s, "Manifests:      {}", i.manifests().len());
+        if !i.metadata_files().is_empty() {
+            let _ = writeln!(s, "Metadata files: {}", i.metadata_files().len());
+        }
+        let _ = writeln!(s, "\nPull From: {}", i.pull_spec);
+        if let Some(m) = &i.metadata {
+            let _ = writeln!(s, "\nRelease Metadata:\n  Version:  {}", m.version);
+            let mut prev: Vec<&String> = m.previous.iter().collect();
+            prev.sort_by(
+                |a, b| match (semver::Version::parse(a), semver::Version::parse(b)) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => a.cmp(b),
+                },
+            );
+            let upgrades = if prev.is_empty() {
+                "<none>".to_string()
+            } else {
+                prev.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(s, "  Upgrades: {upgrades}");
+            if !m.metadata.is_empty() {
+                let _ = writeln!(s, "  Metadata:");
+                for (k, v) in &m.metadata {
+                    let _ = writeln!(s, "    {k}: {v}");
+                }
+            }
+        }
+        if !i.versions.is_empty() {
+            let _ = writeln!(s, "\nComponent Versions:");
+            let width = i.versions.keys().map(String::len).max().unwrap_or(0);
+            for (k, v) in &i.versions {
+                let line = format!("  {k:width$}  {:<16} {}", v.version, v.display_name);
+                let _ = writeln!(s, "{}", line.trim_end());
+            }
+        }
+        let tags = &i.references.spec.tags;
+        let width = tags.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+        let _ = writeln!(s, "\nImages:");
+        if commits {
+            let _ = writeln!(s, "  {:width$}  {:<60}  COMMIT", "NAME", "REPO");
+            for t in tags {
+                let repo = t.annotation(is::SOURCE_LOCATION);
+                let _ = writeln!(
+                    s,
+                    "  {:width$}  {:<60}  {}",
+                    t.name,
+                    repo,
+                    t.annotation(is::COMMIT_ID)
+                );
+            }
+        } else {
+            let _ = writeln!(s, "  {:width$}  PULL SPEC", "NAME");
+            for t in tags {
+                let _ = writeln!(s, "  {:width$}  {}", t.name, t.pullspec().unwrap_or(""));
+            }
+        }
+        if !i.warnings.is_empty() {
+            let _ = writeln!(s, "\nWarnings:");
+            for w in &i.warnings {
+                let _ = writeln!(s, "* {w}");
+            }
+        }
+        s
+    }
+
     /// The release name: the metadata version, else the image-references name.
     pub fn name(&self) -> &str {
         match &self.metadata {

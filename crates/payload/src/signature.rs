@@ -309,7 +309,32 @@ impl std::fmt::Debug for Signer {
     }
 }
 
+/// The environment variable that may hold the signing key's passphrase.
+pub const PASSPHRASE_ENV: &str = "OKD_FORGE_SIGNING_PASSPHRASE";
+
 impl Signer {
+    /// The key of `path`, unlocked with the first line of `passphrase_file`, else with
+    /// `$OKD_FORGE_SIGNING_PASSPHRASE` when it is set.
+    pub fn load(path: &Path, passphrase_file: Option<&Path>) -> Result<Signer> {
+        let passphrase = match passphrase_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| {
+                        invalid(format!(
+                            "cannot read the passphrase file {}: {e}",
+                            f.display()
+                        ))
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            None => std::env::var(PASSPHRASE_ENV).ok(),
+        };
+        Signer::from_file(path, passphrase)
+    }
+
     /// The first secret key of `path` (armored or binary, e.g. `gpg --export-secret-keys`),
     /// unlocked with `passphrase` when it is protected.
     pub fn from_file(path: &Path, passphrase: Option<String>) -> Result<Signer> {

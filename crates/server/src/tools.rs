@@ -1,10 +1,11 @@
 //! The release tools of stable releases, as promotion extracts them (`publish.tools` in
 //! forge.yaml): `GET /tools/<release>/<file>` serves `<tools>/<release>/<file>`, the
-//! `openshift-*-linux-<release>.tar.gz` archives, `sha256sum.txt` and `sha256sum.txt.asc`.
+//! per-platform archives (`openshift-client-linux-<release>.tar.gz`, …-windows-<release>.zip),
+//! `release.txt`, `sha256sum.txt` and `sha256sum.txt.asc`.
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET\|HEAD /tools/<release>/<file>` | the file: `application/gzip` for archives, else `text/plain` |
+//! | `GET\|HEAD /tools/<release>/<file>` | the file: `application/gzip` or `application/zip` for archives, else `text/plain` |
 //! | a name with `/`, `..` or a leading `.` (a directory being written), a missing file | `404` |
 //! | any path, without `publish.tools` | `404` saying so |
 
@@ -42,6 +43,8 @@ async fn tool(
     }
     let kind = if file.ends_with(".gz") {
         "application/gzip"
+    } else if file.ends_with(".zip") {
+        "application/zip"
     } else {
         "text/plain; charset=utf-8"
     };

@@ -32,23 +32,8 @@ impl Signing {
     /// Loads `publish.signing` (the key, its passphrase file or `$OKD_FORGE_SIGNING_PASSPHRASE`).
     pub(super) fn load(config: &build::config::Signing) -> Result<Signing, ControllerError> {
         let bad = |e: String| ControllerError::Usage(format!("publish.signing: {e}"));
-        let passphrase = match &config.passphrase_file {
-            Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| {
-                        bad(format!(
-                            "cannot read the passphrase file {}: {e}",
-                            f.display()
-                        ))
-                    })?
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
-            ),
-            None => std::env::var("OKD_FORGE_SIGNING_PASSPHRASE").ok(),
-        };
-        let signer = Signer::from_file(&config.key, passphrase).map_err(|e| bad(e.to_string()))?;
+        let signer = Signer::load(&config.key, config.passphrase_file.as_deref())
+            .map_err(|e| bad(e.to_string()))?;
         let configmap = match &config.url {
             Some(url) => Some(
                 verification_configmap("okd-forge", &signer.keyring(), url)
@@ -302,36 +287,26 @@ impl Controller {
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             info.pull_spec = pull_spec.to_string();
-            let written = payload::tools::extract(
-                &self.forge.sources,
-                &info,
-                &payload::tools::TOOLS,
-                false,
-                true,
-                &tmp,
-            )
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-            if let Some(s) = &self.signing {
-                let sums = tmp.join("sha256sum.txt");
-                let data =
-                    std::fs::read(&sums).map_err(|e| fail(format!("{}: {e}", sums.display())))?;
-                let asc = s
-                    .signer
-                    .sign_detached(&data)
-                    .map_err(|e| fail(e.to_string()))?;
-                std::fs::write(tmp.join("sha256sum.txt.asc"), asc)
-                    .map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
+            let opts = payload::tools::Options {
+                command: None,
+                platform: payload::tools::Platform::All,
+                signer: self.signing.as_ref().map(|s| &s.signer),
+            };
+            let out = payload::tools::extract(&self.forge.sources, &info, &opts, &tmp)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            for w in &out.warnings {
+                tracing::info!(release = %p.name, "tools: {w}");
             }
             std::fs::rename(&tmp, &at)
                 .map_err(|e| fail(format!("{} → {}: {e}", tmp.display(), at.display())))?;
-            files = written.into_iter().map(|w| w.name).collect();
+            files = out.files.into_iter().map(|w| w.name).collect();
         }
         if files.is_empty() {
             let mut names: Vec<String> = std::fs::read_dir(&at)
                 .map_err(|e| fail(format!("{}: {e}", at.display())))?
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.ends_with(".tar.gz"))
+                .filter(|n| !n.starts_with("sha256sum.txt"))
                 .collect();
             names.sort();
             files = names;
