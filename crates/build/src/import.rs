@@ -472,6 +472,7 @@ impl Importer {
             native: None,
             versions: BTreeMap::new(),
             labels: BTreeMap::new(),
+            os: false,
         };
         for (k, v) in m {
             let field = format!("{path}.{k}");
@@ -694,6 +695,7 @@ impl Importer {
                     promotion: Some(promotion),
                     rebuild: None,
                     release: None,
+                    os: None,
                 };
                 (name, stream)
             })

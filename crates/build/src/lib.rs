@@ -28,5 +28,6 @@ pub mod import;
 pub mod import_rc;
 pub mod native;
 pub mod os;
+pub mod osgate;
 pub mod run;
 pub mod state;

@@ -20,6 +20,7 @@ use futures_util::{stream, StreamExt};
 use oci::compose::{self, Layer, NewImage};
 use oci::manifest::{media_type, Parsed};
 use oci::{Copier, Descriptor, Digest, ImageRef, Layout, Selector, Store};
+use payload::imagestream::OPERATOR_LABEL;
 use payload::source::{pick_child, PullSpec, Sources};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -30,6 +31,8 @@ use crate::buildah::{self, BuildRequest, Buildah, ContainerfileSource, FromRules
 use crate::config::{Config, Image, Rebuild, Recipe, Revision, Stream, StreamImage};
 use crate::git::{CommitId, GitSources};
 use crate::native;
+use crate::os::OsVersion;
+use crate::osgate::{self, OsReleaseRecord, Proposal};
 use crate::state::{NewBuild, Outcome, State};
 
 /// The labels every build stamps.
@@ -204,6 +207,20 @@ pub struct ImageResult {
     pub log: Option<PathBuf>,
     /// How long it took, in seconds.
     pub seconds: f64,
+    /// For the OS image of a stream that follows an OS: the release it is built on, and what
+    /// the gate did with the image (none when the stream has it already).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsResult>,
+}
+
+/// What an OS image build did (see [`osgate`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OsResult {
+    /// The OS release it is built on.
+    pub version: String,
+    /// What the gate did with the image: a candidate for the stream's next payload, or one
+    /// known already; none when the stream has the image.
+    pub gate: Option<Proposal>,
 }
 
 impl ImageResult {
@@ -245,6 +262,8 @@ struct Job {
     revision: Revision,
     /// Stream images this one reads, by the name it uses for them.
     deps: BTreeMap<String, ImageKey>,
+    /// The stream's OS image, built on the stream's OS release and promoted through its gate.
+    os: bool,
 }
 
 /// Reconciles the selected images; returns one result per image, in stream then image order. Only
@@ -403,6 +422,7 @@ fn plan(cfg: &Config, stream_name: &str, stream: &Stream, si: &StreamImage, req:
         pull: req.git_ref.is_some(),
         url: component.git.url.clone(),
         revision,
+        os: image.os && stream.os.is_some(),
         image,
         deps,
     }
@@ -525,6 +545,7 @@ fn result(key: ImageKey, component: String, status: Status) -> ImageResult {
         build_id: None,
         log: None,
         seconds: 0.0,
+        os: None,
     }
 }
 
@@ -645,14 +666,34 @@ async fn attempt(
     let variant = &cfg.variants[&stream.variant];
     let mut build_args = variant.build_args.clone();
     build_args.extend(job.image.build_args.clone());
-    let labels = labels(job, commit);
+    // The OS image is built on the stream's OS release: it replaces the base of the last stage
+    // (or the native base).
+    let os_release = match job.os {
+        false => None,
+        true => Some(
+            osgate::desired(&forge.state, &job.key.stream)
+                .map_err(|e| plain(e.to_string()))?
+                .map_err(plain)?,
+        ),
+    };
+    let os_version = match &os_release {
+        Some(r) => Some(r.version.parse::<OsVersion>().map_err(|e| {
+            plain(format!(
+                "stream {}: recorded OS release: {e}",
+                job.key.stream
+            ))
+        })?),
+        None => None,
+    };
+    let labels = labels(job, commit, os_version.as_ref());
+    let os_base = os_release.as_ref().map(|r| r.base.as_str());
 
     // The Containerfile, read at the commit with its FROMs rewritten, names the images a build
     // reads; a native build reads its base.
     let rules = FromRules {
         base_images: &variant.base_images,
         inputs: &job.image.inputs,
-        last_stage: job.image.from.as_deref(),
+        last_stage: os_base.or(job.image.from.as_deref()),
     };
     let containerfile = match &job.image.recipe {
         Recipe::Native { .. } => None,
@@ -681,7 +722,7 @@ async fn attempt(
     };
     let names = match (&rewritten, &job.image.recipe) {
         (Some(text), _) => buildah::from_images(text),
-        (None, Recipe::Native { base, .. }) => vec![base.clone()],
+        (None, Recipe::Native { base, .. }) => vec![os_base.unwrap_or(base).to_string()],
         (None, _) => unreachable!("Containerfile recipes have a text"),
     };
     let mut resolved: BTreeMap<String, Resolved> = BTreeMap::new();
@@ -703,6 +744,7 @@ async fn attempt(
         &rules,
         rewritten.as_deref(),
         &resolved,
+        os_release.as_ref().map(|r| r.version.as_str()),
     );
     let current = current(&forge.state, &job.key);
     if !force {
@@ -713,18 +755,34 @@ async fn attempt(
         {
             if let Ok(digest) = d.parse::<Digest>() {
                 if has_manifest(&forge.store, &digest).await {
+                    let os = |gate| {
+                        os_release.as_ref().map(|r| OsResult {
+                            version: r.version.clone(),
+                            gate,
+                        })
+                    };
                     // Unchanged: the stream already has it, or (an image built but not promoted)
-                    // there is nothing to promote. A pull-request build reports the reuse.
-                    if current.as_ref() == Some(&digest) || (!job.promote && !job.pull) {
+                    // there is nothing to promote, or it is an OS image its gate knows. A
+                    // pull-request build reports the reuse.
+                    let known = match job.os && job.promote && current.as_ref() != Some(&digest) {
+                        true => osgate::known(&forge.state, &job.key.stream, &digest.to_string())
+                            .map_err(|e| plain(e.to_string()))?,
+                        false => None,
+                    };
+                    if current.as_ref() == Some(&digest)
+                        || (!job.promote && !job.pull)
+                        || known.is_some()
+                    {
                         let mut r = outcome(job, Some(commit), Status::Unchanged);
                         r.digest = Some(digest.to_string());
+                        r.os = os(known);
                         return Ok(r);
                     }
                     let id = forge
                         .state
                         .start_build(&new_build(job, commit, &hash, None))
                         .map_err(|e| plain(e.to_string()))?;
-                    let promoted = promote(forge, job, &digest, id)
+                    let (promoted, gate) = promote(forge, job, &digest, id, os_release.as_ref())
                         .await
                         .map_err(|e| (e, Some(id), None))?;
                     forge
@@ -741,6 +799,7 @@ async fn attempt(
                         digest: Some(digest.to_string()),
                         promoted,
                         build_id: Some(id),
+                        os: os(gate),
                         ..outcome(job, Some(commit), Status::Cached)
                     });
                 }
@@ -818,7 +877,15 @@ async fn attempt(
         }
     };
     drop(ws);
-    let promoted = promote(forge, job, &digest, id).await.map_err(fail)?;
+    let digest = match os_base {
+        Some(base) => label_operator(forge, &digest, &resolved[base])
+            .await
+            .map_err(fail)?,
+        None => digest,
+    };
+    let (promoted, gate) = promote(forge, job, &digest, id, os_release.as_ref())
+        .await
+        .map_err(fail)?;
     forge
         .state
         .finish_build(
@@ -834,6 +901,10 @@ async fn attempt(
         promoted,
         build_id: Some(id),
         log: Some(log),
+        os: os_release.map(|r| OsResult {
+            version: r.version,
+            gate,
+        }),
         ..outcome(job, Some(commit), Status::Built)
     })
 }
@@ -874,21 +945,25 @@ fn new_build(job: &Job, commit: &str, hash: &str, logs: Option<&Path>) -> NewBui
     }
 }
 
-/// The image's configured labels, then the stamps (which win).
-fn labels(job: &Job, commit: &str) -> BTreeMap<String, String> {
+/// The image's configured labels, then the stamps (which win): the commit, and the component
+/// versions, with `machine-os` and its display name for an image built on OS release `os`.
+fn labels(job: &Job, commit: &str, os: Option<&OsVersion>) -> BTreeMap<String, String> {
     let mut l = job.image.labels.clone();
     l.extend([
         (COMMIT_ID_LABEL.to_string(), commit.to_string()),
         (COMMIT_REF_LABEL.to_string(), revision_text(&job.revision)),
         (SOURCE_LOCATION_LABEL.to_string(), job.url.clone()),
     ]);
-    if !job.image.versions.is_empty() {
-        let v: Vec<String> = job
-            .image
-            .versions
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+    let mut versions = job.image.versions.clone();
+    if let Some(v) = os {
+        versions.insert("machine-os".into(), v.machine_os().to_string());
+        l.insert(
+            crate::os::DISPLAY_NAMES_LABEL.to_string(),
+            format!("machine-os={}", v.os().display_name()),
+        );
+    }
+    if !versions.is_empty() {
+        let v: Vec<String> = versions.iter().map(|(k, v)| format!("{k}={v}")).collect();
         l.insert(VERSIONS_LABEL.to_string(), v.join(","));
     }
     l
@@ -902,6 +977,7 @@ fn input_hash(
     rules: &FromRules,
     containerfile: Option<&str>,
     resolved: &BTreeMap<String, Resolved>,
+    os: Option<&str>,
 ) -> String {
     let recipe = match &job.image.recipe {
         Recipe::Native {
@@ -922,6 +998,7 @@ fn input_hash(
         "versions": job.image.versions,
         "labels": job.image.labels,
         "images": resolved.iter().map(|(n, r)| (n.clone(), Value::String(r.digest.to_string()))).collect::<serde_json::Map<_, _>>(),
+        "os": os,
     });
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&doc).expect("hash input serialises"));
@@ -1026,37 +1103,147 @@ async fn has_manifest(store: &Store, digest: &Digest) -> bool {
     }
 }
 
-/// Points the stream tag at `digest`: the store tag first, then the database, so a crash in between
-/// converges on the next run (the database still differs, so the promotion is redone).
+/// Promotes what `job` built: into the stream (see [`promote_tag`]), or, for the OS image of a
+/// stream that follows an OS (built on `os`), as a candidate through the OS gate.
 async fn promote(
     forge: &Arc<Forge>,
     job: &Job,
     digest: &Digest,
     build_id: i64,
-) -> Result<bool, String> {
+    os: Option<&OsReleaseRecord>,
+) -> Result<(bool, Option<Proposal>), String> {
     if !job.promote {
-        return Ok(false);
+        return Ok((false, None));
     }
+    if let (true, Some(os)) = (job.os, os) {
+        let p = osgate::propose(
+            &forge.state,
+            &job.key.stream,
+            &job.key.tag,
+            &digest.to_string(),
+            &os.version,
+            Some(build_id),
+            osgate::now(),
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok((false, Some(p)));
+    }
+    let promoted =
+        promote_tag(forge, &job.key.stream, &job.key.tag, digest, Some(build_id)).await?;
+    Ok((promoted, None))
+}
+
+/// Points `stream`'s `tag` at `digest`: the store tag first, then the database, so a crash in
+/// between converges on the next run (the database still differs, so the promotion is redone).
+/// Whether the tag moved.
+pub async fn promote_tag(
+    forge: &Forge,
+    stream: &str,
+    tag: &str,
+    digest: &Digest,
+    build_id: Option<i64>,
+) -> Result<bool, String> {
     let m = forge
         .store
         .get_manifest(Some(&Selector::Digest(digest.clone())))
         .await
         .map_err(|e| e.to_string())?;
-    let tag = store_tag(&job.key.stream, &job.key.tag);
     forge
         .store
-        .put_manifest(&m, Some(&tag), true)
+        .put_manifest(&m, Some(&store_tag(stream, tag)), true)
         .await
         .map_err(|e| e.to_string())?;
     forge
         .state
-        .promote(
-            &job.key.stream,
-            &job.key.tag,
-            &digest.to_string(),
-            Some(build_id),
-        )
+        .promote(stream, tag, &digest.to_string(), build_id)
         .map_err(|e| e.to_string())
+}
+
+/// The OS image `digest` labelled `io.openshift.release.operator=true` when its top layer, one
+/// the build added on top of `base`, holds files under `/manifests` (what `release new` reads of
+/// an operator image); otherwise, or when the label is set already, `digest` itself.
+async fn label_operator(forge: &Forge, digest: &Digest, base: &Resolved) -> Result<Digest, String> {
+    let what = format!("OS image {digest}");
+    let found = forge
+        .sources
+        .find_ref(&what, &store_ref(&forge.store, digest))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (config, layers) = forge
+        .sources
+        .config(&what, &found)
+        .await
+        .map_err(|e| e.to_string())?;
+    if config.label(OPERATOR_LABEL).is_some() {
+        return Ok(digest.clone());
+    }
+    let base_what = format!("base image {}", base.image);
+    let (_, base_image, _) = payload::info::resolve(
+        &forge.sources,
+        &base_what,
+        &base.image,
+        Some(oci::manifest::host_arch()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let (_, base_layers) = forge
+        .sources
+        .config(&base_what, &base_image)
+        .await
+        .map_err(|e| e.to_string())?;
+    if layers.len() <= base_layers.len()
+        || forge
+            .sources
+            .operator_files(&what, &found, &layers, false)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_empty()
+    {
+        return Ok(digest.clone());
+    }
+    let mut cfg = config.0;
+    let inner = cfg
+        .pointer_mut("/config")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| format!("{what}: its config has no `config` object"))?;
+    let labels = inner.entry("Labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    labels[OPERATOR_LABEL] = json!("true");
+    let cfg_bytes = bytes::Bytes::from(serde_json::to_vec(&cfg).expect("JSON serialises"));
+    let cfg_digest = Digest::sha256_of(&cfg_bytes);
+    let mut manifest: Value = serde_json::from_slice(&found.manifest.bytes)
+        .map_err(|e| format!("{what}: its manifest: {e}"))?;
+    let media = manifest["config"]["mediaType"]
+        .as_str()
+        .unwrap_or(media_type::OCI_CONFIG)
+        .to_string();
+    manifest["config"]["digest"] = json!(cfg_digest.to_string());
+    manifest["config"]["size"] = json!(cfg_bytes.len());
+    let m_bytes = bytes::Bytes::from(serde_json::to_vec(&manifest).expect("JSON serialises"));
+    let m_digest = Digest::sha256_of(&m_bytes);
+    let raw = oci::RawManifest::new(
+        &what,
+        m_bytes,
+        Some(&found.manifest.media_type),
+        m_digest.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let image = NewImage {
+        manifest: raw,
+        children: Vec::new(),
+        blobs: vec![(
+            Descriptor::new(media, cfg_digest, cfg_bytes.len() as u64),
+            cfg_bytes,
+        )],
+        base_layers: layers,
+        base_store: forge.store.clone(),
+    };
+    compose::push(&image, &forge.copier, &forge.store, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(m_digest)
 }
 
 /// Layers a native build's tar onto its base and pushes the image (untagged) to the store.
@@ -1273,9 +1460,11 @@ mod tests {
                 inputs: BTreeMap::new(),
                 versions: BTreeMap::new(),
                 labels: BTreeMap::new(),
+                os: false,
             },
             promote: true,
             pull: false,
+            os: false,
             url: String::new(),
             revision: Revision::Branch("main".into()),
             deps: deps

@@ -240,6 +240,50 @@ pub const MIGRATIONS: &[M<'static>] = &[
             PRIMARY KEY (payload, kind)
         ) STRICT;",
     ),
+    // OS releases (`build::osgate`; times are unix seconds): each release a stream's `os:`
+    // source gave (`images`: JSON arch → image by digest; `base`: the image builds use), the
+    // outcome of the last poll, pins, and the OS images waiting for (or decided by) a payload's
+    // verification before they enter their stream.
+    M::up(
+        "CREATE TABLE os_releases (
+            stream        TEXT NOT NULL,
+            version       TEXT NOT NULL,
+            source        TEXT NOT NULL,
+            last_modified TEXT,
+            versions      TEXT NOT NULL,
+            images        TEXT NOT NULL,
+            base          TEXT NOT NULL,
+            found         INTEGER NOT NULL,
+            PRIMARY KEY (stream, version)
+        ) STRICT;
+        CREATE TABLE os_polls (
+            stream      TEXT PRIMARY KEY,
+            at          INTEGER NOT NULL,
+            ok          INTEGER NOT NULL CHECK (ok IN (0, 1)),
+            message     TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE os_pins (
+            stream      TEXT PRIMARY KEY,
+            version     TEXT NOT NULL,
+            reason      TEXT NOT NULL,
+            at          INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE os_candidates (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            stream      TEXT NOT NULL,
+            tag         TEXT NOT NULL,
+            digest      TEXT NOT NULL,
+            version     TEXT NOT NULL,
+            build_id    INTEGER REFERENCES builds (id) ON DELETE SET NULL,
+            state       TEXT NOT NULL
+                        CHECK (state IN ('testing', 'accepted', 'rejected', 'superseded')),
+            payload     TEXT,
+            reason      TEXT,
+            created     INTEGER NOT NULL,
+            decided     INTEGER,
+            UNIQUE (stream, digest)
+        ) STRICT;",
+    ),
 ];
 
 /// [`MIGRATIONS`] as the `Migrations` that [`State::open`] applies.

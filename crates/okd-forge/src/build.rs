@@ -87,6 +87,9 @@ pub async fn build(args: BuildArgs, output: Output) -> Result<()> {
         req.force = config.streams.keys().cloned().collect();
     }
     let forge = Arc::new(forge(config, &args.access)?);
+    if req.git_ref.is_none() {
+        crate::os::poll_before_build(&forge, &req.streams, output).await;
+    }
     let results = reconcile(&forge, &req, output).await?;
     report(&results, output)
 }
@@ -148,6 +151,10 @@ fn table(results: &[ImageResult]) -> Table {
         } else {
             result
         };
+        let result = match &r.os {
+            Some(os) => format!("{result}, {}", os_gate(os)),
+            None => result,
+        };
         t.add_row([
             r.key.stream.clone(),
             r.key.tag.clone(),
@@ -168,6 +175,20 @@ fn table(results: &[ImageResult]) -> Table {
         ]);
     }
     t
+}
+
+/// What the OS gate did with an OS image (see `build::osgate`).
+fn os_gate(os: &build::run::OsResult) -> String {
+    use build::osgate::Proposal;
+    let v = &os.version;
+    match &os.gate {
+        None => format!("OS {v}"),
+        Some(Proposal::Testing | Proposal::Retesting) => {
+            format!("OS {v}: to be verified by the stream's next payload")
+        }
+        Some(Proposal::StillTesting) => format!("OS {v}: being verified"),
+        Some(Proposal::Rejected(p)) => format!("OS {v}: rejected by {p}, not proposed again"),
+    }
 }
 
 /// Run `watch`: poll, build what changed, force rebuilds on each stream's `rebuild` schedule.
@@ -191,6 +212,7 @@ pub async fn watch(args: WatchArgs, output: Output) -> Result<()> {
         for s in &force {
             eprintln!("{s}: scheduled rebuild");
         }
+        crate::os::poll_before_build(&forge, &args.streams, output).await;
         let req = Request {
             streams: args.streams.clone(),
             components: Vec::new(),

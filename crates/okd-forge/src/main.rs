@@ -7,6 +7,7 @@ mod controller;
 mod demo;
 mod image;
 mod mirror;
+mod os;
 mod progress;
 mod release;
 mod serve;
@@ -63,6 +64,9 @@ enum Command {
     /// Copy, inspect and list images in registries and OCI layouts.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// The OS each stream follows (Fedora CoreOS, CentOS Stream CoreOS): status, poll, pin.
+    #[command(subcommand)]
+    Os(os::OsCommand),
     /// Build, inspect, extract and compare release payloads (like `oc adm release`).
     #[command(subcommand)]
     Release(release::ReleaseCommand),
@@ -124,6 +128,7 @@ async fn dispatch(command: Command, output: Output) -> anyhow::Result<()> {
         Command::Demo(a) => demo::demo(a, output).await,
         Command::DemoJob(a) => demo::job(a).await,
         Command::Image(c) => image::run(c, output).await,
+        Command::Os(c) => os::run(c, output).await,
         Command::Serve(a) => serve::serve(a, output).await,
         Command::Store(c) => image::run_store(c, output).await,
         Command::Release(c) => release::run(c, output).await,

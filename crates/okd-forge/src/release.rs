@@ -279,6 +279,10 @@ pub struct DiffArgs {
     /// CACHE/git; file:// and https work).
     #[arg(long)]
     changelog: bool,
+    /// When the OS image changed, compare the packages of the two OS images' rpm databases
+    /// (reads both images' layers).
+    #[arg(long)]
+    rpmdb_diff: bool,
     /// For manifest lists, the architecture to read. Default: this machine's, else amd64, else the
     /// first.
     #[arg(long, value_name = "ARCH")]
@@ -578,7 +582,9 @@ async fn diff(a: DiffArgs, output: Output) -> Result<()> {
     let git = a
         .changelog
         .then(|| GitCache::new(a.local.cache.join("git")));
-    let d = payload::diff::diff_releases(&sources, &from, &to, a.arch.as_deref(), git).await?;
+    let d =
+        payload::diff::diff_releases(&sources, &from, &to, a.arch.as_deref(), git, a.rpmdb_diff)
+            .await?;
     match output {
         Output::Json => print_json(&d),
         _ => print!("{}", d.markdown()),

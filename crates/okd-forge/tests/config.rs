@@ -119,7 +119,7 @@ fn missing_file() {
 fn unknown_field() {
     assert_eq!(
         check_fails(&BASE.replace("        containerfile", "        dockerfile: Dockerfile\n        containerfile")),
-        "error: forge.yaml:9:9: components.machine-config-operator.images[0].dockerfile: unknown field `dockerfile`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native, versions, labels"
+        "error: forge.yaml:9:9: components.machine-config-operator.images[0].dockerfile: unknown field `dockerfile`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native, versions, labels, os"
     );
 }
 

@@ -13,6 +13,7 @@ use crate::changelog::{github_repo, ChangeCommit, GitCache};
 use crate::error::Result;
 use crate::imagestream::{self as is, TagReference};
 use crate::info::ReleaseInfo;
+use crate::rpmdb::PackageDiff;
 use crate::source::Sources;
 
 /// One side of the comparison.
@@ -70,6 +71,42 @@ pub struct ImageChange {
     pub full_change_log: Option<String>,
 }
 
+/// The OS of the two releases: the image whose `io.openshift.build.versions` label names
+/// `machine-os` (`fedora-coreos`, `stream-coreos`, `rhel-coreos`, `machine-os-content`).
+#[derive(Debug, Clone, Serialize)]
+pub struct OsChange {
+    /// Its tag in the newer release.
+    pub tag: String,
+    /// `Fedora CoreOS`, `CentOS Stream CoreOS`.
+    #[serde(rename = "displayName", skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    /// The `machine-os` version in the newer release.
+    pub version: String,
+    /// The `machine-os` version in the older release, if it had an OS image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The newer release's OS image.
+    #[serde(rename = "imageRef")]
+    pub image_ref: String,
+    /// The older release's OS image.
+    #[serde(rename = "fromImageRef", skip_serializing_if = "Option::is_none")]
+    pub from_image_ref: Option<String>,
+    /// The packages that changed between the two OS images' rpm databases, when read
+    /// ([`os_packages`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<PackageDiff>,
+    /// Why there is no package list, when it was asked for.
+    #[serde(rename = "packagesNote", skip_serializing_if = "Option::is_none")]
+    pub packages_note: Option<String>,
+}
+
+impl OsChange {
+    /// Whether the OS image changed.
+    pub fn changed(&self) -> bool {
+        self.from_image_ref.as_deref() != Some(self.image_ref.as_str())
+    }
+}
+
 /// The comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReleaseDiff {
@@ -82,6 +119,9 @@ pub struct ReleaseDiff {
     pub upgrade_from: bool,
     /// Component versions that changed or appeared.
     pub components: Vec<ComponentChange>,
+    /// The OS, when the newer release has an OS image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsChange>,
     /// Images only in the newer release.
     #[serde(rename = "newImages")]
     pub new_images: Vec<ImageChange>,
@@ -154,6 +194,7 @@ pub fn diff<'a>(from: &'a ReleaseInfo, to: &'a ReleaseInfo, git: Option<&GitCach
             .as_ref()
             .is_some_and(|m| m.previous.iter().any(|p| p == from.name())),
         components: Vec::new(),
+        os: os_change(from, to),
         new_images: Vec::new(),
         removed_images: Vec::new(),
         rebuilt_images: Vec::new(),
@@ -223,23 +264,92 @@ pub fn diff<'a>(from: &'a ReleaseInfo, to: &'a ReleaseInfo, git: Option<&GitCach
     d
 }
 
+/// The tag of `info`'s OS image (the first whose versions label names `machine-os`), with its
+/// version and display name.
+fn os_tag(info: &ReleaseInfo) -> Option<(&TagReference, String, String)> {
+    info.references.spec.tags.iter().find_map(|t| {
+        let versions = t.annotation(is::VERSIONS);
+        let version = versions
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("machine-os="))?;
+        let display = t
+            .annotation(is::DISPLAY_NAMES)
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("machine-os="))
+            .unwrap_or("");
+        Some((t, version.to_string(), display.to_string()))
+    })
+}
+
+fn os_change(from: &ReleaseInfo, to: &ReleaseInfo) -> Option<OsChange> {
+    let (tag, version, display_name) = os_tag(to)?;
+    let before = os_tag(from);
+    Some(OsChange {
+        tag: tag.name.clone(),
+        display_name,
+        version,
+        from: before.as_ref().map(|(_, v, _)| v.clone()),
+        image_ref: tag.pullspec().unwrap_or("").to_string(),
+        from_image_ref: before.map(|(t, _, _)| t.pullspec().unwrap_or("").to_string()),
+        packages: None,
+        packages_note: None,
+    })
+}
+
 /// Loads releases `from` and `to` (for a manifest list, the child for `arch`, see
 /// [`crate::info::load`]) and compares them with [`diff`]; the git work runs on a blocking
-/// thread.
+/// thread. With `packages`, a changed OS image's packages are compared too ([`os_packages`]).
 pub async fn diff_releases(
     sources: &Sources,
     from: &ImageRef,
     to: &ImageRef,
     arch: Option<&str>,
     git: Option<GitCache>,
+    packages: bool,
 ) -> Result<ReleaseDiff> {
     let (from, to) = tokio::try_join!(
         crate::info::load(sources, from, arch),
         crate::info::load(sources, to, arch),
     )?;
-    tokio::task::spawn_blocking(move || diff(&from, &to, git.as_ref()))
+    let mut d = tokio::task::spawn_blocking(move || diff(&from, &to, git.as_ref()))
         .await
-        .map_err(|e| crate::error::Error::Invalid(format!("comparing the releases failed: {e}")))
+        .map_err(|e| crate::error::Error::Invalid(format!("comparing the releases failed: {e}")))?;
+    if packages {
+        os_packages(sources, &mut d, arch).await;
+    }
+    Ok(d)
+}
+
+/// Fills in the package difference of `d`'s OS images, when the OS image changed: each image's
+/// rpm database ([`crate::rpmdb::RPMDB_PATHS`]) is read (for a list, the child for `arch`). An
+/// image without one, or one that cannot be read, leaves a note instead; nothing fails.
+pub async fn os_packages(sources: &Sources, d: &mut ReleaseDiff, arch: Option<&str>) {
+    let Some(os) = d.os.as_mut() else { return };
+    let Some(from) = os.from_image_ref.clone().filter(|_| os.changed()) else {
+        return;
+    };
+    let read = |spec: String| async move {
+        let what = format!("OS image {spec}");
+        crate::rpmdb::packages_of(sources, &what, &spec, arch).await
+    };
+    match tokio::try_join!(read(from), read(os.image_ref.clone())) {
+        Ok((Some(old), Some(new))) => os.packages = Some(crate::rpmdb::diff(&old, &new)),
+        Ok((old, _)) => {
+            let which = if old.is_none() {
+                &os.from_image_ref
+            } else {
+                &Some(os.image_ref.clone())
+            };
+            os.packages_note = Some(format!(
+                "{} has no rpm database ({}), so its packages are not compared",
+                which.as_deref().unwrap_or(""),
+                crate::rpmdb::RPMDB_PATHS
+                    .map(|p| format!("/{p}"))
+                    .join(", ")
+            ));
+        }
+        Err(e) => os.packages_note = Some(format!("the packages could not be compared: {e}")),
+    }
 }
 
 impl ReleaseDiff {
@@ -269,6 +379,47 @@ impl ReleaseDiff {
                         let _ = writeln!(s, "* {name} {}", c.version);
                     }
                 }
+            }
+            s.push('\n');
+        }
+        if let Some(os) = &self.os {
+            let name = if os.display_name.is_empty() {
+                "OS"
+            } else {
+                os.display_name.as_str()
+            };
+            let _ = writeln!(s, "### OS\n");
+            match &os.from {
+                Some(f) if os.changed() => {
+                    let _ = writeln!(s, "* {name} {} (upgraded from {f})", os.version);
+                }
+                Some(_) => {
+                    let _ = writeln!(s, "* {name} {} (unchanged)", os.version);
+                }
+                None => {
+                    let _ = writeln!(s, "* {name} {} (new)", os.version);
+                }
+            }
+            if let Some(p) = &os.packages {
+                let _ = writeln!(
+                    s,
+                    "* Packages: {} changed, {} added, {} removed",
+                    p.changed.len(),
+                    p.added.len(),
+                    p.removed.len()
+                );
+                for c in &p.changed {
+                    let _ = writeln!(s, "  * {}.{} {} → {}", c.name, c.arch, c.from, c.to);
+                }
+                for a in &p.added {
+                    let _ = writeln!(s, "  * added {a}");
+                }
+                for r in &p.removed {
+                    let _ = writeln!(s, "  * removed {r}");
+                }
+            }
+            if let Some(n) = &os.packages_note {
+                let _ = writeln!(s, "* {n}");
             }
             s.push('\n');
         }
@@ -382,6 +533,7 @@ mod tests {
             to: side("4.17.1"),
             upgrade_from: true,
             components: vec![],
+            os: None,
             new_images: vec![],
             removed_images: vec![],
             rebuilt_images: vec![],

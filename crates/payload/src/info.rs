@@ -176,8 +176,9 @@ pub async fn load(sources: &Sources, r: &ImageRef, arch: Option<&str>) -> Result
     build_info(what, r, found, image, list_digest, config, files)
 }
 
-/// The release's top manifest, the image to read (a child for lists) and the list digest.
-pub(crate) async fn resolve(
+/// The top manifest of `r`, the image to read (for a list, its child for `arch`, see
+/// [`pick_child`](crate::source::pick_child)) and the list digest.
+pub async fn resolve(
     sources: &Sources,
     what: &str,
     r: &ImageRef,

@@ -32,6 +32,7 @@ pub mod manifests;
 pub mod metadata;
 pub mod mirror;
 pub mod new;
+pub mod rpmdb;
 pub mod signature;
 pub mod source;
 pub mod tools;

@@ -343,6 +343,40 @@ impl Sources {
         Ok(warnings)
     }
 
+    /// The regular files `paths` (relative, such as `usr/bin/oc`) of the image `found` whose
+    /// layers are `layers`, as the layers stack up. The layers are read from the top down; the
+    /// first that holds a path, or whites it out (`.wh.NAME` of it or of a directory above it, or
+    /// `.wh..wh..opq` in a directory above it, which hides what the layers below have there),
+    /// decides it, and no layer is read once every path is decided. A path the image lacks is
+    /// left out; one that is not a regular file is an error.
+    pub async fn image_files(
+        &self,
+        what: &str,
+        found: &Found,
+        layers: &[Descriptor],
+        paths: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, ImageFile>> {
+        let mut undecided: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        let mut out = std::collections::BTreeMap::new();
+        let tmp = tempfile::tempdir().map_err(io(std::env::temp_dir()))?;
+        for (i, desc) in layers.iter().enumerate().rev() {
+            if undecided.is_empty() {
+                break;
+            }
+            let file = self.layer_file(what, found, desc, tmp.path(), i).await?;
+            let (what2, wanted) = (what.to_string(), undecided.clone());
+            let (files, decided) = blocking(move || {
+                let scan = files_of_layer(&what2, &file, &wanted);
+                let _ = std::fs::remove_file(&file);
+                scan
+            })
+            .await?;
+            undecided.retain(|p| !decided.contains(p));
+            out.extend(files);
+        }
+        Ok(out)
+    }
+
     /// A layer as a local file in `dir`, checked against its digest on the way (a tampered blob in a
     /// layout is caught here, not as a confusing tar error later).
     pub(crate) async fn layer_file(
@@ -381,6 +415,76 @@ fn read_local(layout: &Layout, digest: &Digest) -> Option<Bytes> {
         return None;
     }
     layout.read_blob_bytes(digest).ok()
+}
+
+/// A regular file read out of an image ([`Sources::image_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFile {
+    /// Its content.
+    pub data: Vec<u8>,
+    /// Its modification time (Unix seconds).
+    pub mtime: u64,
+}
+
+/// What one layer says of `wanted`: the files it holds, and every path it decides (those, and
+/// those it whites out for the layers below).
+#[allow(clippy::type_complexity)]
+fn files_of_layer(
+    what: &str,
+    layer: &Path,
+    wanted: &[String],
+) -> Result<(Vec<(String, ImageFile)>, Vec<String>)> {
+    let bad = |e: std::io::Error| invalid(format!("{what}: layer: {e}"));
+    let under = |p: &str, dir: &str| dir.is_empty() || p.starts_with(&format!("{dir}/"));
+    let mut files = Vec::new();
+    let mut decided: Vec<String> = Vec::new();
+    let mut opaque: Vec<String> = Vec::new();
+    let mut archive = tar::Archive::new(decompress(what, layer)?);
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        let name = name.trim_start_matches("./").trim_start_matches('/');
+        let name = name.trim_end_matches('/');
+        let (dir, base) = name.rsplit_once('/').unwrap_or(("", name));
+        if base == ".wh..wh..opq" {
+            opaque.push(dir.to_string());
+        } else if let Some(gone) = base.strip_prefix(".wh.") {
+            let gone = if dir.is_empty() {
+                gone.to_string()
+            } else {
+                format!("{dir}/{gone}")
+            };
+            for p in wanted {
+                if (*p == gone || under(p, &gone)) && !decided.contains(p) {
+                    decided.push(p.clone());
+                }
+            }
+        } else if let Some(path) = wanted.iter().find(|p| p.as_str() == name) {
+            if !entry.header().entry_type().is_file() {
+                return Err(invalid(format!(
+                    "{what}: /{path} is not a regular file in the image"
+                )));
+            }
+            let mtime = entry.header().mtime().unwrap_or(0);
+            let mut data = Vec::new();
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| invalid(format!("{what}: /{path}: {e}")))?;
+            files.push((path.clone(), ImageFile { data, mtime }));
+            if !decided.contains(path) {
+                decided.push(path.clone());
+            }
+        }
+    }
+    // An opaque directory hides what the layers below have in it (not what this layer has).
+    for dir in &opaque {
+        for p in wanted {
+            if under(p, dir) && !decided.contains(p) {
+                decided.push(p.clone());
+            }
+        }
+    }
+    Ok((files, decided))
 }
 
 /// Open a layer blob as a tar stream: gzip or plain tar; zstd is refused with a clear error.

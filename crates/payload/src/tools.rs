@@ -20,7 +20,7 @@
 //! release's architecture.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use oci::Digest;
@@ -28,7 +28,7 @@ use oci::Digest;
 use crate::error::{invalid, io};
 use crate::info::{resolve, ReleaseInfo};
 use crate::signature::Signer;
-use crate::source::{blocking, decompress, PullSpec, Sources};
+use crate::source::{PullSpec, Sources};
 use crate::{Error, Result};
 
 /// The architecture of a target built for the payload's own architecture (`/usr/bin/oc` of the
@@ -637,50 +637,11 @@ async fn read_files(
     let r = PullSpec::parse(what, spec)?.image_ref();
     let (_, image, _) = resolve(sources, what, &r, Some(arch)).await?;
     let (_, layers) = sources.config(what, &image).await?;
-    let tmp = tempfile::tempdir().map_err(io(std::env::temp_dir()))?;
-    let mut files = Vec::new();
-    for (i, desc) in layers.iter().enumerate() {
-        files.push(
-            sources
-                .layer_file(what, &image, desc, tmp.path(), i)
-                .await?,
-        );
-    }
-    let what = what.to_string();
-    let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-    blocking(move || {
-        let bad = |e: std::io::Error| invalid(format!("{what}: layer: {e}"));
-        let mut found: BTreeMap<String, (Vec<u8>, u64)> = BTreeMap::new();
-        for file in &files {
-            let mut archive = tar::Archive::new(decompress(&what, file)?);
-            for entry in archive.entries().map_err(bad)? {
-                let mut entry = entry.map_err(bad)?;
-                let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
-                let name = name.trim_start_matches("./").trim_start_matches('/');
-                let (dir, base) = name.rsplit_once('/').unwrap_or(("", name));
-                if base == ".wh..wh..opq" {
-                    found.retain(|p, _| !p.starts_with(&format!("{dir}/")));
-                } else if let Some(gone) = base.strip_prefix(".wh.") {
-                    let gone = format!("{dir}/{gone}");
-                    found.retain(|p, _| *p != gone && !p.starts_with(&format!("{gone}/")));
-                } else if let Some(path) = paths.iter().find(|p| p.as_str() == name) {
-                    if !entry.header().entry_type().is_file() {
-                        return Err(invalid(format!(
-                            "{what}: /{path} is not a regular file in the image"
-                        )));
-                    }
-                    let mtime = entry.header().mtime().unwrap_or(0);
-                    let mut bytes = Vec::new();
-                    entry
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| invalid(format!("{what}: /{path}: {e}")))?;
-                    found.insert(path.clone(), (bytes, mtime));
-                }
-            }
-        }
-        Ok(found)
-    })
-    .await
+    let files = sources.image_files(what, &image, &layers, paths).await?;
+    Ok(files
+        .into_iter()
+        .map(|(p, f)| (p, (f.data, f.mtime)))
+        .collect())
 }
 
 /// Overwrites every marker region of `marker` in `binary` with `value`; whether there was one.

@@ -46,6 +46,7 @@ use crate::state::{
 };
 pub use publish::PUBLISH_ATTEMPTS;
 
+mod os;
 mod publish;
 
 /// Where time comes from.
@@ -145,6 +146,16 @@ pub enum Action {
         /// The payload.
         payload: String,
     },
+    /// A payload decided a stream's OS candidate: accepted (now the stream's OS) or rejected
+    /// (the stream keeps its OS).
+    Os {
+        /// The payload.
+        payload: String,
+        /// The OS release.
+        version: String,
+        /// Whether it was accepted.
+        accepted: bool,
+    },
 }
 
 impl std::fmt::Display for Action {
@@ -174,6 +185,19 @@ impl std::fmt::Display for Action {
                 write!(f, "{payload}: promoted as the stable release {stable}")
             }
             Action::Removed { payload } => write!(f, "{payload}: removed by garbage collection"),
+            Action::Os {
+                payload,
+                version,
+                accepted: true,
+            } => write!(f, "{payload}: OS {version} accepted into the stream"),
+            Action::Os {
+                payload,
+                version,
+                accepted: false,
+            } => write!(
+                f,
+                "{payload}: OS {version} rejected; the stream keeps its OS"
+            ),
         }
     }
 }
@@ -519,6 +543,7 @@ impl Controller {
                     self.verify(&p, release, &mut report).await?;
                 }
             }
+            self.decide_os(stream, &mut report).await?;
             self.publish(stream, release, &mut report).await?;
             self.promote_due(stream, release, &mut report).await?;
             self.publish_stables(stream, &mut report).await?;
@@ -648,18 +673,30 @@ impl Controller {
     }
 
     /// The stream's images as tag → digest, and their content hash (SHA-256 over the sorted
-    /// `tag digest` lines, as the release controller hashes its source stream).
+    /// `tag digest` lines, as the release controller hashes its source stream). The OS image
+    /// being tested ([`build::osgate::testing`]) takes the place of the stream's own, and the
+    /// variant's tag aliases name the images of their tags.
     fn snapshot(
         &self,
         stream: &str,
     ) -> Result<(String, BTreeMap<String, String>), ControllerError> {
-        let tags: BTreeMap<String, String> = self
+        let mut tags: BTreeMap<String, String> = self
             .forge
             .state
             .stream_tags(stream)?
             .into_iter()
             .map(|t| (t.tag, t.digest))
             .collect();
+        if let Some(c) = self.os_candidate(stream)? {
+            tags.insert(c.tag, c.digest);
+        }
+        if let Some(s) = self.forge.config.streams.get(stream) {
+            for (alias, target) in &self.forge.config.variants[&s.variant].tag_aliases {
+                if let Some(d) = tags.get(target).cloned() {
+                    tags.insert(alias.clone(), d);
+                }
+            }
+        }
         let mut h = Sha256::new();
         for (tag, digest) in &tags {
             h.update(format!("{tag} {digest}\n"));

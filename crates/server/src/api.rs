@@ -766,7 +766,8 @@ pub async fn changelog(
                 let made = tokio::task::spawn_blocking(move || {
                     let from = payload::inputs::parse_ref(&from_spec)?;
                     let to = payload::inputs::parse_ref(&to_spec)?;
-                    let diff = payload::diff::diff_releases(&sources, &from, &to, None, Some(git));
+                    let diff =
+                        payload::diff::diff_releases(&sources, &from, &to, None, Some(git), true);
                     tokio::runtime::Handle::current().block_on(diff)
                 })
                 .await;

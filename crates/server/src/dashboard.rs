@@ -82,6 +82,8 @@ struct StreamPage {
     name: String,
     promotion: Option<String>,
     tags: Vec<Row>,
+    /// Where the stream's OS stands, when it follows one.
+    os: Option<build::osgate::OsStatus>,
 }
 
 struct RunRow {
@@ -300,14 +302,18 @@ async fn stream_page(State(app): State<AppState>, Path(name): Path<String>) -> R
     page((|| {
         let records = Records::new(&app.forge.state);
         let tags = tags_of(&app, &name).map_err(err)?;
-        let promotion = match stream(&app, &name) {
-            Ok((key, _)) => records.promotion_status(&key).map_err(db)?.map(|(s, _)| s),
-            Err(_) => None,
+        let (promotion, os) = match stream(&app, &name) {
+            Ok((key, _)) => (
+                records.promotion_status(&key).map_err(db)?.map(|(s, _)| s),
+                build::osgate::status(&app.forge.config, &app.forge.state, &key).map_err(db)?,
+            ),
+            Err(_) => (None, None),
         };
         Ok(StreamPage {
             name,
             promotion,
             tags: rows(&records, &tags, true),
+            os,
         })
     })())
 }

@@ -8,6 +8,8 @@
 //! - [`release`]: the component images of a small OKD release (real files, labels, `/manifests`), broken
 //!   variants, and readers for the payloads `okd-forge release new` writes.
 //! - [`git`]: git repositories on disk with fixed dates and no user configuration, for changelogs.
+//! - [`rpm`]: rpm databases made by the real rpm, for OS images.
+//! - [`FileServer`]: files of a directory over HTTP (CoreOS stream metadata).
 //! - [`bench`]: the benchmarks' cached data sets and cost measurements.
 //! - [`FaultProxy`]: an HTTP proxy in front of a real registry that fails chosen requests, to exercise
 //!   retries (the only way to make a real registry answer 503 or drop a connection on demand).
@@ -20,6 +22,7 @@
 //! ```
 
 pub mod bench;
+mod files;
 pub mod git;
 pub mod gpg;
 pub mod images;
@@ -29,10 +32,12 @@ pub mod podman;
 mod proxy;
 mod registry;
 pub mod release;
+pub mod rpm;
 mod token;
 
 use std::path::{Path, PathBuf};
 
+pub use files::FileServer;
 pub use peers::{skopeo, skopeo_digest, skopeo_try, umoci, verify_blobs, verify_layout};
 pub use pki::Pki;
 pub use proxy::{Fault, FaultProxy};

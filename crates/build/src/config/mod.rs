@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::Location;
 
 pub use model::{
-    Component, Config, GitScheme, GitUrl, Image, Minor, NativeOutput, Promotion, Publish,
+    Component, Config, GitScheme, GitUrl, Image, Minor, NativeOutput, OsSource, Promotion, Publish,
     PublishRepos, Rebuild, Recipe, Revision, Signing, Store, Stream, StreamImage, Variant,
     DEFAULT_STORE_NAME,
 };

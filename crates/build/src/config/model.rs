@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_saphyr::{Location, Spanned};
 
-use super::raw::{RawComponent, RawConfig, RawImage, RawStream, RawVariant};
+use super::raw::{RawComponent, RawConfig, RawImage, RawOs, RawStream, RawVariant};
 use super::{ConfigError, Problem};
 
 /// A valid configuration.
@@ -92,6 +92,8 @@ pub struct Variant {
     pub base_images: BTreeMap<String, String>,
     /// Payload tag renames (valid tags).
     pub tag_renames: BTreeMap<String, String>,
+    /// Payload tag aliases: alias → the stream tag whose image it also names.
+    pub tag_aliases: BTreeMap<String, String>,
 }
 
 /// A git repository and the images it builds.
@@ -157,6 +159,8 @@ pub struct Image {
     pub versions: BTreeMap<String, String>,
     /// Labels every build of the image gets (e.g. `io.openshift.release.operator: "true"`).
     pub labels: BTreeMap<String, String>,
+    /// The OS image: built on the stream's OS release where the stream has an `os:` source.
+    pub os: bool,
 }
 
 /// How an image is built.
@@ -254,8 +258,41 @@ pub struct Stream {
     pub rebuild: Option<Rebuild>,
     /// Payload cutting and verification, if the stream has any.
     pub release: Option<super::release::Release>,
+    /// The OS releases the stream's OS image is built on, if it follows any.
+    pub os: Option<OsSource>,
 }
 
+/// Where a stream's OS releases come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OsSource {
+    /// CoreOS stream metadata: its versions are the releases; the release index's `digest-ref`,
+    /// else `image:VERSION`, is each release's image.
+    Metadata {
+        /// The stream metadata: an `http(s)://` or `file://` URL, or an absolute path.
+        metadata: String,
+        /// The release index, same forms.
+        index: Option<String>,
+        /// The OS image repository (a pull spec without tag, `docker://…`, or `oci:DIR`).
+        image: Option<String>,
+    },
+    /// A container image tag followed: a new digest is a new release, named by its `version`
+    /// label.
+    Image {
+        /// `REPO:TAG` (a pull spec, `docker://…`, or `oci:DIR:TAG`).
+        image: String,
+    },
+}
+
+impl OsSource {
+    /// Where the releases are read: the metadata URL, or the image.
+    pub fn location(&self) -> &str {
+        match self {
+            OsSource::Metadata { metadata, .. } => metadata,
+            OsSource::Image { image } => image,
+        }
+    }
+}
 /// A periodic forced rebuild: a cron expression, checked.
 #[derive(Debug, Clone)]
 pub struct Rebuild {
@@ -304,6 +341,17 @@ impl Config {
             Some(r) => Revision::Ref(r.clone()),
             None => Revision::Branch(c.branches.get(stream).unwrap_or(&s.branch).clone()),
         })
+    }
+
+    /// The stream tag of `stream`'s OS image: its promoted `os: true` image, when the stream
+    /// follows an OS.
+    pub fn os_tag(&self, stream: &str) -> Option<&str> {
+        let s = self.streams.get(stream)?;
+        s.os.as_ref()?;
+        s.images
+            .iter()
+            .find(|i| i.promoted && self.components[&i.component].images[i.image].os)
+            .map(|i| i.tag.as_str())
     }
 
     /// The number of images all components build.
@@ -652,6 +700,17 @@ fn variant(ck: &mut Checker, name: &str, v: RawVariant) -> Variant {
         }
         tag_renames.insert(from, to.value);
     }
+    let mut tag_aliases = BTreeMap::new();
+    for (alias, tag) in v.tag_aliases {
+        if !is_valid_tag(&alias) {
+            ck.at(
+                tag.referenced,
+                format!("variants.{name}.tag_aliases"),
+                format!("'{alias}' is not a valid image tag"),
+            );
+        }
+        tag_aliases.insert(alias, tag.value);
+    }
     Variant {
         build_args: v.build_args,
         base_images: v
@@ -660,6 +719,7 @@ fn variant(ck: &mut Checker, name: &str, v: RawVariant) -> Variant {
             .map(|(k, image)| (k, ck.image_ref(image)))
             .collect(),
         tag_renames,
+        tag_aliases,
     }
 }
 
@@ -904,6 +964,7 @@ fn image(
             .collect(),
         labels: img.labels,
         versions: img.versions,
+        os: img.os,
     }
 }
 
@@ -1066,6 +1127,52 @@ fn stream(
         additional_images.insert(tag, ck.image_ref(spec.value));
     }
 
+    if let Some(v) = variant {
+        for (alias, target) in &v.tag_aliases {
+            let why = if !tags.contains_key(target) {
+                Some(format!("no image of this stream is tagged '{target}'"))
+            } else if let Some((first, _)) = tags.get(alias) {
+                Some(format!("'{alias}' is already the tag of {first}"))
+            } else if additional_images.contains_key(alias) {
+                Some(format!("'{alias}' is already an additional image"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                ck.at(
+                    s.variant.referenced,
+                    format!("{field}.variant"),
+                    format!(
+                        "variant '{}' aliases '{alias}' to '{target}', but {why}",
+                        s.variant.value
+                    ),
+                );
+            }
+        }
+    }
+    let os = s.os.and_then(|o| os_source(ck, &field, o));
+    if os.is_some() {
+        let marked: Vec<String> = images
+            .iter()
+            .filter(|i| i.promoted && components[&i.component].images[i.image].os)
+            .map(|i| format!("components.{}.images[{}]", i.component, i.image))
+            .collect();
+        if marked.len() != 1 {
+            let why = if marked.is_empty() {
+                "no promoted image of the stream is the OS image: mark the one built on the OS \
+                 with `os: true`"
+                    .to_string()
+            } else {
+                format!(
+                    "{} are all OS images (`os: true`) promoted here: exclude all but one \
+                     (promotion.excluded_images)",
+                    marked.join(" and ")
+                )
+            };
+            ck.at(s.variant.referenced, format!("{field}.os"), why);
+        }
+    }
+
     let rebuild = s
         .rebuild
         .and_then(|r| match r.value.parse::<croner::Cron>() {
@@ -1097,7 +1204,121 @@ fn stream(
         images,
         rebuild,
         release: None,
+        os,
     })
+}
+
+/// A stream's `os:` block.
+fn os_source(ck: &mut Checker, stream_field: &str, o: Spanned<RawOs>) -> Option<OsSource> {
+    let field = format!("{stream_field}.os");
+    let (at, o) = (o.referenced, o.value);
+    // An image reference as okd-forge reads it: `docker://…`, `oci:DIR[…]`, or a bare pull spec.
+    let image_ref = |ck: &mut Checker, at: Location, value: &str, tagged: bool| {
+        let text = if value.starts_with("oci:") || value.starts_with("docker://") {
+            ck.image_ref(value.to_string())
+        } else {
+            format!("docker://{value}")
+        };
+        match text.parse::<oci::ImageRef>() {
+            Ok(r) if r.selector().is_some() == tagged => Some(text),
+            Ok(_) if tagged => {
+                ck.at(
+                    at,
+                    format!("{field}.image"),
+                    format!(
+                        "'{value}' names no tag: without `metadata`, give the tag to follow \
+                         (e.g. quay.io/fedora/fedora-coreos:stable)"
+                    ),
+                );
+                None
+            }
+            Ok(_) => {
+                ck.at(
+                    at,
+                    format!("{field}.image"),
+                    format!(
+                        "'{value}' has a tag or digest: with `metadata`, give the repository \
+                         alone (release V is REPO:V)"
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                ck.at(at, format!("{field}.image"), e.to_string());
+                None
+            }
+        }
+    };
+    let location = |ck: &mut Checker, v: Spanned<String>, name: &str| {
+        let scheme = v
+            .value
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("http" | "https" | "file") => Some(v.value),
+            Some(other) => {
+                ck.at(
+                    v.referenced,
+                    format!("{field}.{name}"),
+                    format!(
+                        "unsupported scheme {other}://; give an http://, https:// or file:// URL, \
+                         or a path"
+                    ),
+                );
+                None
+            }
+            None if v.value.trim().is_empty() => {
+                ck.at(v.referenced, format!("{field}.{name}"), "empty location");
+                None
+            }
+            None => Some(ck.base.join(&v.value).display().to_string()),
+        }
+    };
+    match (o.metadata, o.index, o.image) {
+        (Some(m), index, image) => {
+            if index.is_none() && image.is_none() {
+                ck.at(
+                    m.referenced,
+                    field.clone(),
+                    "with `metadata`, give `index` (the release index: each release's image by \
+                     digest) or `image` (the repository: release V is REPO:V), or both",
+                );
+            }
+            let metadata = location(ck, m, "metadata");
+            let index = match index {
+                Some(i) => Some(location(ck, i, "index")?),
+                None => None,
+            };
+            let image = match image {
+                Some(i) => Some(image_ref(ck, i.referenced, &i.value, false)?),
+                None => None,
+            };
+            Some(OsSource::Metadata {
+                metadata: metadata?,
+                index,
+                image,
+            })
+        }
+        (None, Some(i), _) => {
+            ck.at(
+                i.referenced,
+                format!("{field}.index"),
+                "`index` goes with `metadata`",
+            );
+            None
+        }
+        (None, None, Some(i)) => Some(OsSource::Image {
+            image: image_ref(ck, i.referenced, &i.value, true)?,
+        }),
+        (None, None, None) => {
+            ck.at(
+                at,
+                field,
+                "give `metadata` (CoreOS stream metadata) or `image` (an image tag to follow)",
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1386,6 +1607,121 @@ components:
         );
     }
 
+    /// BASE with an OS component (`rhel-coreos`, `os: true`), the okd variant's alias of
+    /// `machine-os-content`, and stream `s` with `os` as given.
+    fn with_os(os: &str) -> String {
+        let base = BASE.replace(
+            "okd: { tag_renames: { rhel-coreos: fedora-coreos } }",
+            "okd:\n    tag_renames: { rhel-coreos: fedora-coreos }\n    tag_aliases: { machine-os-content: fedora-coreos }",
+        );
+        format!(
+            "{base}  os:\n    git: https://github.com/openshift/okd-machine-os\n    images:\n      - {{ to: rhel-coreos, containerfile: Containerfile, os: true }}\nstreams:\n  s:\n    variant: okd\n    minor: '4.17'\n{os}"
+        )
+    }
+
+    #[test]
+    fn os_sources_are_stream_metadata_or_a_followed_tag() {
+        let c = ok(&with_os(
+            "    os: { metadata: streams/stable.json, index: https://b.example/releases.json, image: quay.io/fedora/fedora-coreos }\n",
+        ));
+        assert_eq!(
+            c.streams["s"].os,
+            Some(OsSource::Metadata {
+                metadata: "/cfg/streams/stable.json".into(),
+                index: Some("https://b.example/releases.json".into()),
+                image: Some("docker://quay.io/fedora/fedora-coreos".into()),
+            })
+        );
+        assert_eq!(c.os_tag("s"), Some("fedora-coreos"));
+        assert_eq!(
+            c.variants["okd"].tag_aliases["machine-os-content"],
+            "fedora-coreos"
+        );
+        let c = ok(&with_os("    os: { image: \"oci:fcos:stable\" }\n"));
+        assert_eq!(
+            c.streams["s"].os,
+            Some(OsSource::Image {
+                image: "oci:/cfg/fcos:stable".into()
+            })
+        );
+        // A stream without os: builds the OS image as written, with no tag for its OS.
+        let c = ok(&with_os(""));
+        assert_eq!(c.os_tag("s"), None);
+        assert_eq!(
+            errors(&with_os("    os: { image: quay.io/fedora/fedora-coreos }\n")),
+            ["forge.yaml:20:18: streams.s.os.image: 'quay.io/fedora/fedora-coreos' names no tag: \
+              without `metadata`, give the tag to follow (e.g. quay.io/fedora/fedora-coreos:stable)"]
+        );
+        assert_eq!(
+            errors(&with_os("    os: { metadata: \"ftp://x/stable.json\" }\n")),
+            [
+                "forge.yaml:20:21: streams.s.os: with `metadata`, give `index` (the release index: \
+                 each release's image by digest) or `image` (the repository: release V is REPO:V), \
+                 or both",
+                "forge.yaml:20:21: streams.s.os.metadata: unsupported scheme ftp://; give an \
+                 http://, https:// or file:// URL, or a path"
+            ]
+        );
+        assert_eq!(
+            errors(&with_os("    os: { metadata: s.json, image: \"quay.io/f/fcos:stable\" }\n")),
+            ["forge.yaml:20:36: streams.s.os.image: 'quay.io/f/fcos:stable' has a tag or digest: \
+              with `metadata`, give the repository alone (release V is REPO:V)"]
+        );
+        assert_eq!(
+            errors(&with_os("    os: {}\n")),
+            ["forge.yaml:20:9: streams.s.os: give `metadata` (CoreOS stream metadata) or `image` \
+              (an image tag to follow)"]
+        );
+    }
+
+    #[test]
+    fn a_stream_that_follows_an_os_has_one_os_image() {
+        let e = errors(
+            &with_os("    os: { image: quay.io/fedora/fedora-coreos:stable }\n")
+                .replace(", os: true", ""),
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "forge.yaml:18:14: streams.s.os: no promoted image of the stream is the OS image"
+            ),
+            "{e:?}"
+        );
+        let two = with_os("    os: { image: quay.io/fedora/fedora-coreos:stable }\n").replace(
+            "      - to: machine-config-operator\n        containerfile: Dockerfile.rhel7\n",
+            "      - { to: machine-config-operator, containerfile: Dockerfile.rhel7, os: true }\n",
+        );
+        let e = errors(&two);
+        assert!(
+            e[0].contains("components.mco.images[0] and components.os.images[0] are all OS images"),
+            "{e:?}"
+        );
+        // Excluding one from the stream's promotion leaves one.
+        ok(&two.replace(
+            "    minor: '4.17'\n",
+            "    minor: '4.17'\n    promotion: { excluded_images: [machine-config-operator] }\n",
+        ));
+    }
+
+    #[test]
+    fn tag_aliases_name_an_image_of_every_stream_and_collide_with_none() {
+        let bad = with_os("").replace(
+            "machine-os-content: fedora-coreos",
+            "machine-config-operator: fedora-coreos, x: nothing",
+        );
+        let e = errors(&bad);
+        assert_eq!(
+            e,
+            [
+                "forge.yaml:18:14: streams.s.variant: variant 'okd' aliases \
+                 'machine-config-operator' to 'fedora-coreos', but 'machine-config-operator' is \
+                 already the tag of components.mco.images[0]",
+                "forge.yaml:18:14: streams.s.variant: variant 'okd' aliases 'x' to 'nothing', but \
+                 no image of this stream is tagged 'nothing'"
+            ]
+        );
+    }
+
     #[test]
     fn component_sources() {
         let with = |extra: &str| {
@@ -1470,7 +1806,7 @@ components:
     fn parse_errors_name_file_line_column_and_field() {
         assert_eq!(
             one_error(&BASE.replace("        containerfile", "        bogus: 1\n        containerfile")),
-            "forge.yaml:9:9: components.mco.images[0].bogus: unknown field `bogus`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native, versions, labels"
+            "forge.yaml:9:9: components.mco.images[0].bogus: unknown field `bogus`, expected one of to, containerfile, containerfile_literal, context, build_args, from, inputs, native, versions, labels, os"
         );
         assert_eq!(
             one_error(&format!("{BASE}streams:\n  s: {{ variant: okd, minor: '4.17', promotion: {{ disabled: sure }} }}\n")),

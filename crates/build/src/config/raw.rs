@@ -142,6 +142,12 @@ pub struct RawVariant {
     #[schemars(with = "BTreeMap<String, String>")]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tag_renames: BTreeMap<String, Spanned<String>>,
+    /// Payload tag aliases: the key is one more tag of the image the value tags (after renames),
+    /// e.g. `machine-os-content: fedora-coreos` (the OS image under its pre-4.16 name too).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tag_aliases: BTreeMap<String, Spanned<String>>,
 }
 
 /// A git repository and the images built from it.
@@ -224,6 +230,12 @@ pub struct RawImage {
     #[serde(default)]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The OS image: in a stream with an `os:` source, built on that stream's OS release (its
+    /// last stage's base, or `native.base`, is replaced), labelled with its `machine-os` version,
+    /// and promoted only through an Accepted payload.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub os: bool,
 }
 
 /// An image substituted into a Containerfile.
@@ -290,6 +302,38 @@ pub struct RawStream {
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release: Option<super::release::RawRelease>,
+    /// The OS this stream's OS image is built on: a CoreOS stream followed (`okd-forge os poll`).
+    #[serde(default)]
+    #[schemars(with = "Option<RawOs>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<Spanned<RawOs>>,
+}
+
+/// Where a stream's OS releases come from: CoreOS stream metadata (with a release index or an
+/// image repository for the images), or a container image tag followed.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Os")]
+pub struct RawOs {
+    /// The CoreOS stream metadata (`https://builds.coreos.fedoraproject.org/streams/stable.json`,
+    /// a `file://` URL or a path relative to this file): its versions are the OS releases.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Spanned<String>>,
+    /// With `metadata`: the release index (`releases.json`) whose `digest-ref`s name each
+    /// release's container image.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<Spanned<String>>,
+    /// With `metadata`: the OS image repository, release `V` being `REPO:V` (as
+    /// `quay.io/fedora/fedora-coreos:39.20231101.3.0`). Without it: an image tag followed
+    /// (`quay.io/fedora/fedora-coreos:stable`), its `version` label naming the release.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<Spanned<String>>,
 }
 
 /// The promotion target of a stream.
