@@ -11,13 +11,14 @@ cd "$(dirname "$0")/.."
 # own containers.conf with default_ulimits = [], which these machines need), buildah (with runc) for
 # Containerfile component builds (crates/build/tests/buildah.rs, tests/build.rs), and git for the
 # component repositories the build tests create, headless Chromium with its WebDriver
-# (chromedriver) for the dashboard test of `okd-forge demo` (tests/demo.rs), and wrk, which the
-# update-graph benchmark uses.
+# (chromedriver) for the dashboard test of `okd-forge demo` (tests/demo.rs), wrk, which the
+# update-graph benchmark uses, and rpm (rpmbuild, rpm --dbpath), which makes the rpm databases of
+# the OS images the OS tests build (payload/tests/rpmdb.rs, tests/os.rs).
 . scripts/lib/packages.sh
 install_packages docker-registry skopeo umoci openssl ca-certificates podman buildah runc busybox-static git gnupg \
-  chromium chromium-driver fonts-dejavu-core wrk
+  chromium chromium-driver fonts-dejavu-core wrk rpm
 require_programs docker-registry skopeo umoci openssl podman buildah runc busybox git chromium chromedriver \
-  wrk cargo cargo-nextest
+  wrk rpm rpmbuild cargo cargo-nextest
 
 # Disk: a one-off build keeps no incremental cache (it roughly doubles target/). The free space is
 # printed before and after, so that a CI run that runs out of disk says how much it had.

@@ -146,6 +146,24 @@ fn image(layout: &Layout, tag: &str) -> (Value, BTreeMap<String, String>) {
     (config, files)
 }
 
+/// The regular files of `layers` (gzip tars in `store`), a later layer's replacing an earlier's.
+fn layer_files(store: &Layout, layers: &[oci::Descriptor]) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for l in layers {
+        let blob = store.read_blob_bytes(&l.digest).unwrap();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.header().entry_type().is_file() {
+                let mut body = Vec::new();
+                e.read_to_end(&mut body).unwrap();
+                files.insert(e.path().unwrap().display().to_string(), body);
+            }
+        }
+    }
+    files
+}
+
 fn label<'a>(config: &'a Value, key: &str) -> &'a str {
     config["config"]["Labels"][key]
         .as_str()
@@ -535,19 +553,7 @@ streams:
     );
     assert_eq!(label(&config, "base"), "busybox");
     // Every file the build wrote, across its layers.
-    let mut files = BTreeMap::new();
-    for l in &layers {
-        let blob = store.read_blob_bytes(&l.digest).unwrap();
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
-        for e in tar.entries().unwrap() {
-            let mut e = e.unwrap();
-            if e.header().entry_type().is_file() {
-                let mut body = Vec::new();
-                e.read_to_end(&mut body).unwrap();
-                files.insert(e.path().unwrap().display().to_string(), body);
-            }
-        }
-    }
+    let files = layer_files(&store, &layers);
     assert_eq!(files["hello/args"], b"tags=scos extra=yes\n");
     assert_eq!(files["hello/VERSION"], b"hello 1\n");
     assert!(
@@ -558,6 +564,103 @@ streams:
     let again = site.build_ok(&[]);
     assert_eq!(result(&again["okd-scos-4.17/hello"]), "unchanged");
     let _ = s(site.dir());
+}
+
+/// A Fedora CoreOS stand-in tagged `stable` in `<dir>/fcos`: busybox, labelled with `version`.
+fn fcos_stable(dir: &Path, version: &str) {
+    let layout = Layout::create(dir.join("fcos")).unwrap();
+    ImageBuilder::new(oci::manifest::host_arch())
+        .label("version", version)
+        .layer(busybox_userland(&["sh", "echo", "mkdir"]))
+        .write(&layout, Some("stable"));
+}
+
+#[test]
+fn buildah_layers_the_os_image_on_the_followed_os_tag_and_holds_it_for_verification() {
+    let site = Site::new(
+        r#"
+variants: { okd: { tag_renames: { hello: fedora-coreos } } }
+components:
+  hello:
+    git: {hello}
+    images:
+      - { to: hello, containerfile: Containerfile, os: true }
+streams:
+  okd-4.17:
+    variant: okd
+    branch: release-4.17
+    os: { image: "oci:fcos:stable" }
+"#,
+    );
+    fcos_stable(site.dir(), "39.20231101.3.0");
+    let up = &site.repos["hello"];
+    std::fs::create_dir_all(up.dir().join("manifests")).unwrap();
+    std::fs::write(
+        up.dir().join("manifests/0000_80_okd.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: okd, namespace: openshift-config }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        up.dir().join("Containerfile"),
+        "FROM quay.io/fedora/fedora-coreos:stable\nCOPY manifests /manifests\nRUN mkdir -p /etc && echo okd > /etc/okd-release\n",
+    )
+    .unwrap();
+    up.git(&["add", "-A"]);
+    up.commit("the OKD layer");
+
+    // `build` polls the followed tag first: its `version` label names the release.
+    let r = site.build_ok(&[]);
+    let os = &r["okd-4.17/fedora-coreos"];
+    assert_eq!(result(os), "built", "{os:#}");
+    assert_eq!(os["promoted"], false);
+    assert_eq!(os["os"]["version"], "39.20231101.3.0");
+    assert_eq!(os["os"]["gate"]["result"], "testing");
+    let store = site.store();
+    assert!(
+        store
+            .get_manifest(Some(&Selector::Tag("okd-4.17_fedora-coreos".into())))
+            .is_err(),
+        "not in the stream before a payload accepts it"
+    );
+    let digest: oci::Digest = os["digest"].as_str().unwrap().parse().unwrap();
+    let m = store.get_manifest(Some(&Selector::Digest(digest))).unwrap();
+    let Parsed::Image { config, layers } = m.parse().unwrap() else {
+        panic!("not an image")
+    };
+    let config: Value =
+        serde_json::from_slice(&store.read_blob_bytes(&config.digest).unwrap()).unwrap();
+    assert_eq!(
+        label(&config, "io.openshift.build.versions"),
+        "machine-os=39.20231101.3"
+    );
+    assert_eq!(
+        label(&config, "io.openshift.build.version-display-names"),
+        "machine-os=Fedora CoreOS"
+    );
+    assert_eq!(label(&config, "io.openshift.release.operator"), "true");
+    assert_eq!(label(&config, "version"), "39.20231101.3.0");
+    let files = layer_files(&store, &layers);
+    for f in [
+        "bin/busybox",
+        "etc/okd-release",
+        "manifests/0000_80_okd.yaml",
+    ] {
+        assert!(files.contains_key(f), "{f} missing: {:?}", files.keys());
+    }
+
+    // The tag moves to a new release: a new OS image replaces the one being tested.
+    fcos_stable(site.dir(), "39.20231119.3.0");
+    let r = site.build_ok(&[]);
+    let os2 = &r["okd-4.17/fedora-coreos"];
+    assert_eq!(os2["os"]["version"], "39.20231119.3.0", "{os2:#}");
+    assert_ne!(os2["digest"], os["digest"]);
+    let status = site.forge.json(&["os", "status"]);
+    assert_eq!(
+        status[0]["testing"]["version"], "39.20231119.3.0",
+        "{status:#}"
+    );
+    let again = site.build_ok(&[]);
+    assert_eq!(result(&again["okd-4.17/fedora-coreos"]), "unchanged");
 }
 
 #[test]

@@ -155,6 +155,8 @@ pub enum Action {
         version: String,
         /// Whether it was accepted.
         accepted: bool,
+        /// Whether it entered the stream (not when a newer OS was accepted before it).
+        promoted: bool,
     },
 }
 
@@ -189,11 +191,19 @@ impl std::fmt::Display for Action {
                 payload,
                 version,
                 accepted: true,
+                promoted: true,
             } => write!(f, "{payload}: OS {version} accepted into the stream"),
             Action::Os {
                 payload,
                 version,
-                accepted: false,
+                accepted: true,
+                promoted: false,
+            } => write!(
+                f,
+                "{payload}: OS {version} accepted; the stream keeps the newer OS accepted before it"
+            ),
+            Action::Os {
+                payload, version, ..
             } => write!(
                 f,
                 "{payload}: OS {version} rejected; the stream keeps its OS"
@@ -674,8 +684,7 @@ impl Controller {
 
     /// The stream's images as tag → digest, and their content hash (SHA-256 over the sorted
     /// `tag digest` lines, as the release controller hashes its source stream). The OS image
-    /// being tested ([`build::osgate::testing`]) takes the place of the stream's own, and the
-    /// variant's tag aliases name the images of their tags.
+    /// being tested ([`build::osgate::testing`]) takes the place of the stream's own.
     fn snapshot(
         &self,
         stream: &str,
@@ -689,13 +698,6 @@ impl Controller {
             .collect();
         if let Some(c) = self.os_candidate(stream)? {
             tags.insert(c.tag, c.digest);
-        }
-        if let Some(s) = self.forge.config.streams.get(stream) {
-            for (alias, target) in &self.forge.config.variants[&s.variant].tag_aliases {
-                if let Some(d) = tags.get(target).cloned() {
-                    tags.insert(alias.clone(), d);
-                }
-            }
         }
         let mut h = Sha256::new();
         for (tag, digest) in &tags {

@@ -532,7 +532,78 @@ fn bug_url(p: &PayloadRecord) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::age;
+    use super::{age, changelog_html};
+    use payload::diff::{OsChange, ReleaseDiff, Side};
+    use payload::rpmdb::{Changed, Package, PackageDiff};
+
+    #[test]
+    fn the_changelog_shows_the_os_change_and_its_packages() {
+        let side = |name: &str| Side {
+            name: name.into(),
+            created: "2026-12-07T00:00:00Z".into(),
+            digest: format!("sha256:{}", "0".repeat(64)),
+            promoted_from: None,
+        };
+        let pkg = |name: &str, version: &str| Package {
+            name: name.into(),
+            arch: "x86_64".into(),
+            epoch: None,
+            version: version.into(),
+            release: "1.el10".into(),
+        };
+        let mut d = ReleaseDiff {
+            from: side("4.17.0-0.okd-scos-2026-12-06-000000"),
+            to: side("4.17.0-0.okd-scos-2026-12-07-000000"),
+            upgrade_from: false,
+            components: Vec::new(),
+            os: Some(OsChange {
+                tag: "stream-coreos".into(),
+                display_name: "CentOS Stream CoreOS".into(),
+                version: "10.0.20250705-0".into(),
+                from: Some("10.0.20250628-0".into()),
+                image_ref: "q.io/okd/c@sha256:2".into(),
+                from_image_ref: Some("q.io/okd/c@sha256:1".into()),
+                packages: Some(PackageDiff {
+                    added: vec![pkg("cri-o", "1.31.1")],
+                    removed: vec![pkg("<zincati>", "0.0.30")],
+                    changed: vec![Changed {
+                        name: "kernel".into(),
+                        arch: "x86_64".into(),
+                        from: "6.12.0-55.el10".into(),
+                        to: "6.12.0-60.el10".into(),
+                    }],
+                }),
+                packages_note: None,
+            }),
+            new_images: Vec::new(),
+            removed_images: Vec::new(),
+            rebuilt_images: Vec::new(),
+            updated_images: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let html = changelog_html(&d);
+        for text in [
+            "CentOS Stream CoreOS 10.0.20250705-0 (<code>stream-coreos</code>) (upgraded from 10.0.20250628-0)",
+            "Packages: 1 changed, 1 added, 1 removed",
+            "<li>kernel.x86_64 6.12.0-55.el10 → 6.12.0-60.el10</li>",
+            "<li>added cri-o-1.31.1-1.el10.x86_64</li>",
+            "<li>removed &#60;zincati&#62;-0.0.30-1.el10.x86_64</li>",
+        ] {
+            assert!(html.contains(text), "{text} in:\n{html}");
+        }
+        assert!(!html.contains("No changes."), "{html}");
+        // The same OS image: said to be unchanged, no package list.
+        let os = d.os.as_mut().unwrap();
+        os.from_image_ref = Some(os.image_ref.clone());
+        os.from = Some(os.version.clone());
+        os.packages = None;
+        let html = changelog_html(&d);
+        assert!(
+            html.contains("10.0.20250705-0 (<code>stream-coreos</code>) (unchanged)"),
+            "{html}"
+        );
+        assert!(!html.contains("Packages:"), "{html}");
+    }
 
     #[test]
     fn ages_read_at_a_glance() {

@@ -256,3 +256,83 @@ async fn a_stable_release_shows_where_it_is_published_and_serves_its_tools() {
     let a = html(&site, &format!("/releasetag/{A}")).await;
     assert!(!a.contains("<h2>Published</h2>"));
 }
+
+#[tokio::test]
+async fn the_stream_page_shows_where_its_os_stands() {
+    use build::osgate::{self, CandidateState, OsReleaseRecord, PollRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "store: var/store\nstate: var/forge.db\nvariants: {{ okd-scos: {{}} }}\ncomponents:\n  \
+         os:\n    git: https://github.com/openshift/os\n    images: [ {{ to: stream-coreos, \
+         containerfile: Containerfile, os: true }} ]\nstreams:\n  {STREAM}:\n    variant: \
+         okd-scos\n    branch: release-4.17\n    os: {{ metadata: \
+         https://example.org/c10s.json, image: quay.io/okd/centos-stream-coreos-10 }}\n    \
+         release: {{ name: {PREFIX} }}\n"
+    );
+    let forge = common::forge_from(dir.path(), &yaml);
+    let (v1, v2) = ("10.0.20250628-0", "10.0.20250705-0");
+    let (d1, d2) = (
+        format!("sha256:{}", "a".repeat(64)),
+        format!("sha256:{}", "b".repeat(64)),
+    );
+    for (i, v) in [v1, v2].iter().enumerate() {
+        osgate::record_release(
+            &forge.state,
+            &OsReleaseRecord {
+                stream: STREAM.into(),
+                version: v.to_string(),
+                source: "c10s".into(),
+                last_modified: None,
+                versions: Default::default(),
+                images: Default::default(),
+                base: format!("docker://quay.io/okd/centos-stream-coreos-10:{v}"),
+                found: T0 + i as i64,
+            },
+        )
+        .unwrap();
+    }
+    let state = &forge.state;
+    osgate::propose(state, STREAM, "stream-coreos", &d1, v1, None, T0).unwrap();
+    let c1 = osgate::testing(state, STREAM).unwrap().unwrap();
+    osgate::decide(state, c1.id, CandidateState::Accepted, A, None, T0).unwrap();
+    state.promote(STREAM, "stream-coreos", &d1, None).unwrap();
+    osgate::propose(state, STREAM, "stream-coreos", &d2, v2, None, T0 + 1).unwrap();
+    let c2 = osgate::testing(state, STREAM).unwrap().unwrap();
+    let why = format!("{B} was Rejected: e2e failed");
+    osgate::decide(
+        state,
+        c2.id,
+        CandidateState::Rejected,
+        B,
+        Some(&why),
+        T0 + 2,
+    )
+    .unwrap();
+    osgate::pin(state, STREAM, v1, "NetworkManager <regression>", T0 + 3).unwrap();
+    osgate::record_poll(
+        state,
+        STREAM,
+        &PollRecord {
+            at: T0 + 4,
+            ok: false,
+            message: "https://example.org/c10s.json:1:2: metadata: expected a map".into(),
+        },
+    )
+    .unwrap();
+    let site = Site {
+        dir,
+        app: std::sync::Arc::new(server::App::new(forge)),
+    };
+    let page = html(&site, &format!("/releasestream/{PREFIX}")).await;
+    for text in [
+        "<h2>OS</h2>",
+        "Source: <code>https://example.org/c10s.json</code>",
+        &format!("In the stream: {v1} <code>{d1}</code>, accepted with"),
+        &format!("href=\"/releasestream/{PREFIX}/release/{A}\""),
+        &format!("Rejected: {v2} <code>{d2}</code>: {B} was Rejected: e2e failed; the stream keeps its OS"),
+        &format!("Pinned to {v1}: NetworkManager &#60;regression&#62;"),
+        "The last poll failed: https://example.org/c10s.json:1:2: metadata: expected a map",
+    ] {
+        assert!(page.contains(text), "{text} in:\n{page}");
+    }
+}

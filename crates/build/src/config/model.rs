@@ -92,8 +92,6 @@ pub struct Variant {
     pub base_images: BTreeMap<String, String>,
     /// Payload tag renames (valid tags).
     pub tag_renames: BTreeMap<String, String>,
-    /// Payload tag aliases: alias → the stream tag whose image it also names.
-    pub tag_aliases: BTreeMap<String, String>,
 }
 
 /// A git repository and the images it builds.
@@ -700,17 +698,6 @@ fn variant(ck: &mut Checker, name: &str, v: RawVariant) -> Variant {
         }
         tag_renames.insert(from, to.value);
     }
-    let mut tag_aliases = BTreeMap::new();
-    for (alias, tag) in v.tag_aliases {
-        if !is_valid_tag(&alias) {
-            ck.at(
-                tag.referenced,
-                format!("variants.{name}.tag_aliases"),
-                format!("'{alias}' is not a valid image tag"),
-            );
-        }
-        tag_aliases.insert(alias, tag.value);
-    }
     Variant {
         build_args: v.build_args,
         base_images: v
@@ -719,7 +706,6 @@ fn variant(ck: &mut Checker, name: &str, v: RawVariant) -> Variant {
             .map(|(k, image)| (k, ck.image_ref(image)))
             .collect(),
         tag_renames,
-        tag_aliases,
     }
 }
 
@@ -1127,29 +1113,6 @@ fn stream(
         additional_images.insert(tag, ck.image_ref(spec.value));
     }
 
-    if let Some(v) = variant {
-        for (alias, target) in &v.tag_aliases {
-            let why = if !tags.contains_key(target) {
-                Some(format!("no image of this stream is tagged '{target}'"))
-            } else if let Some((first, _)) = tags.get(alias) {
-                Some(format!("'{alias}' is already the tag of {first}"))
-            } else if additional_images.contains_key(alias) {
-                Some(format!("'{alias}' is already an additional image"))
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                ck.at(
-                    s.variant.referenced,
-                    format!("{field}.variant"),
-                    format!(
-                        "variant '{}' aliases '{alias}' to '{target}', but {why}",
-                        s.variant.value
-                    ),
-                );
-            }
-        }
-    }
     let os = s.os.and_then(|o| os_source(ck, &field, o));
     if os.is_some() {
         let marked: Vec<String> = images
@@ -1215,7 +1178,14 @@ fn os_source(ck: &mut Checker, stream_field: &str, o: Spanned<RawOs>) -> Option<
     // An image reference as okd-forge reads it: `docker://…`, `oci:DIR[…]`, or a bare pull spec.
     let image_ref = |ck: &mut Checker, at: Location, value: &str, tagged: bool| {
         let text = if value.starts_with("oci:") || value.starts_with("docker://") {
-            ck.image_ref(value.to_string())
+            // Recorded releases name the layout by an absolute path, which buildah needs.
+            match ck.image_ref(value.to_string()).strip_prefix("oci:") {
+                Some(rest) => format!(
+                    "oci:{}",
+                    std::path::absolute(rest).map_or(rest.to_string(), |p| p.display().to_string())
+                ),
+                None => value.to_string(),
+            }
         } else {
             format!("docker://{value}")
         };
@@ -1607,15 +1577,10 @@ components:
         );
     }
 
-    /// BASE with an OS component (`rhel-coreos`, `os: true`), the okd variant's alias of
-    /// `machine-os-content`, and stream `s` with `os` as given.
+    /// BASE with an OS component (`rhel-coreos`, `os: true`) and stream `s` with `os` as given.
     fn with_os(os: &str) -> String {
-        let base = BASE.replace(
-            "okd: { tag_renames: { rhel-coreos: fedora-coreos } }",
-            "okd:\n    tag_renames: { rhel-coreos: fedora-coreos }\n    tag_aliases: { machine-os-content: fedora-coreos }",
-        );
         format!(
-            "{base}  os:\n    git: https://github.com/openshift/okd-machine-os\n    images:\n      - {{ to: rhel-coreos, containerfile: Containerfile, os: true }}\nstreams:\n  s:\n    variant: okd\n    minor: '4.17'\n{os}"
+            "{BASE}  os:\n    git: https://github.com/openshift/okd-machine-os\n    images:\n      - {{ to: rhel-coreos, containerfile: Containerfile, os: true }}\nstreams:\n  s:\n    variant: okd\n    minor: '4.17'\n{os}"
         )
     }
 
@@ -1633,10 +1598,6 @@ components:
             })
         );
         assert_eq!(c.os_tag("s"), Some("fedora-coreos"));
-        assert_eq!(
-            c.variants["okd"].tag_aliases["machine-os-content"],
-            "fedora-coreos"
-        );
         let c = ok(&with_os("    os: { image: \"oci:fcos:stable\" }\n"));
         assert_eq!(
             c.streams["s"].os,
@@ -1649,27 +1610,27 @@ components:
         assert_eq!(c.os_tag("s"), None);
         assert_eq!(
             errors(&with_os("    os: { image: quay.io/fedora/fedora-coreos }\n")),
-            ["forge.yaml:20:18: streams.s.os.image: 'quay.io/fedora/fedora-coreos' names no tag: \
+            ["forge.yaml:18:18: streams.s.os.image: 'quay.io/fedora/fedora-coreos' names no tag: \
               without `metadata`, give the tag to follow (e.g. quay.io/fedora/fedora-coreos:stable)"]
         );
         assert_eq!(
             errors(&with_os("    os: { metadata: \"ftp://x/stable.json\" }\n")),
             [
-                "forge.yaml:20:21: streams.s.os: with `metadata`, give `index` (the release index: \
+                "forge.yaml:18:21: streams.s.os: with `metadata`, give `index` (the release index: \
                  each release's image by digest) or `image` (the repository: release V is REPO:V), \
                  or both",
-                "forge.yaml:20:21: streams.s.os.metadata: unsupported scheme ftp://; give an \
+                "forge.yaml:18:21: streams.s.os.metadata: unsupported scheme ftp://; give an \
                  http://, https:// or file:// URL, or a path"
             ]
         );
         assert_eq!(
             errors(&with_os("    os: { metadata: s.json, image: \"quay.io/f/fcos:stable\" }\n")),
-            ["forge.yaml:20:36: streams.s.os.image: 'quay.io/f/fcos:stable' has a tag or digest: \
+            ["forge.yaml:18:36: streams.s.os.image: 'quay.io/f/fcos:stable' has a tag or digest: \
               with `metadata`, give the repository alone (release V is REPO:V)"]
         );
         assert_eq!(
             errors(&with_os("    os: {}\n")),
-            ["forge.yaml:20:9: streams.s.os: give `metadata` (CoreOS stream metadata) or `image` \
+            ["forge.yaml:18:9: streams.s.os: give `metadata` (CoreOS stream metadata) or `image` \
               (an image tag to follow)"]
         );
     }
@@ -1683,7 +1644,7 @@ components:
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
             e[0].starts_with(
-                "forge.yaml:18:14: streams.s.os: no promoted image of the stream is the OS image"
+                "forge.yaml:16:14: streams.s.os: no promoted image of the stream is the OS image"
             ),
             "{e:?}"
         );
@@ -1701,25 +1662,6 @@ components:
             "    minor: '4.17'\n",
             "    minor: '4.17'\n    promotion: { excluded_images: [machine-config-operator] }\n",
         ));
-    }
-
-    #[test]
-    fn tag_aliases_name_an_image_of_every_stream_and_collide_with_none() {
-        let bad = with_os("").replace(
-            "machine-os-content: fedora-coreos",
-            "machine-config-operator: fedora-coreos, x: nothing",
-        );
-        let e = errors(&bad);
-        assert_eq!(
-            e,
-            [
-                "forge.yaml:18:14: streams.s.variant: variant 'okd' aliases \
-                 'machine-config-operator' to 'fedora-coreos', but 'machine-config-operator' is \
-                 already the tag of components.mco.images[0]",
-                "forge.yaml:18:14: streams.s.variant: variant 'okd' aliases 'x' to 'nothing', but \
-                 no image of this stream is tagged 'nothing'"
-            ]
-        );
     }
 
     #[test]

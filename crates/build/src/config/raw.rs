@@ -142,12 +142,6 @@ pub struct RawVariant {
     #[schemars(with = "BTreeMap<String, String>")]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tag_renames: BTreeMap<String, Spanned<String>>,
-    /// Payload tag aliases: the key is one more tag of the image the value tags (after renames),
-    /// e.g. `machine-os-content: fedora-coreos` (the OS image under its pre-4.16 name too).
-    #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub tag_aliases: BTreeMap<String, Spanned<String>>,
 }
 
 /// A git repository and the images built from it.

@@ -78,16 +78,24 @@ impl Controller {
                     None,
                     now,
                 )? {
-                    let what = format!(
-                        "OS {} ({}) accepted: the stream's {} is now {}",
-                        c.version, p.name, c.tag, c.digest
-                    );
+                    let what = if newer_accepted {
+                        format!(
+                            "OS {} ({}) accepted; the stream keeps the newer OS accepted before it",
+                            c.version, p.name
+                        )
+                    } else {
+                        format!(
+                            "OS {} ({}) accepted: the stream's {} is now {}",
+                            c.version, p.name, c.tag, c.digest
+                        )
+                    };
                     self.records()
                         .note(stream, Some(&p.name), "os-accepted", &what, now)?;
                     report.actions.push(Action::Os {
                         payload: p.name.clone(),
                         version: c.version.clone(),
                         accepted: true,
+                        promoted: !newer_accepted,
                     });
                 }
             } else if c.state == CandidateState::Testing
@@ -124,6 +132,7 @@ impl Controller {
                         payload: p.name.clone(),
                         version: c.version.clone(),
                         accepted: false,
+                        promoted: false,
                     });
                 }
             }
