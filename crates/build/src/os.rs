@@ -630,7 +630,11 @@ fn parse_json<T: de::DeserializeOwned>(
             field.push_str(name);
             "missing".to_string()
         } else {
-            text
+            // serde names the Rust type it wanted (`expected struct RawMetadata`): say "an object".
+            match text.find("expected struct Raw") {
+                Some(i) => format!("{}expected an object", &text[..i]),
+                None => text,
+            }
         };
         OsError::Invalid {
             origin: origin.to_string(),

@@ -107,6 +107,9 @@ struct StreamSummary {
     minor: String,
     images: usize,
     promoted: usize,
+    /// The OS source followed and the OS image's tag, when the stream follows an OS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    os: Option<String>,
 }
 
 pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
@@ -136,6 +139,13 @@ pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
                             } else {
                                 s.promotion.additional_images.len()
                             },
+                        os: s.os.as_ref().map(|o| {
+                            format!(
+                                "{} built on {}",
+                                config.os_tag(name).unwrap_or("-"),
+                                o.location()
+                            )
+                        }),
                     })
                     .collect(),
             };
@@ -159,8 +169,16 @@ pub fn run(command: ConfigCommand, output: Output) -> Result<()> {
                 .unwrap_or(0);
             for s in &summary.streams {
                 println!(
-                    "  {:width$}  variant {}, branch {} ({}), {} images, {} promoted",
-                    s.name, s.variant, s.branch, s.minor, s.images, s.promoted
+                    "  {:width$}  variant {}, branch {} ({}), {} images, {} promoted{}",
+                    s.name,
+                    s.variant,
+                    s.branch,
+                    s.minor,
+                    s.images,
+                    s.promoted,
+                    s.os.as_deref()
+                        .map(|o| format!(", OS {o}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(())

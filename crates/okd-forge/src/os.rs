@@ -261,13 +261,14 @@ fn text(st: &OsStatus) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "{}", st.stream);
-    let _ = writeln!(s, "  source:   {}", st.source);
+    let _ = writeln!(s, "  {:<11}{}", "source:", st.source);
     let tag = st.tag.as_deref().unwrap_or("-");
     match &st.current {
         Some(c) => {
             let _ = writeln!(
                 s,
-                "  in stream: {tag} {} ({}{})",
+                "  {:<11}{tag} {} ({}{})",
+                "in stream:",
                 c.version.as_deref().unwrap_or("version unknown"),
                 c.digest,
                 c.payload
@@ -277,32 +278,33 @@ fn text(st: &OsStatus) -> String {
             );
         }
         None => {
-            let _ = writeln!(s, "  in stream: {tag}: no OS image yet");
+            let _ = writeln!(s, "  {:<11}{tag}: no OS image yet", "in stream:");
         }
     }
     match (&st.desired, &st.problem) {
         (Some(v), _) => {
-            let _ = writeln!(s, "  builds on: {v}");
+            let _ = writeln!(s, "  {:<11}{v}", "builds on:");
         }
         (None, Some(p)) => {
-            let _ = writeln!(s, "  builds on: nothing: {p}");
+            let _ = writeln!(s, "  {:<11}nothing: {p}", "builds on:");
         }
         _ => {}
     }
     if let Some(p) = &st.pin {
-        let _ = writeln!(s, "  pinned:   {} ({})", p.version, p.reason);
+        let _ = writeln!(s, "  {:<11}{} ({})", "pinned:", p.version, p.reason);
     }
     if let Some(c) = &st.testing {
         let _ = writeln!(
             s,
-            "  testing:  {} ({}): the stream's next payload carries it",
-            c.version, c.digest
+            "  {:<11}{} ({}): the stream's next payload carries it",
+            "testing:", c.version, c.digest
         );
     }
     if let Some(c) = &st.rejected {
         let _ = writeln!(
             s,
-            "  rejected: {} ({}): {}",
+            "  {:<11}{} ({}): {}",
+            "rejected:",
             c.version,
             c.digest,
             c.reason.as_deref().unwrap_or("")
@@ -318,7 +320,8 @@ fn text(st: &OsStatus) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  polled:   {at}: {}{}",
+            "  {:<11}{at}: {}{}",
+            "polled:",
             if p.ok { "" } else { "FAILED: " },
             p.message
         );
@@ -333,7 +336,8 @@ fn text(st: &OsStatus) -> String {
         let more = st.releases.len().saturating_sub(5);
         let _ = writeln!(
             s,
-            "  releases: {}{}",
+            "  {:<11}{}{}",
+            "releases:",
             list.join(", "),
             if more > 0 {
                 format!(" (+{more} older)")

@@ -590,6 +590,7 @@ streams:
     variant: okd
     branch: release-4.17
     os: { image: "oci:fcos:stable" }
+    release: { name: 4.17.0-0.okd }
 "#,
     );
     fcos_stable(site.dir(), "39.20231101.3.0");

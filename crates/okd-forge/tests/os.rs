@@ -330,7 +330,7 @@ fn a_new_os_release_is_gated_by_its_payload_pinned_and_followed_again() {
         "{st:#}"
     );
     let text = f.ok(&["os", "status", STREAM]);
-    assert!(text.contains(&format!("rejected: {V2}")), "{text}");
+    assert!(text.contains(&format!("rejected:  {V2}")), "{text}");
     // Built again, the rejected image is not proposed again, and no payload is cut.
     let again = site.build();
     assert_eq!(again["status"]["result"], "unchanged", "{again:#}");

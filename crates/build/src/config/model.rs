@@ -662,7 +662,16 @@ pub(crate) fn validate(raw: RawConfig, file: &str, base: &Path) -> Result<Config
             .release
             .map(|r| super::release::release(&mut ck, &name, r, &stream_names, &leases));
         let raw_stream = RawStream { release: None, ..s };
+        let os_at = raw_stream.os.as_ref().map(|o| o.referenced);
         if let Some(mut s) = stream(&mut ck, &name, raw_stream, &variants, &components) {
+            if let (Some(at), None) = (os_at, &release) {
+                ck.at(
+                    at,
+                    format!("streams.{name}.os"),
+                    "a stream that follows an OS needs a `release:` block: a new OS image enters \
+                     the stream only through a verified payload",
+                );
+            }
             s.release = release;
             streams.insert(name, s);
         }
@@ -1580,7 +1589,7 @@ components:
     /// BASE with an OS component (`rhel-coreos`, `os: true`) and stream `s` with `os` as given.
     fn with_os(os: &str) -> String {
         format!(
-            "{BASE}  os:\n    git: https://github.com/openshift/okd-machine-os\n    images:\n      - {{ to: rhel-coreos, containerfile: Containerfile, os: true }}\nstreams:\n  s:\n    variant: okd\n    minor: '4.17'\n{os}"
+            "{BASE}  os:\n    git: https://github.com/openshift/okd-machine-os\n    images:\n      - {{ to: rhel-coreos, containerfile: Containerfile, os: true }}\nstreams:\n  s:\n    variant: okd\n    minor: '4.17'\n    release: {{ name: 4.17.0-0.okd }}\n{os}"
         )
     }
 
@@ -1610,27 +1619,27 @@ components:
         assert_eq!(c.os_tag("s"), None);
         assert_eq!(
             errors(&with_os("    os: { image: quay.io/fedora/fedora-coreos }\n")),
-            ["forge.yaml:18:18: streams.s.os.image: 'quay.io/fedora/fedora-coreos' names no tag: \
+            ["forge.yaml:19:18: streams.s.os.image: 'quay.io/fedora/fedora-coreos' names no tag: \
               without `metadata`, give the tag to follow (e.g. quay.io/fedora/fedora-coreos:stable)"]
         );
         assert_eq!(
             errors(&with_os("    os: { metadata: \"ftp://x/stable.json\" }\n")),
             [
-                "forge.yaml:18:21: streams.s.os: with `metadata`, give `index` (the release index: \
+                "forge.yaml:19:21: streams.s.os: with `metadata`, give `index` (the release index: \
                  each release's image by digest) or `image` (the repository: release V is REPO:V), \
                  or both",
-                "forge.yaml:18:21: streams.s.os.metadata: unsupported scheme ftp://; give an \
+                "forge.yaml:19:21: streams.s.os.metadata: unsupported scheme ftp://; give an \
                  http://, https:// or file:// URL, or a path"
             ]
         );
         assert_eq!(
             errors(&with_os("    os: { metadata: s.json, image: \"quay.io/f/fcos:stable\" }\n")),
-            ["forge.yaml:18:36: streams.s.os.image: 'quay.io/f/fcos:stable' has a tag or digest: \
+            ["forge.yaml:19:36: streams.s.os.image: 'quay.io/f/fcos:stable' has a tag or digest: \
               with `metadata`, give the repository alone (release V is REPO:V)"]
         );
         assert_eq!(
             errors(&with_os("    os: {}\n")),
-            ["forge.yaml:18:9: streams.s.os: give `metadata` (CoreOS stream metadata) or `image` \
+            ["forge.yaml:19:9: streams.s.os: give `metadata` (CoreOS stream metadata) or `image` \
               (an image tag to follow)"]
         );
     }
@@ -1656,6 +1665,17 @@ components:
         assert!(
             e[0].contains("components.mco.images[0] and components.os.images[0] are all OS images"),
             "{e:?}"
+        );
+        // The OS enters only through a verified payload: no release block, no OS.
+        assert_eq!(
+            errors(
+                &with_os("    os: { image: quay.io/fedora/fedora-coreos:stable }\n")
+                    .replace("    release: { name: 4.17.0-0.okd }\n", "")
+            ),
+            [
+                "forge.yaml:18:9: streams.s.os: a stream that follows an OS needs a `release:` \
+              block: a new OS image enters the stream only through a verified payload"
+            ]
         );
         // Excluding one from the stream's promotion leaves one.
         ok(&two.replace(
