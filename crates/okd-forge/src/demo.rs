@@ -2,12 +2,15 @@
 //! store, SQLite, local processes, the native builder), with no external tool and no network.
 //!
 //! It writes five upstream git repositories (a CVO stand-in, two operators with `/manifests` and
-//! `image-references` (DNS, machine-config), an OS image with a `machine-os` version, an installer with a binary), a
-//! base image and a `forge.yaml`, then runs okd-forge's own commands on them, in this process:
-//! build, cut a payload, verify it (an e2e job and an upgrade job, both `okd-forge demo-job`),
-//! accept it and promote the stable release `.0`; then it merges a pull request into one
-//! repository and goes round again, promoting `.1` with the tested edge from `.0`. Finally it
-//! serves the dashboard, the API, the update graph and the registry view, and prints the URL.
+//! `image-references` (DNS, machine-config), the OKD layer of the OS image, an installer with a
+//! binary), a base image, two CentOS Stream CoreOS releases and the stream metadata naming the
+//! first, and a `forge.yaml`, then runs okd-forge's own commands on them, in this process:
+//! build (the OS image on the stream's OS release), cut a payload, verify it (an e2e job and an
+//! upgrade job, both `okd-forge demo-job`), accept it (and with it the OS) and promote the stable
+//! release `.0`; then it moves the stream metadata to the second OS release, merges a pull request
+//! into one repository and goes round again, promoting `.1` with the tested edge from `.0`.
+//! Finally it serves the dashboard, the API, the update graph and the registry view, and prints
+//! the URL.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,6 +34,8 @@ const BRANCH: &str = "release-4.17";
 /// The environment variables that tell `demo-job` where the store is.
 const STORE_ENV: &str = "OKD_FORGE_DEMO_STORE";
 const STORE_NAME_ENV: &str = "OKD_FORGE_DEMO_STORE_NAME";
+/// The CentOS Stream CoreOS releases the stream follows: the first, then the second.
+const OS_RELEASES: [&str; 2] = ["9.0.20261201-0", "9.0.20261208-0"];
 
 /// What `demo` takes.
 #[derive(Args)]
@@ -72,8 +77,14 @@ pub async fn demo(a: DemoArgs, output: Output) -> Result<()> {
     let config_file = dir.join("forge.yaml");
     let config_arg = config_file.display().to_string();
 
-    step(&format!("a base image in {}", dir.join("bases").display()));
-    base_image(&dir)?;
+    step(&format!(
+        "a base image and the CentOS Stream CoreOS releases {} in {}; stream metadata at {}",
+        OS_RELEASES.join(" and "),
+        dir.join("bases").display(),
+        dir.join("os/c9s.json").display()
+    ));
+    base_images(&dir)?;
+    os_metadata(&dir, OS_RELEASES[0], "2026-12-01T00:00:00Z")?;
     step(&format!(
         "upstream repositories in {}, each with a {BRANCH} branch",
         dir.join("upstream").display()
@@ -89,7 +100,12 @@ pub async fn demo(a: DemoArgs, output: Output) -> Result<()> {
     run(&["build", "--config", &config_arg]).await?;
     let first = cut_and_verify(&config_file, None).await?;
 
-    step("a pull request to cluster-dns-operator, merged into release-4.17");
+    step(&format!(
+        "the stream metadata moves to CentOS Stream CoreOS {}, and a pull request to \
+         cluster-dns-operator is merged into release-4.17",
+        OS_RELEASES[1]
+    ));
+    os_metadata(&dir, OS_RELEASES[1], "2026-12-08T00:00:00Z")?;
     repos.merge_pull_request(now)?;
     run(&["build", "--config", &config_arg]).await?;
     let second = cut_and_verify(&config_file, Some(&first.name)).await?;
@@ -168,16 +184,36 @@ fn prepare(dir: &Path) -> Result<PathBuf> {
     Ok(std::path::absolute(dir)?)
 }
 
-/// The base the images are layered onto: one layer with the `/etc/os-release` of CentOS Stream 9
-/// (which the stream's base-image policy allows), in the layout `bases`, tagged `base`.
-fn base_image(dir: &Path) -> Result<()> {
+/// The images of the layout `bases`: the base the components are layered onto, tagged `base`,
+/// with the `/etc/os-release` of CentOS Stream 9 (which the stream's base-image policy allows);
+/// and each of [`OS_RELEASES`], tagged with its version, with the os-release of CentOS Stream
+/// CoreOS and the `version` label CoreOS images carry.
+fn base_images(dir: &Path) -> Result<()> {
+    let layout = oci::Layout::create(dir.join("bases"))?;
+    let centos = "NAME=\"CentOS Stream\"\nVERSION=\"9\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\n\
+                  VERSION_ID=\"9\"\nPRETTY_NAME=\"CentOS Stream 9 (okd-forge demo base)\"\n";
+    one_layer_image(dir, &layout, "base", centos, None)?;
+    for v in OS_RELEASES {
+        let scos = format!(
+            "NAME=\"CentOS Stream CoreOS\"\nID=\"scos\"\nID_LIKE=\"rhel fedora\"\n\
+             VERSION_ID=\"9\"\nVERSION=\"{v}\"\nOSTREE_VERSION=\"{v}\"\n"
+        );
+        one_layer_image(dir, &layout, v, &scos, Some(v))?;
+    }
+    Ok(())
+}
+
+/// An image of one layer holding `/etc/os-release`, labelled `version` when given, tagged `tag`.
+fn one_layer_image(
+    dir: &Path,
+    layout: &oci::Layout,
+    tag: &str,
+    os_release: &str,
+    version: Option<&str>,
+) -> Result<()> {
     let root = tempfile::tempdir_in(dir)?;
     std::fs::create_dir_all(root.path().join("etc"))?;
-    std::fs::write(
-        root.path().join("etc/os-release"),
-        "NAME=\"CentOS Stream\"\nVERSION=\"9\"\nID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"9\"\n\
-         PRETTY_NAME=\"CentOS Stream 9 (okd-forge demo base)\"\n",
-    )?;
+    std::fs::write(root.path().join("etc/os-release"), os_release)?;
     let outputs = [build::config::NativeOutput {
         source: "etc".into(),
         dest: "/etc".into(),
@@ -185,18 +221,39 @@ fn base_image(dir: &Path) -> Result<()> {
     let tar = build::native::layer_tar(root.path(), &outputs, 0)?;
     let layer = oci::compose::Layer::from_tar(&tar);
     let (manifest, (cfg_desc, cfg)) = oci::compose::docker_image_on(
-        "the demo base",
+        &format!("the demo image {tag}"),
         serde_json::json!({}),
         &[],
         &layer,
         "1970-01-01T00:00:00Z",
-        |_| {},
+        |obj| {
+            if let (Some(v), Some(c)) = (version, obj["config"].as_object_mut()) {
+                c.insert("Labels".into(), serde_json::json!({ "version": v }));
+            }
+        },
     )?;
-    let layout = oci::Layout::create(dir.join("bases"))?;
     layout.write_blob_bytes(&layer.digest, &layer.gzip)?;
     layout.write_blob_bytes(&cfg_desc.digest, &cfg)?;
-    layout.put_manifest(&manifest, Some("base"), true)?;
+    layout.put_manifest(&manifest, Some(tag), true)?;
     Ok(())
+}
+
+/// Writes `os/c9s.json`: CoreOS stream metadata whose release, for the architecture builds run
+/// on, is `version`.
+fn os_metadata(dir: &Path, version: &str, modified: &str) -> Result<()> {
+    let doc = serde_json::json!({
+        "stream": "c9s",
+        "metadata": { "last-modified": modified, "generator": "okd-forge demo" },
+        "architectures": {
+            build::osgate::build_arch(): {
+                "artifacts": { "qemu": { "release": version, "formats": {} } }
+            }
+        }
+    });
+    let path = dir.join("os/c9s.json");
+    std::fs::create_dir_all(dir.join("os"))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&doc)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The upstream repositories and what the demo changes in them.
@@ -262,7 +319,10 @@ fn upstream(dir: &Path, time: i64) -> Result<Upstream> {
             "cluster-version-operator",
             Files::from([(
                 "bin/cluster-version-operator".into(),
-                file("#!/bin/sh\necho \"cluster-version-operator stand-in: $*\"\n", true),
+                file(
+                    "#!/bin/sh\necho \"cluster-version-operator stand-in: $*\"\n",
+                    true,
+                ),
             )]),
         ),
         (
@@ -278,11 +338,8 @@ fn upstream(dir: &Path, time: i64) -> Result<Upstream> {
         (
             "os",
             Files::from([(
-                "usr/lib/os-release".into(),
-                file(
-                    "NAME=\"CentOS Stream CoreOS\"\nID=scos\nVERSION=\"417.9.202612010000-0\"\nOSTREE_VERSION=\"417.9.202612010000-0\"\n",
-                    false,
-                ),
+                "usr/share/okd/release".into(),
+                file("OKD 4.17 on CentOS Stream CoreOS (okd-forge demo)\n", false),
             )]),
         ),
         (
@@ -290,7 +347,10 @@ fn upstream(dir: &Path, time: i64) -> Result<Upstream> {
             Files::from([
                 (
                     "bin/openshift-install".into(),
-                    file("#!/bin/sh\necho \"openshift-install 4.17 (okd-forge demo)\"\n", true),
+                    file(
+                        "#!/bin/sh\necho \"openshift-install 4.17 (okd-forge demo)\"\n",
+                        true,
+                    ),
                 ),
                 (
                     "manifests/image-references".into(),
@@ -390,8 +450,8 @@ components:
         (
             "os",
             "rhel-coreos",
-            &["usr/lib/os-release:/usr/lib/os-release"],
-            "        versions: { machine-os: 417.9.202612010000-0 }   # the payload's machine-os\n",
+            &["usr/share/okd/release:/usr/share/okd/release"],
+            "        os: true                      # built on the stream's OS release, which its payloads verify\n",
         ),
         (
             "installer",
@@ -428,6 +488,9 @@ components:
   {STREAM}:
     variant: okd-scos
     branch: {BRANCH}
+    os:                                 # the OS it follows: CentOS Stream CoreOS releases
+      metadata: ./os/c9s.json
+      image: oci:bases                  # release V is oci:bases:V
     release:
       name: 4.17.0-0.okd-scos           # payloads 4.17.0-0.okd-scos-<UTC YYYY-MM-DD-HHMMSS>
       max_unready: 1

@@ -240,6 +240,13 @@ fn the_demo_runs_the_pipeline_and_its_dashboard_renders_in_chromium() {
         "{printed}"
     );
     assert!(printed.contains("OCPBUGS-1234"), "changelog: {printed}");
+    // The OS the stream follows: each release entered through the payload that carried it.
+    for v in ["9.0.20261201-0", "9.0.20261208-0"] {
+        assert!(
+            printed.contains(&format!("OS {v} accepted into the stream")),
+            "{v}: {printed}"
+        );
+    }
     let addr = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -305,8 +312,13 @@ fn the_demo_runs_the_pipeline_and_its_dashboard_renders_in_chromium() {
         payloads.len() >= 2,
         "two payloads on the stream page:\n{stream}"
     );
-    for job in ["e2e", "upgrade", "consistency"] {
-        assert!(stream.contains(job), "stream page lacks {job}:\n{stream}");
+    for want in [
+        "e2e",
+        "upgrade",
+        "consistency",
+        "In the stream: 9.0.20261208-0",
+    ] {
+        assert!(stream.contains(want), "stream page lacks {want}:\n{stream}");
     }
     browser.screenshot(&docs().join("stream.png"));
 
@@ -321,6 +333,7 @@ fn the_demo_runs_the_pipeline_and_its_dashboard_renders_in_chromium() {
         "installer",
         "4.17.0-okd-scos.0",
         "OCPBUGS-1234",
+        "CentOS Stream CoreOS 9.0.20261208-0 (rhel-coreos) (upgraded from 9.0.20261201-0)",
     ] {
         assert!(page.contains(want), "payload page lacks {want}:\n{page}");
     }

@@ -353,6 +353,15 @@ pub async fn os_packages(sources: &Sources, d: &mut ReleaseDiff, arch: Option<&s
 }
 
 impl ReleaseDiff {
+    /// The component changes a changelog lists: all but `machine-os` when the OS section
+    /// shows it.
+    pub fn listed_components(&self) -> Vec<&ComponentChange> {
+        self.components
+            .iter()
+            .filter(|c| self.os.is_none() || c.name != "machine-os")
+            .collect()
+    }
+
     /// The changelog as Markdown, in the release-controller's shape.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -363,9 +372,10 @@ impl ReleaseDiff {
             let _ = writeln!(s, "Promoted from {p}\n");
         }
         let _ = writeln!(s, "## Changes from {}\n", self.from.name);
-        if !self.components.is_empty() {
+        let components = self.listed_components();
+        if !components.is_empty() {
             let _ = writeln!(s, "### Components\n");
-            for c in &self.components {
+            for c in components {
                 let name = if c.display_name.is_empty() {
                     &c.name
                 } else {

@@ -1250,7 +1250,14 @@ fn os_source(ck: &mut Checker, stream_field: &str, o: Spanned<RawOs>) -> Option<
                 ck.at(v.referenced, format!("{field}.{name}"), "empty location");
                 None
             }
-            None => Some(ck.base.join(&v.value).display().to_string()),
+            None => Some(
+                ck.base
+                    .join(&v.value)
+                    .components()
+                    .collect::<PathBuf>()
+                    .display()
+                    .to_string(),
+            ),
         }
     };
     match (o.metadata, o.index, o.image) {
