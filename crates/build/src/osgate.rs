@@ -60,15 +60,6 @@ pub struct OsReleaseRecord {
     pub found: i64,
 }
 
-impl OsReleaseRecord {
-    /// The `machine-os` version of the release (a semver, see [`OsVersion::machine_os`]), and the
-    /// OS's display name.
-    pub fn machine_os(&self) -> Result<(String, &'static str), os::OsError> {
-        let v: OsVersion = self.version.parse()?;
-        Ok((v.machine_os().to_string(), v.os().display_name()))
-    }
-}
-
 /// The outcome of the last poll of a stream's OS source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PollRecord {
@@ -391,18 +382,39 @@ pub fn known(state: &State, stream: &str, digest: &str) -> Result<Option<Proposa
     Ok(candidates(state, stream)?
         .into_iter()
         .find(|c| c.digest == digest)
-        .and_then(|c| match c.state {
-            CandidateState::Testing => Some(Proposal::StillTesting),
-            CandidateState::Rejected => Some(Proposal::Rejected(
-                c.payload.unwrap_or_else(|| "a payload".into()),
-            )),
-            _ => None,
-        }))
+        .and_then(|c| held(c.state, c.payload)))
+}
+
+/// The proposal a candidate in `state` (decided by `payload`) stands for, when the gate holds it.
+fn held(state: CandidateState, payload: Option<String>) -> Option<Proposal> {
+    match state {
+        CandidateState::Testing => Some(Proposal::StillTesting),
+        CandidateState::Rejected => Some(Proposal::Rejected(
+            payload.unwrap_or_else(|| "a payload".into()),
+        )),
+        _ => None,
+    }
+}
+
+/// The OS image the build wants for `stream` is the one the stream has: the candidate being
+/// tested (if any) is withdrawn, superseded, so that payloads carry the stream's own again (a pin
+/// to the OS the stream has holds it there). Whether one was.
+pub fn withdraw(state: &State, stream: &str, at: i64) -> Result<bool, StateError> {
+    state.transaction(|tx| {
+        let n = tx.execute(
+            "UPDATE os_candidates SET state = 'superseded', decided = ?2, \
+             reason = 'the build went back to the OS image the stream has' \
+             WHERE stream = ?1 AND state = 'testing'",
+            params![stream, at],
+        )?;
+        Ok(n > 0)
+    })
 }
 
 /// Records the OS image `digest` (of `version`, made by `build_id`) as a candidate for `stream`'s
 /// `tag`, superseding any older one being tested. An image rejected before is not proposed again
-/// (`release accept` of a payload carrying it still lets it in).
+/// (`release accept` of a payload carrying it still lets it in). An image accepted or superseded
+/// before (a revert to it) is proposed anew: a new row, so that it is the newest candidate.
 pub fn propose(
     state: &State,
     stream: &str,
@@ -413,11 +425,12 @@ pub fn propose(
     at: i64,
 ) -> Result<Proposal, StateError> {
     state.transaction(|tx| {
-        let existing: Option<(i64, String, Option<String>)> = tx
+        let existing: Option<(i64, String, Option<String>, Option<i64>)> = tx
             .query_row(
-                "SELECT id, state, payload FROM os_candidates WHERE stream = ?1 AND digest = ?2",
+                "SELECT id, state, payload, build_id FROM os_candidates \
+                 WHERE stream = ?1 AND digest = ?2",
                 [stream, digest],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
         let supersede = |tx: &rusqlite::Transaction<'_>, keep: i64| {
@@ -428,37 +441,36 @@ pub fn propose(
                 params![stream, keep, at],
             )
         };
+        let insert = |tx: &rusqlite::Transaction<'_>, build_id: Option<i64>| {
+            tx.execute(
+                "INSERT INTO os_candidates (stream, tag, digest, version, build_id, state, \
+                 created) VALUES (?1, ?2, ?3, ?4, ?5, 'testing', ?6)",
+                params![stream, tag, digest, version, build_id, at],
+            )?;
+            supersede(tx, tx.last_insert_rowid())
+        };
         match existing {
-            Some((_, s, _)) if s == "testing" => Ok(Proposal::StillTesting),
-            Some((_, s, payload)) if s == "rejected" => Ok(Proposal::Rejected(
-                payload.unwrap_or_else(|| "a payload".into()),
-            )),
-            Some((id, _, _)) => {
-                // Accepted once and left since (a revert to it), or superseded: test it again.
-                tx.execute(
-                    "UPDATE os_candidates SET state = 'testing', payload = NULL, reason = NULL, \
-                     decided = NULL, created = ?2, build_id = COALESCE(?3, build_id) WHERE id = ?1",
-                    params![id, at, build_id],
-                )?;
-                supersede(tx, id)?;
+            Some((id, s, payload, old_build)) => {
+                if let Some(p) = held(CandidateState::parse(&s), payload) {
+                    return Ok(p);
+                }
+                // Accepted once and left since (a revert to it), or superseded: test it again, as
+                // the newest candidate.
+                tx.execute("DELETE FROM os_candidates WHERE id = ?1", [id])?;
+                insert(tx, build_id.or(old_build))?;
                 Ok(Proposal::Retesting)
             }
             None => {
-                tx.execute(
-                    "INSERT INTO os_candidates (stream, tag, digest, version, build_id, state, \
-                     created) VALUES (?1, ?2, ?3, ?4, ?5, 'testing', ?6)",
-                    params![stream, tag, digest, version, build_id, at],
-                )?;
-                supersede(tx, tx.last_insert_rowid())?;
+                insert(tx, build_id)?;
                 Ok(Proposal::Testing)
             }
         }
     })
 }
 
-/// Decides candidate `id`: `Accepted` or `Rejected` by `payload`, with the reason. Only a
-/// candidate being tested, or a rejected one being accepted by hand, changes; returns whether it
-/// did.
+/// Decides candidate `id`: `Accepted` or `Rejected` by `payload`, with the reason. A candidate
+/// being tested can be rejected; one being tested, superseded (its payload passed after a newer
+/// one was built) or rejected (accepted by hand) can be accepted. Returns whether it changed.
 pub fn decide(
     state: &State,
     id: i64,
@@ -470,7 +482,8 @@ pub fn decide(
     state.transaction(|tx| {
         let n = tx.execute(
             "UPDATE os_candidates SET state = ?2, payload = ?3, reason = ?4, decided = ?5 \
-             WHERE id = ?1 AND (state = 'testing' OR (state = 'rejected' AND ?2 = 'accepted'))",
+             WHERE id = ?1 AND (state = 'testing' OR (state IN ('superseded', 'rejected') \
+             AND ?2 = 'accepted'))",
             params![id, to.as_str(), payload, reason, at],
         )?;
         Ok(n > 0)
@@ -603,14 +616,12 @@ pub fn build_arch() -> &'static str {
 }
 
 /// Reads `stream`'s OS source once and records what it found (a new release, and the outcome).
-/// A stream without an `os:` source is an error of the caller.
 pub async fn poll(forge: &Forge, stream: &str, at: i64) -> Result<PollOutcome, StateError> {
-    let source = forge
-        .config
-        .streams
-        .get(stream)
-        .and_then(|s| s.os.clone())
-        .expect("poll is asked for a stream with an os: source");
+    let Some(source) = forge.config.streams.get(stream).and_then(|s| s.os.clone()) else {
+        return Ok(PollOutcome::Failed {
+            error: format!("stream {stream} follows no OS: give it an `os:` source in forge.yaml"),
+        });
+    };
     let outcome = match poll_source(forge, stream, &source, at).await {
         Ok(Some((release, warnings))) => PollOutcome::New { release, warnings },
         Ok(None) => PollOutcome::Same {
@@ -648,10 +659,8 @@ async fn poll_source(
     source: &OsSource,
     at: i64,
 ) -> Result<Option<Found>, String> {
-    let newest = releases(&forge.state, stream)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .next();
+    let recorded = releases(&forge.state, stream).map_err(|e| e.to_string())?;
+    let newest = recorded.first().cloned();
     match source {
         OsSource::Metadata {
             metadata,
@@ -661,11 +670,14 @@ async fn poll_source(
             let s = os::fetch_stream(metadata)
                 .await
                 .map_err(|e| e.to_string())?;
+            let index_url = index.clone();
             let index = match index {
                 Some(i) => Some(os::fetch_index(i).await.map_err(|e| e.to_string())?),
                 None => None,
             };
-            let previous = newest.as_ref().and_then(|r| recorded_state(r).ok());
+            // What the metadata is compared with: the newest release a poll recorded (one a pin
+            // recorded has no metadata state).
+            let previous = recorded.iter().find_map(|r| recorded_state(r).ok());
             let release = match os::poll(previous.as_ref(), &s, index.as_ref()) {
                 Poll::Same => return Ok(None),
                 Poll::Rejected { reason } => {
@@ -690,15 +702,12 @@ async fn poll_source(
             })?;
             let base = match (release.digests.get(arch), image) {
                 (Some(d), _) => format!("docker://{d}"),
-                (None, Some(repo)) => {
-                    let tagged = format!("{repo}:{version}");
-                    let (digest, _) = resolve(forge, &tagged).await?;
-                    by_digest(repo, &digest)
-                }
+                (None, Some(repo)) => release_image(forge, repo, &version.to_string()).await?,
                 (None, None) => {
                     return Err(format!(
-                        "the release index has no container image of {version} for {arch}, and \
-                         the stream's os: gives no `image` repository to find it in"
+                        "{}: no container image of {version} for {arch}, and stream {stream}'s \
+                         os: gives no `image` repository to find it in",
+                        index_url.as_deref().unwrap_or("the release index")
                     ))
                 }
             };
@@ -807,13 +816,11 @@ pub async fn record_version(
             }
         )));
     };
-    let tagged = format!("{repo}:{v}");
-    let digest = match resolve(forge, &tagged).await {
-        Ok((d, _)) => d,
+    let base = match release_image(forge, &repo, &v.to_string()).await {
+        Ok(b) => b,
         Err(e) => return Ok(Err(e)),
     };
     let arch = build_arch().to_string();
-    let base = by_digest(&repo, &digest);
     let r = OsReleaseRecord {
         stream: stream.to_string(),
         version: v.to_string(),
@@ -833,7 +840,13 @@ pub async fn record_version(
     Ok(Ok(r))
 }
 
-/// The state [`os::poll`] compares with, from the newest recorded release.
+/// Release `version`'s image in the repository `repo` (`REPO:VERSION`), by digest.
+async fn release_image(forge: &Forge, repo: &str, version: &str) -> Result<String, String> {
+    let (digest, _) = resolve(forge, &format!("{repo}:{version}")).await?;
+    Ok(by_digest(repo, &digest))
+}
+
+/// The state [`os::poll`] compares with, from a recorded release.
 fn recorded_state(r: &OsReleaseRecord) -> Result<OsState, String> {
     let last_modified = r
         .last_modified
@@ -877,13 +890,9 @@ async fn resolve(
 ) -> Result<(oci::Digest, payload::source::Config), String> {
     let what = format!("OS image {image}");
     let r: ImageRef = image.parse().map_err(|e| format!("{what}: {e}"))?;
-    let (top, one, _) =
-        payload::info::resolve(&forge.sources, &what, &r, Some(oci::manifest::host_arch()))
-            .await
-            .map_err(|e| e.to_string())?;
-    let (config, _) = forge
+    let (top, _, config, _) = forge
         .sources
-        .config(&what, &one)
+        .image_config(&what, &r, Some(oci::manifest::host_arch()))
         .await
         .map_err(|e| e.to_string())?;
     Ok((top.manifest.digest, config))
@@ -922,10 +931,6 @@ mod tests {
         record_release(&state, &rec("okd-4.18", "40.20240416.3.1", 3)).unwrap();
         let d = desired(&state, "okd-4.17").unwrap().unwrap();
         assert_eq!(d.version, "39.20231119.3.0");
-        assert_eq!(
-            d.machine_os().unwrap(),
-            ("39.20231119.3".into(), "Fedora CoreOS")
-        );
 
         pin(
             &state,

@@ -18,10 +18,10 @@ use std::time::Instant;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::{stream, StreamExt};
 use oci::compose::{self, Layer, NewImage};
-use oci::manifest::{media_type, Parsed};
+use oci::manifest::media_type;
 use oci::{Copier, Descriptor, Digest, ImageRef, Layout, Selector, Store};
 use payload::imagestream::OPERATOR_LABEL;
-use payload::source::{pick_child, PullSpec, Sources};
+use payload::source::{PullSpec, Sources};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -773,6 +773,11 @@ async fn attempt(
                         || (!job.promote && !job.pull)
                         || known.is_some()
                     {
+                        if job.os && job.promote && current.as_ref() == Some(&digest) {
+                            // What the build wants is the stream's own OS image (a pin to it).
+                            osgate::withdraw(&forge.state, &job.key.stream, osgate::now())
+                                .map_err(|e| plain(e.to_string()))?;
+                        }
                         let mut r = outcome(job, Some(commit), Status::Unchanged);
                         r.digest = Some(digest.to_string());
                         r.os = os(known);
@@ -1116,6 +1121,11 @@ async fn promote(
         return Ok((false, None));
     }
     if let (true, Some(os)) = (job.os, os) {
+        if current(&forge.state, &job.key).as_ref() == Some(digest) {
+            osgate::withdraw(&forge.state, &job.key.stream, osgate::now())
+                .map_err(|e| e.to_string())?;
+            return Ok((false, None));
+        }
         let p = osgate::propose(
             &forge.state,
             &job.key.stream,
@@ -1178,17 +1188,9 @@ async fn label_operator(forge: &Forge, digest: &Digest, base: &Resolved) -> Resu
         return Ok(digest.clone());
     }
     let base_what = format!("base image {}", base.image);
-    let (_, base_image, _) = payload::info::resolve(
-        &forge.sources,
-        &base_what,
-        &base.image,
-        Some(oci::manifest::host_arch()),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let (_, base_layers) = forge
+    let (_, _, _, base_layers) = forge
         .sources
-        .config(&base_what, &base_image)
+        .image_config(&base_what, &base.image, Some(oci::manifest::host_arch()))
         .await
         .map_err(|e| e.to_string())?;
     if layers.len() <= base_layers.len()
@@ -1255,25 +1257,9 @@ async fn push_native(
     recipe: &Recipe,
 ) -> Result<Digest, String> {
     let what = format!("base image {}", base.image);
-    let mut found = forge
+    let (_, found, config, layers) = forge
         .sources
-        .find_ref(&what, &base.image)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Parsed::Index { manifests } = found.manifest.parse().map_err(|e| e.to_string())? {
-        let arch = oci::manifest::host_arch();
-        let child = pick_child(&manifests, Some(arch))
-            .ok_or_else(|| format!("{what} has no image for {arch}"))?
-            .clone();
-        found = forge
-            .sources
-            .child(&what, &found, &child)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let (config, layers) = forge
-        .sources
-        .config(&what, &found)
+        .image_config(&what, &base.image, Some(oci::manifest::host_arch()))
         .await
         .map_err(|e| e.to_string())?;
     let layer = Layer::from_tar(tar);

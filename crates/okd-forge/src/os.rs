@@ -114,19 +114,22 @@ pub async fn run(cmd: OsCommand, output: Output) -> Result<()> {
             select(&config, std::slice::from_ref(&a.stream))?;
             let forge = crate::build::forge(config, &a.access)?;
             let now = osgate::now();
-            if osgate::release(&forge.state, &a.stream, &a.version)?.is_none() {
-                if let Err(e) = osgate::record_version(&forge, &a.stream, &a.version, now).await? {
-                    bail!("cannot pin {} to OS {}: {e}", a.stream, a.version);
-                }
-            }
-            osgate::pin(&forge.state, &a.stream, &a.version, &a.reason, now)?;
+            // The version as recorded (a release found now is recorded in its canonical form).
+            let version = match osgate::release(&forge.state, &a.stream, &a.version)? {
+                Some(r) => r.version,
+                None => match osgate::record_version(&forge, &a.stream, &a.version, now).await? {
+                    Ok(r) => r.version,
+                    Err(e) => bail!("cannot pin {} to OS {}: {e}", a.stream, a.version),
+                },
+            };
+            osgate::pin(&forge.state, &a.stream, &version, &a.reason, now)?;
             if output == Output::Json {
-                print_json(&serde_json::json!({ "stream": a.stream, "pinned": a.version }));
+                print_json(&serde_json::json!({ "stream": a.stream, "pinned": version }));
             } else {
                 println!(
-                    "{} is pinned to OS {}: its next build uses it, and a payload carrying it \
-                     decides whether it enters the stream",
-                    a.stream, a.version
+                    "{} is pinned to OS {version}: its next build uses it, and a payload carrying \
+                     it decides whether it enters the stream",
+                    a.stream
                 );
             }
             Ok(())

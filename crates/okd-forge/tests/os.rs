@@ -401,7 +401,15 @@ fn a_new_os_release_is_gated_by_its_payload_pinned_and_followed_again() {
         .collect();
     assert_eq!(versions, [V2, V1]);
 
-    // Pinned to the release in the stream: a newer release is recorded but not built on.
+    // A newer release is built on and waits for a payload; pinned to the release in the stream
+    // before one is cut, the stream holds: the candidate is withdrawn, nothing is cut, and newer
+    // releases are recorded but not built on.
+    std::fs::remove_file(site.home().join("fail")).unwrap();
+    site.files
+        .put("stable.json", metadata_at(V3, "2025-07-15T00:00:00Z"));
+    assert_eq!(site.poll()["release"]["version"], V3);
+    assert_eq!(site.build()["os"]["gate"]["result"], "testing");
+    assert_eq!(site.status()["testing"]["version"], V3);
     f.ok(&[
         "os",
         "pin",
@@ -410,13 +418,10 @@ fn a_new_os_release_is_gated_by_its_payload_pinned_and_followed_again() {
         "--reason",
         "NetworkManager regression",
     ]);
-    std::fs::remove_file(site.home().join("fail")).unwrap();
-    site.files
-        .put("stable.json", metadata_at(V3, "2025-07-15T00:00:00Z"));
-    assert_eq!(site.poll()["release"]["version"], V3);
     let pinned = site.build();
     assert_eq!(pinned["status"]["result"], "unchanged", "{pinned:#}");
     assert_eq!(pinned["os"]["version"], V1);
+    assert!(site.status()["testing"].is_null(), "{:#}", site.status());
     assert_eq!(site.sync().trim(), format!("{STREAM}: unchanged"));
     let st = site.status();
     assert_eq!(st["pin"]["version"], V1, "{st:#}");
@@ -427,7 +432,7 @@ fn a_new_os_release_is_gated_by_its_payload_pinned_and_followed_again() {
     f.ok(&["os", "unpin", STREAM]);
     let built = site.build();
     assert_eq!(built["os"]["version"], V3, "{built:#}");
-    assert_eq!(built["os"]["gate"]["result"], "testing");
+    assert_eq!(built["os"]["gate"]["result"], "retesting");
     let out = site.sync();
     assert!(
         out.contains(&format!("OS {V3} accepted into the stream")),
@@ -454,6 +459,26 @@ fn a_new_os_release_is_gated_by_its_payload_pinned_and_followed_again() {
     );
     assert_eq!(site.stream_os().as_deref(), built["digest"].as_str());
     assert!(site.status()["rejected"].is_null());
+
+    // A revert: pinned back to the first release, its image (built before) is proposed again.
+    // With everything else as it was, the stream's next payload would be the first one again:
+    // that payload's verdict decides, no new payload is cut, and the image enters.
+    f.ok(&["os", "pin", STREAM, V1, "--reason", "revert"]);
+    let reverted = site.build();
+    assert_eq!(
+        reverted["digest"].as_str(),
+        Some(os1.as_str()),
+        "{reverted:#}"
+    );
+    assert_eq!(reverted["os"]["gate"]["result"], "retesting");
+    let out = site.sync();
+    assert!(
+        out.contains(&format!("{p1}: OS {V1} accepted into the stream")),
+        "{out}"
+    );
+    assert_eq!(site.payloads().len(), 3);
+    assert_eq!(site.stream_os().as_deref(), Some(os1.as_str()));
+    assert_eq!(site.status()["current"]["version"], V1);
 }
 
 #[test]

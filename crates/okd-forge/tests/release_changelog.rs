@@ -260,6 +260,15 @@ fn changelog_lists_merged_pull_requests_and_reuses_the_clone() {
         "to": {"name": TO, "created": CREATED, "digest": to.digest},
         "upgradeFrom": true,
         "components": [{"name": "kubectl", "version": KUBECTL_NEW, "from": fx::KUBECTL}],
+        // The OS, unchanged.
+        "os": {
+            "tag": "stream-coreos",
+            "displayName": fx::MACHINE_OS_NAME,
+            "version": fx::MACHINE_OS,
+            "from": fx::MACHINE_OS,
+            "imageRef": to.inputs.pullspec("stream-coreos"),
+            "fromImageRef": from.inputs.pullspec("stream-coreos"),
+        },
         "newImages": [],
         "removedImages": [],
         "rebuiltImages": [{

@@ -353,15 +353,6 @@ pub async fn os_packages(sources: &Sources, d: &mut ReleaseDiff, arch: Option<&s
 }
 
 impl ReleaseDiff {
-    /// The component changes a changelog lists: all but `machine-os` when the OS section
-    /// shows it.
-    pub fn listed_components(&self) -> Vec<&ComponentChange> {
-        self.components
-            .iter()
-            .filter(|c| self.os.is_none() || c.name != "machine-os")
-            .collect()
-    }
-
     /// The changelog as Markdown, in the release-controller's shape.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -372,10 +363,9 @@ impl ReleaseDiff {
             let _ = writeln!(s, "Promoted from {p}\n");
         }
         let _ = writeln!(s, "## Changes from {}\n", self.from.name);
-        let components = self.listed_components();
-        if !components.is_empty() {
+        if !self.components.is_empty() {
             let _ = writeln!(s, "### Components\n");
-            for c in components {
+            for c in &self.components {
                 let name = if c.display_name.is_empty() {
                     &c.name
                 } else {
@@ -392,7 +382,8 @@ impl ReleaseDiff {
             }
             s.push('\n');
         }
-        if let Some(os) = &self.os {
+        // The OS section when the OS image changed (the components already list its version).
+        if let Some(os) = self.os.as_ref().filter(|o| o.changed()) {
             let name = if os.display_name.is_empty() {
                 "OS"
             } else {
@@ -400,11 +391,8 @@ impl ReleaseDiff {
             };
             let _ = writeln!(s, "### OS\n");
             match &os.from {
-                Some(f) if os.changed() => {
+                Some(f) => {
                     let _ = writeln!(s, "* {name} {} (upgraded from {f})", os.version);
-                }
-                Some(_) => {
-                    let _ = writeln!(s, "* {name} {} (unchanged)", os.version);
                 }
                 None => {
                     let _ = writeln!(s, "* {name} {} (new)", os.version);

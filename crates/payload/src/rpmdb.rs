@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{invalid, io};
-use crate::source::{blocking, PullSpec, Sources};
+use crate::source::{blocking, Sources};
 
 /// Where an image's rpm database is, first found wins: the rpm 4.19 location (Fedora 42+), the
 /// ostree location (`/usr/share/rpm`, where rpm-ostree moves it), then the classic one.
@@ -187,17 +187,12 @@ pub async fn packages_of(
     spec: &str,
     arch: Option<&str>,
 ) -> crate::Result<Option<Vec<Package>>> {
-    let r: oci::ImageRef = if spec.starts_with("oci:") || spec.starts_with("docker://") {
-        spec.parse()?
-    } else {
-        PullSpec::parse(what, spec)?.image_ref()
-    };
-    let (_, image, _) = crate::info::resolve(sources, what, &r, arch).await?;
-    let (_, layers) = sources.config(what, &image).await?;
-    let mut files = sources
-        .image_files(what, &image, &layers, &RPMDB_PATHS)
-        .await?;
-    let Some(db) = RPMDB_PATHS.iter().find_map(|p| files.remove(*p)) else {
+    let mut files = sources.files_of(what, spec, arch, &RPMDB_PATHS).await?;
+    // The first location that holds a regular file (another may be a link to it).
+    let Some(db) = RPMDB_PATHS
+        .iter()
+        .find_map(|p| files.remove(*p).and_then(Result::ok))
+    else {
         return Ok(None);
     };
     let what = what.to_string();

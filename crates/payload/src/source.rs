@@ -4,6 +4,7 @@
 //! operator manifests extracted from a layer) are cached on disk, so re-assembling a payload after one
 //! component changed reads only that component.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -343,21 +344,23 @@ impl Sources {
         Ok(warnings)
     }
 
-    /// The regular files `paths` (relative, such as `usr/bin/oc`) of the image `found` whose
-    /// layers are `layers`, as the layers stack up. The layers are read from the top down; the
-    /// first that holds a path, or whites it out (`.wh.NAME` of it or of a directory above it, or
-    /// `.wh..wh..opq` in a directory above it, which hides what the layers below have there),
-    /// decides it, and no layer is read once every path is decided. A path the image lacks is
-    /// left out; one that is not a regular file is an error.
+    /// The files `paths` (relative, such as `usr/bin/oc`) of the image `found` whose layers are
+    /// `layers`, as the layers stack up. The layers are read from the top down; the first that
+    /// holds a path, or hides it, decides it, and no layer is read once every path is decided. A
+    /// path is hidden by a whiteout (`.wh.NAME`) of it or of a directory above it, by an opaque
+    /// directory above it (`.wh..wh..opq`, which hides what the layers below have there), or by a
+    /// directory above it replaced with a file or a link. A hard link is read as its target. A
+    /// path the image lacks is left out; one that is not a regular file (a symbolic link, a
+    /// device) maps to an error saying what it is.
     pub async fn image_files(
         &self,
         what: &str,
         found: &Found,
         layers: &[Descriptor],
         paths: &[&str],
-    ) -> Result<std::collections::BTreeMap<String, ImageFile>> {
+    ) -> Result<BTreeMap<String, std::result::Result<ImageFile, String>>> {
         let mut undecided: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-        let mut out = std::collections::BTreeMap::new();
+        let mut out = BTreeMap::new();
         let tmp = tempfile::tempdir().map_err(io(std::env::temp_dir()))?;
         for (i, desc) in layers.iter().enumerate().rev() {
             if undecided.is_empty() {
@@ -365,16 +368,47 @@ impl Sources {
             }
             let file = self.layer_file(what, found, desc, tmp.path(), i).await?;
             let (what2, wanted) = (what.to_string(), undecided.clone());
-            let (files, decided) = blocking(move || {
+            let scan = blocking(move || {
                 let scan = files_of_layer(&what2, &file, &wanted);
                 let _ = std::fs::remove_file(&file);
                 scan
             })
             .await?;
-            undecided.retain(|p| !decided.contains(p));
-            out.extend(files);
+            undecided.retain(|p| !scan.decided.contains(p));
+            out.extend(scan.files);
         }
         Ok(out)
+    }
+
+    /// [`image_files`](Sources::image_files) of the image `spec` (`oci:…`, `docker://…` or a pull
+    /// spec; for a list, its child for `arch`).
+    pub async fn files_of(
+        &self,
+        what: &str,
+        spec: &str,
+        arch: Option<&str>,
+        paths: &[&str],
+    ) -> Result<BTreeMap<String, std::result::Result<ImageFile, String>>> {
+        let r: ImageRef = if spec.starts_with("oci:") || spec.starts_with("docker://") {
+            spec.parse().map_err(|e| invalid(format!("{what}: {e}")))?
+        } else {
+            PullSpec::parse(what, spec)?.image_ref()
+        };
+        let (_, image, _, layers) = self.image_config(what, &r, arch).await?;
+        self.image_files(what, &image, &layers, paths).await
+    }
+
+    /// The image `r` names (for a list, its child for `arch`, see [`pick_child`]): its top
+    /// manifest, the image, and the image's config and layers.
+    pub async fn image_config(
+        &self,
+        what: &str,
+        r: &ImageRef,
+        arch: Option<&str>,
+    ) -> Result<(Found, Found, Config, Vec<Descriptor>)> {
+        let (top, image, _) = crate::info::resolve(self, what, r, arch).await?;
+        let (config, layers) = self.config(what, &image).await?;
+        Ok((top, image, config, layers))
     }
 
     /// A layer as a local file in `dir`, checked against its digest on the way (a tampered blob in a
@@ -426,65 +460,135 @@ pub struct ImageFile {
     pub mtime: u64,
 }
 
-/// What one layer says of `wanted`: the files it holds, and every path it decides (those, and
-/// those it whites out for the layers below).
-#[allow(clippy::type_complexity)]
-fn files_of_layer(
-    what: &str,
-    layer: &Path,
-    wanted: &[String],
-) -> Result<(Vec<(String, ImageFile)>, Vec<String>)> {
+/// What one layer says of the paths wanted.
+struct LayerScan {
+    /// The paths it holds.
+    files: Vec<(String, std::result::Result<ImageFile, String>)>,
+    /// Every path it decides: those it holds, and those it hides from the layers below.
+    decided: Vec<String>,
+}
+
+/// Reads the layer file `layer` for `wanted` (see [`Sources::image_files`]).
+fn files_of_layer(what: &str, layer: &Path, wanted: &[String]) -> Result<LayerScan> {
     let bad = |e: std::io::Error| invalid(format!("{what}: layer: {e}"));
     let under = |p: &str, dir: &str| dir.is_empty() || p.starts_with(&format!("{dir}/"));
-    let mut files = Vec::new();
-    let mut decided: Vec<String> = Vec::new();
+    let normal = |name: &str| {
+        name.trim_start_matches("./")
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string()
+    };
+    let mut scan = LayerScan {
+        files: Vec::new(),
+        decided: Vec::new(),
+    };
+    let decide = |decided: &mut Vec<String>, p: &String| {
+        if !decided.contains(p) {
+            decided.push(p.clone());
+        }
+    };
     let mut opaque: Vec<String> = Vec::new();
+    // Wanted paths that are hard links, and their targets, read in a second pass.
+    let mut links: Vec<(String, String, u64)> = Vec::new();
     let mut archive = tar::Archive::new(decompress(what, layer)?);
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
-        let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
-        let name = name.trim_start_matches("./").trim_start_matches('/');
-        let name = name.trim_end_matches('/');
-        let (dir, base) = name.rsplit_once('/').unwrap_or(("", name));
+        let name = normal(&entry.path().map_err(bad)?.to_string_lossy());
+        let (dir, base) = name.rsplit_once('/').unwrap_or(("", name.as_str()));
+        let kind = entry.header().entry_type();
         if base == ".wh..wh..opq" {
             opaque.push(dir.to_string());
-        } else if let Some(gone) = base.strip_prefix(".wh.") {
+            continue;
+        }
+        if let Some(gone) = base.strip_prefix(".wh.") {
             let gone = if dir.is_empty() {
                 gone.to_string()
             } else {
                 format!("{dir}/{gone}")
             };
-            for p in wanted {
-                if (*p == gone || under(p, &gone)) && !decided.contains(p) {
-                    decided.push(p.clone());
-                }
+            for p in wanted.iter().filter(|p| **p == gone || under(p, &gone)) {
+                decide(&mut scan.decided, p);
             }
-        } else if let Some(path) = wanted.iter().find(|p| p.as_str() == name) {
-            if !entry.header().entry_type().is_file() {
-                return Err(invalid(format!(
-                    "{what}: /{path} is not a regular file in the image"
-                )));
+            continue;
+        }
+        if !kind.is_dir() {
+            // A file or link where a directory of a wanted path was hides what is below it.
+            for p in wanted.iter().filter(|p| under(p, &name)) {
+                decide(&mut scan.decided, p);
             }
-            let mtime = entry.header().mtime().unwrap_or(0);
+        }
+        let Some(path) = wanted.iter().find(|p| **p == name) else {
+            continue;
+        };
+        let mtime = entry.header().mtime().unwrap_or(0);
+        let file = if kind.is_file() {
             let mut data = Vec::new();
             entry
                 .read_to_end(&mut data)
                 .map_err(|e| invalid(format!("{what}: /{path}: {e}")))?;
-            files.push((path.clone(), ImageFile { data, mtime }));
-            if !decided.contains(path) {
-                decided.push(path.clone());
+            Some(Ok(ImageFile { data, mtime }))
+        } else if kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .map_err(bad)?
+                .map(|t| normal(&t.to_string_lossy()))
+                .unwrap_or_default();
+            links.push((path.clone(), target, mtime));
+            None
+        } else {
+            let link = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|t| format!(" to {}", t.display()))
+                .unwrap_or_default();
+            let what_it_is = if kind.is_symlink() {
+                "a symbolic link"
+            } else if kind.is_dir() {
+                "a directory"
+            } else {
+                "a special file"
+            };
+            Some(Err(format!(
+                "/{path} is {what_it_is}{link} in the image, not a regular file"
+            )))
+        };
+        if let Some(f) = file {
+            scan.files.push((path.clone(), f));
+        }
+        decide(&mut scan.decided, path);
+    }
+    if !links.is_empty() {
+        let mut archive = tar::Archive::new(decompress(what, layer)?);
+        let mut targets: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let name = normal(&entry.path().map_err(bad)?.to_string_lossy());
+            if entry.header().entry_type().is_file() && links.iter().any(|(_, t, _)| *t == name) {
+                let mut data = Vec::new();
+                entry
+                    .read_to_end(&mut data)
+                    .map_err(|e| invalid(format!("{what}: /{name}: {e}")))?;
+                targets.insert(name, data);
             }
+        }
+        for (path, target, mtime) in links {
+            let file = match targets.remove(&target) {
+                Some(data) => Ok(ImageFile { data, mtime }),
+                None => Err(format!(
+                    "/{path} is a hard link to /{target}, which its layer does not hold"
+                )),
+            };
+            scan.files.push((path, file));
         }
     }
     // An opaque directory hides what the layers below have in it (not what this layer has).
     for dir in &opaque {
-        for p in wanted {
-            if under(p, dir) && !decided.contains(p) {
-                decided.push(p.clone());
-            }
+        for p in wanted.iter().filter(|p| under(p, dir)) {
+            decide(&mut scan.decided, p);
         }
     }
-    Ok((files, decided))
+    Ok(scan)
 }
 
 /// Open a layer blob as a tar stream: gzip or plain tar; zstd is refused with a clear error.

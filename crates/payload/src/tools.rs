@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use oci::Digest;
 
 use crate::error::{invalid, io};
-use crate::info::{resolve, ReleaseInfo};
+use crate::info::ReleaseInfo;
 use crate::signature::Signer;
-use crate::source::{PullSpec, Sources};
+use crate::source::Sources;
 use crate::{Error, Result};
 
 /// The architecture of a target built for the payload's own architecture (`/usr/bin/oc` of the
@@ -625,8 +625,8 @@ pub async fn extract(
 }
 
 /// The content and mtime of each regular file of `paths` in the image `spec` (for a list, its
-/// `arch` child), as the image's layers stack up: later layers replace earlier ones, whiteouts
-/// delete. A path the image lacks is left out.
+/// `arch` child), as the image's layers stack up ([`Sources::files_of`]). A path the image lacks
+/// is left out; one that is not a regular file is an error.
 async fn read_files(
     sources: &Sources,
     what: &str,
@@ -634,14 +634,14 @@ async fn read_files(
     arch: &str,
     paths: &[&str],
 ) -> Result<BTreeMap<String, (Vec<u8>, u64)>> {
-    let r = PullSpec::parse(what, spec)?.image_ref();
-    let (_, image, _) = resolve(sources, what, &r, Some(arch)).await?;
-    let (_, layers) = sources.config(what, &image).await?;
-    let files = sources.image_files(what, &image, &layers, paths).await?;
-    Ok(files
+    let files = sources.files_of(what, spec, Some(arch), paths).await?;
+    files
         .into_iter()
-        .map(|(p, f)| (p, (f.data, f.mtime)))
-        .collect())
+        .map(|(p, f)| match f {
+            Ok(f) => Ok((p, (f.data, f.mtime))),
+            Err(e) => Err(invalid(format!("{what}: {e}"))),
+        })
+        .collect()
 }
 
 /// Overwrites every marker region of `marker` in `binary` with `value`; whether there was one.

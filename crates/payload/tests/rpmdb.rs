@@ -42,6 +42,11 @@ fn a_database_reads_as_rpm_reads_it() {
     );
 }
 
+/// An image whose only layer has V1's database in /usr/share/rpm.
+fn base_with_db() -> ImageBuilder {
+    ImageBuilder::new("amd64").layer(rpmdb_layer("usr/share/rpm", testkit::rpm::database(V1)))
+}
+
 fn rpmdb_layer(dir: &str, db: Vec<u8>) -> Vec<Entry> {
     let mut entries = Vec::new();
     let mut at = String::new();
@@ -104,7 +109,38 @@ async fn an_image_gives_the_packages_of_its_top_most_database_and_none_once_whit
             "kernel-5.9.13-200.fc33.noarch"
         ]
     );
-    for hidden in ["gone", "opaque"] {
+    // An ostree-style layer: the database is a hard link into the object store, and the classic
+    // location a symbolic link; the link is read as its target.
+    let v1 = testkit::rpm::database(V1);
+    let ostree = ImageBuilder::new("amd64").layer(vec![
+        Entry::dir("sysroot/"),
+        Entry::dir("sysroot/ostree/"),
+        Entry::file("sysroot/ostree/ab.file", v1),
+        Entry::dir("usr/"),
+        Entry::dir("usr/share/"),
+        Entry::dir("usr/share/rpm/"),
+        Entry::hardlink("usr/share/rpm/rpmdb.sqlite", "sysroot/ostree/ab.file"),
+        Entry::dir("var/"),
+        Entry::dir("var/lib/"),
+        Entry::symlink("var/lib/rpm", "../../usr/share/rpm"),
+    ]);
+    ostree.write(&layout, Some("ostree"));
+    let linked = rpmdb::packages_of(&sources, "OS image", &at("ostree"), None)
+        .await
+        .unwrap()
+        .expect("the hard link's target");
+    assert_eq!(linked.len(), 3);
+    assert!(linked
+        .iter()
+        .any(|p| p.to_string() == "zincati-0.0.14-1.fc33.noarch"));
+    // A directory replaced by a link in a later layer hides the database below it.
+    let replaced = base_with_db().layer(vec![
+        Entry::dir("usr/"),
+        Entry::dir("usr/share/"),
+        Entry::symlink("usr/share/rpm", "/elsewhere"),
+    ]);
+    replaced.write(&layout, Some("replaced"));
+    for hidden in ["gone", "opaque", "replaced"] {
         assert_eq!(
             rpmdb::packages_of(&sources, "OS image", &at(hidden), None)
                 .await

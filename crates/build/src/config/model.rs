@@ -1122,8 +1122,9 @@ fn stream(
         additional_images.insert(tag, ck.image_ref(spec.value));
     }
 
+    let os_at = s.os.as_ref().map(|o| o.referenced);
     let os = s.os.and_then(|o| os_source(ck, &field, o));
-    if os.is_some() {
+    if let (Some(_), Some(at)) = (&os, os_at) {
         let marked: Vec<String> = images
             .iter()
             .filter(|i| i.promoted && components[&i.component].images[i.image].os)
@@ -1141,7 +1142,7 @@ fn stream(
                     marked.join(" and ")
                 )
             };
-            ck.at(s.variant.referenced, format!("{field}.os"), why);
+            ck.at(at, format!("{field}.os"), why);
         }
     }
 
@@ -1270,19 +1271,14 @@ fn os_source(ck: &mut Checker, stream_field: &str, o: Spanned<RawOs>) -> Option<
                      digest) or `image` (the repository: release V is REPO:V), or both",
                 );
             }
+            // Every field is checked, so that each problem is reported.
             let metadata = location(ck, m, "metadata");
-            let index = match index {
-                Some(i) => Some(location(ck, i, "index")?),
-                None => None,
-            };
-            let image = match image {
-                Some(i) => Some(image_ref(ck, i.referenced, &i.value, false)?),
-                None => None,
-            };
+            let index = index.map(|i| location(ck, i, "index"));
+            let image = image.map(|i| image_ref(ck, i.referenced, &i.value, false));
             Some(OsSource::Metadata {
                 metadata: metadata?,
-                index,
-                image,
+                index: index.map_or(Some(None), |i| i.map(Some))?,
+                image: image.map_or(Some(None), |i| i.map(Some))?,
             })
         }
         (None, Some(i), _) => {
@@ -1660,7 +1656,7 @@ components:
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
             e[0].starts_with(
-                "forge.yaml:16:14: streams.s.os: no promoted image of the stream is the OS image"
+                "forge.yaml:19:9: streams.s.os: no promoted image of the stream is the OS image"
             ),
             "{e:?}"
         );

@@ -14,6 +14,19 @@ use build::osgate::{self, Candidate, CandidateState};
 use super::{Action, Controller, ControllerError, Report};
 use crate::lifecycle::Phase;
 
+/// How a payload decides a candidate.
+struct Decision<'a> {
+    payload: &'a str,
+    to: CandidateState,
+    /// The event's kind and text.
+    kind: &'a str,
+    what: &'a str,
+    /// Why it was rejected.
+    reason: Option<&'a str>,
+    /// Whether it entered the stream.
+    promoted: bool,
+}
+
 impl Controller {
     /// The OS candidate being tested in `stream`, if the stream follows an OS.
     pub(super) fn os_candidate(&self, stream: &str) -> Result<Option<Candidate>, ControllerError> {
@@ -21,6 +34,32 @@ impl Controller {
             return Ok(None);
         }
         Ok(osgate::testing(&self.forge.state, stream)?)
+    }
+
+    /// Records `d` of candidate `c`: the event first (once per payload and kind), then the
+    /// decision, so a crash between the two repeats neither.
+    fn decide_candidate(
+        &self,
+        stream: &str,
+        c: &Candidate,
+        d: &Decision<'_>,
+        report: &mut Report,
+    ) -> Result<(), ControllerError> {
+        let now = self.now();
+        if self.records().count_events(d.payload, d.kind)? == 0 {
+            self.records()
+                .note(stream, Some(d.payload), d.kind, d.what, now)?;
+        }
+        self.step("os-decide")?;
+        if osgate::decide(&self.forge.state, c.id, d.to, d.payload, d.reason, now)? {
+            report.actions.push(Action::Os {
+                payload: d.payload.to_string(),
+                version: c.version.clone(),
+                accepted: d.to == CandidateState::Accepted,
+                promoted: d.promoted,
+            });
+        }
+        Ok(())
     }
 
     fn follows_os(&self, stream: &str) -> bool {
@@ -47,37 +86,34 @@ impl Controller {
             .into_iter()
             .filter(|p| p.stable_of.is_none())
             .collect();
+        // What the stream's next payload would hold: a payload of exactly that was verified
+        // already, and no other will be cut.
+        let (_, next) = self.snapshot(stream)?;
         for c in &candidates {
-            if !matches!(c.state, CandidateState::Testing | CandidateState::Rejected) {
-                continue;
-            }
-            // Newest first, as the records list them.
+            // The payloads cut since it was proposed decide it (an image tested again after a
+            // revert is decided afresh), and one holding exactly what the stream would cut now;
+            // newest first, as the records list them.
             let carrying: Vec<_> = payloads
                 .iter()
                 .filter(|p| p.inputs.get(&c.tag) == Some(&c.digest))
+                .filter(|p| p.created >= c.created || p.inputs == next)
                 .collect();
-            let now = self.now();
-            if let Some(p) = carrying.iter().find(|p| p.phase == Phase::Accepted) {
-                let newer_accepted = candidates
-                    .iter()
-                    .any(|o| o.id > c.id && o.state == CandidateState::Accepted);
-                if !newer_accepted {
-                    self.step("os-promote")?;
-                    let digest = c.digest.parse().map_err(|e: oci::Error| {
-                        ControllerError::Store(format!("OS candidate {}: {e}", c.digest))
-                    })?;
-                    build::run::promote_tag(&self.forge, stream, &c.tag, &digest, c.build_id)
-                        .await
-                        .map_err(ControllerError::Store)?;
-                }
-                if osgate::decide(
-                    &self.forge.state,
-                    c.id,
-                    CandidateState::Accepted,
-                    &p.name,
-                    None,
-                    now,
-                )? {
+            let accepted_by = carrying.iter().find(|p| p.phase == Phase::Accepted);
+            match (c.state, accepted_by) {
+                (CandidateState::Accepted, _) => {}
+                (_, Some(p)) => {
+                    let newer_accepted = candidates
+                        .iter()
+                        .any(|o| o.id > c.id && o.state == CandidateState::Accepted);
+                    if !newer_accepted {
+                        self.step("os-promote")?;
+                        let digest = c.digest.parse().map_err(|e: oci::Error| {
+                            ControllerError::Store(format!("OS candidate {}: {e}", c.digest))
+                        })?;
+                        build::run::promote_tag(&self.forge, stream, &c.tag, &digest, c.build_id)
+                            .await
+                            .map_err(ControllerError::Store)?;
+                    }
                     let what = if newer_accepted {
                         format!(
                             "OS {} ({}) accepted; the stream keeps the newer OS accepted before it",
@@ -89,52 +125,47 @@ impl Controller {
                             c.version, p.name, c.tag, c.digest
                         )
                     };
-                    self.records()
-                        .note(stream, Some(&p.name), "os-accepted", &what, now)?;
-                    report.actions.push(Action::Os {
-                        payload: p.name.clone(),
-                        version: c.version.clone(),
-                        accepted: true,
+                    let decision = Decision {
+                        payload: &p.name,
+                        to: CandidateState::Accepted,
+                        kind: "os-accepted",
+                        what: &what,
+                        reason: None,
                         promoted: !newer_accepted,
-                    });
+                    };
+                    self.decide_candidate(stream, c, &decision, report)?;
                 }
-            } else if c.state == CandidateState::Testing
-                && !carrying.is_empty()
-                && carrying
-                    .iter()
-                    .all(|p| matches!(p.phase, Phase::Rejected | Phase::Failed))
-            {
-                let p = carrying[0];
-                let reason = format!(
-                    "{} was {}{}",
-                    p.name,
-                    p.phase,
-                    p.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                );
-                if osgate::decide(
-                    &self.forge.state,
-                    c.id,
-                    CandidateState::Rejected,
-                    &p.name,
-                    Some(&reason),
-                    now,
-                )? {
+                (CandidateState::Testing, None)
+                    if !carrying.is_empty()
+                        && carrying
+                            .iter()
+                            .all(|p| matches!(p.phase, Phase::Rejected | Phase::Failed)) =>
+                {
+                    let p = carrying[0];
+                    let reason = format!(
+                        "{} was {}{}",
+                        p.name,
+                        p.phase,
+                        p.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    );
                     let what = format!(
                         "OS {} rejected ({reason}); the stream keeps its OS",
                         c.version
                     );
-                    self.records()
-                        .note(stream, Some(&p.name), "os-rejected", &what, now)?;
-                    report.actions.push(Action::Os {
-                        payload: p.name.clone(),
-                        version: c.version.clone(),
-                        accepted: false,
+                    let decision = Decision {
+                        payload: &p.name,
+                        to: CandidateState::Rejected,
+                        kind: "os-rejected",
+                        what: &what,
+                        reason: Some(&reason),
                         promoted: false,
-                    });
+                    };
+                    self.decide_candidate(stream, c, &decision, report)?;
                 }
+                _ => {}
             }
         }
         Ok(())
