@@ -12,7 +12,7 @@
 //!                            │
 //!        a payload carrying it is Accepted ──► accepted: promoted into the stream's tags
 //!        every payload carrying it failed  ──► rejected: the stream keeps its OS, and says why
-//!        a newer candidate arrived first   ──► superseded
+//!        a newer candidate arrived first, or the build went back to the stream's own ──► superseded
 //! ```
 //!
 //! - [`poll`] reads the source once and records a new release, or why there is none
