@@ -159,7 +159,7 @@ pub enum Proposal {
     StillTesting,
     /// Already rejected (by the payload named): not proposed again.
     Rejected(String),
-    /// Already accepted once (e.g. a revert to it): proposed again.
+    /// Accepted or superseded before (e.g. a revert to it): proposed again, as the newest.
     Retesting,
 }
 

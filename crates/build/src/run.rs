@@ -275,24 +275,10 @@ pub async fn reconcile(
 ) -> Result<Vec<ImageResult>, String> {
     let cfg = &forge.config;
     for s in &req.streams {
-        if !cfg.streams.contains_key(s) {
-            return Err(format!(
-                "no stream '{s}' in the configuration; streams: {}",
-                cfg.streams.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
+        cfg.stream_named(s)?;
     }
     for c in &req.components {
-        if !cfg.components.contains_key(c) {
-            return Err(format!(
-                "no component '{c}' in the configuration; components: {}",
-                cfg.components
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+        cfg.component_named(c)?;
     }
     let mut jobs = Vec::new();
     for (name, stream) in &cfg.streams {
@@ -762,25 +748,16 @@ async fn attempt(
                         })
                     };
                     // Unchanged: the stream already has it, or (an image built but not promoted)
-                    // there is nothing to promote, or it is an OS image its gate knows. A
+                    // there is nothing to promote, or it is an OS image its gate has settled. A
                     // pull-request build reports the reuse.
-                    let known = match job.os && job.promote && current.as_ref() != Some(&digest) {
-                        true => osgate::known(&forge.state, &job.key.stream, &digest.to_string())
-                            .map_err(|e| plain(e.to_string()))?,
-                        false => None,
-                    };
+                    let settled = os_settled(forge, job, &digest).map_err(plain)?;
                     if current.as_ref() == Some(&digest)
                         || (!job.promote && !job.pull)
-                        || known.is_some()
+                        || settled.is_some()
                     {
-                        if job.os && job.promote && current.as_ref() == Some(&digest) {
-                            // What the build wants is the stream's own OS image (a pin to it).
-                            osgate::withdraw(&forge.state, &job.key.stream, osgate::now())
-                                .map_err(|e| plain(e.to_string()))?;
-                        }
                         let mut r = outcome(job, Some(commit), Status::Unchanged);
                         r.digest = Some(digest.to_string());
-                        r.os = os(known);
+                        r.os = os(settled.flatten());
                         return Ok(r);
                     }
                     let id = forge
@@ -1121,10 +1098,8 @@ async fn promote(
         return Ok((false, None));
     }
     if let (true, Some(os)) = (job.os, os) {
-        if current(&forge.state, &job.key).as_ref() == Some(digest) {
-            osgate::withdraw(&forge.state, &job.key.stream, osgate::now())
-                .map_err(|e| e.to_string())?;
-            return Ok((false, None));
+        if let Some(gate) = os_settled(forge, job, digest)? {
+            return Ok((false, gate));
         }
         let p = osgate::propose(
             &forge.state,
@@ -1141,6 +1116,30 @@ async fn promote(
     let promoted =
         promote_tag(forge, &job.key.stream, &job.key.tag, digest, Some(build_id)).await?;
     Ok((promoted, None))
+}
+
+/// For the OS image `digest` of a stream that follows an OS, when the gate has nothing to do with
+/// it: the stream has it (`Some(None)`; a candidate being tested is withdrawn, since the build
+/// went back to the stream's own image, as a pin to it does), or the gate holds it already
+/// (`Some(Some(..))`: being tested, or rejected). `None` for any other image or job.
+fn os_settled(
+    forge: &Forge,
+    job: &Job,
+    digest: &Digest,
+) -> Result<Option<Option<Proposal>>, String> {
+    if !(job.os && job.promote) {
+        return Ok(None);
+    }
+    let fail = |e: crate::state::StateError| e.to_string();
+    if current(&forge.state, &job.key).as_ref() == Some(digest) {
+        osgate::withdraw(&forge.state, &job.key.stream, osgate::now()).map_err(fail)?;
+        return Ok(Some(None));
+    }
+    Ok(
+        osgate::known(&forge.state, &job.key.stream, &digest.to_string())
+            .map_err(fail)?
+            .map(Some),
+    )
 }
 
 /// Points `stream`'s `tag` at `digest`: the store tag first, then the database, so a crash in

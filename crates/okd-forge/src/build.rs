@@ -400,17 +400,7 @@ pub fn stream(cmd: StreamCommand, output: Output) -> Result<()> {
         StreamCommand::History(a) => (a.config.load()?, &a.stream),
         StreamCommand::Builds(a) => (a.config.load()?, &a.stream),
     };
-    if !config.streams.contains_key(name) {
-        bail!(
-            "no stream '{name}' in the configuration; streams: {}",
-            config
-                .streams
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    config.stream_named(name).map_err(anyhow::Error::msg)?;
     let state = State::open(&config.state)?;
     match &cmd {
         StreamCommand::Tags(_) => {

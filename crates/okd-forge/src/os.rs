@@ -160,17 +160,7 @@ fn select(config: &Config, named: &[String]) -> Result<Vec<String>> {
         .map(|(n, _)| n.clone())
         .collect();
     for n in named {
-        if !config.streams.contains_key(n) {
-            bail!(
-                "no stream '{n}' in the configuration; streams: {}",
-                config
-                    .streams
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        config.stream_named(n).map_err(anyhow::Error::msg)?;
         if !following.contains(n) {
             bail!("stream '{n}' follows no OS: give it an `os:` source in forge.yaml");
         }

@@ -354,23 +354,11 @@ pub fn targets(
     stream: Option<&str>,
     component: Option<&str>,
 ) -> Result<Vec<Target>, String> {
-    let names = |keys: Vec<&String>| {
-        keys.into_iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if let Some(s) = stream.filter(|s| !config.streams.contains_key(*s)) {
-        return Err(format!(
-            "no stream '{s}' in the configuration; streams: {}",
-            names(config.streams.keys().collect())
-        ));
+    if let Some(s) = stream {
+        config.stream_named(s)?;
     }
-    if let Some(c) = component.filter(|c| !config.components.contains_key(*c)) {
-        return Err(format!(
-            "no component '{c}' in the configuration; components: {}",
-            names(config.components.keys().collect())
-        ));
+    if let Some(c) = component {
+        config.component_named(c)?;
     }
     let found: BTreeSet<Target> = config
         .streams

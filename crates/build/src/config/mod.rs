@@ -118,8 +118,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, &path.display().to_string(), base)
+    // Absolute, so that what the file names (layouts buildah reads, the state, the store) stays
+    // where it is whatever directory a later step runs in.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    parse(&text, &path.display().to_string(), &base)
 }
 
 /// Parses and validates configuration `text`; `file` names it in errors and relative paths are

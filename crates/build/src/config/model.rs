@@ -341,6 +341,26 @@ impl Config {
         })
     }
 
+    /// The stream `name`, or an error listing the streams there are.
+    pub fn stream_named(&self, name: &str) -> Result<&Stream, String> {
+        self.streams.get(name).ok_or_else(|| {
+            format!(
+                "no stream '{name}' in the configuration; streams: {}",
+                names(self.streams.keys())
+            )
+        })
+    }
+
+    /// The component `name`, or an error listing the components there are.
+    pub fn component_named(&self, name: &str) -> Result<&Component, String> {
+        self.components.get(name).ok_or_else(|| {
+            format!(
+                "no component '{name}' in the configuration; components: {}",
+                names(self.components.keys())
+            )
+        })
+    }
+
     /// The stream tag of `stream`'s OS image: its promoted `os: true` image, when the stream
     /// follows an OS.
     pub fn os_tag(&self, stream: &str) -> Option<&str> {
@@ -1188,14 +1208,7 @@ fn os_source(ck: &mut Checker, stream_field: &str, o: Spanned<RawOs>) -> Option<
     // An image reference as okd-forge reads it: `docker://…`, `oci:DIR[…]`, or a bare pull spec.
     let image_ref = |ck: &mut Checker, at: Location, value: &str, tagged: bool| {
         let text = if value.starts_with("oci:") || value.starts_with("docker://") {
-            // Recorded releases name the layout by an absolute path, which buildah needs.
-            match ck.image_ref(value.to_string()).strip_prefix("oci:") {
-                Some(rest) => format!(
-                    "oci:{}",
-                    std::path::absolute(rest).map_or(rest.to_string(), |p| p.display().to_string())
-                ),
-                None => value.to_string(),
-            }
+            ck.image_ref(value.to_string())
         } else {
             format!("docker://{value}")
         };
